@@ -1,0 +1,75 @@
+"""What Airflow learns about this package (entry point ``apache_airflow_provider``).
+
+Connection form fields are declared here rather than through the hook's
+``get_ui_field_behaviour``/``get_connection_form_widgets``: since Airflow 3.2 those methods are
+deprecated and silently ignored on installs without the FAB provider.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_provider_openai_usage import __version__
+
+PACKAGE = "airflow_provider_openai_usage"
+
+#: Connection extras, with their defaults; the hook reads the same table.
+CONNECTION_EXTRAS: dict[str, dict[str, Any]] = {
+    "timeout": {
+        "label": "Read timeout (seconds)",
+        "description": "Seconds to wait for each answer before retrying the page.",
+        "schema": {"type": ["number", "null"], "minimum": 1},
+        "default": 60,
+    },
+    "max_retries": {
+        "label": "Retries per page",
+        "description": "Retries of a page on 429, 5xx, timeouts and dropped connections.",
+        "schema": {"type": ["integer", "null"], "minimum": 0},
+        "default": 6,
+    },
+    "max_retry_wait": {
+        "label": "Retry wait budget (seconds)",
+        "description": "Total seconds a page may spend waiting between retries before the task fails.",
+        "schema": {"type": ["number", "null"], "minimum": 0},
+        "default": 300,
+    },
+}
+
+
+def get_provider_info() -> dict[str, Any]:
+    return {
+        "package-name": "airflow-provider-openai-usage",
+        "name": "OpenAI Usage",
+        "description": "Pulls OpenAI's organization Usage and Costs API into partitioned object storage.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "OpenAI Usage",
+                "external-doc-url": "https://platform.openai.com/docs/api-reference/usage",
+                "tags": ["service"],
+            }
+        ],
+        "hooks": [{"integration-name": "OpenAI Usage", "python-modules": [f"{PACKAGE}.hooks.usage"]}],
+        "operators": [{"integration-name": "OpenAI Usage", "python-modules": [f"{PACKAGE}.operators.usage"]}],
+        "sensors": [{"integration-name": "OpenAI Usage", "python-modules": [f"{PACKAGE}.sensors.usage"]}],
+        "triggers": [{"integration-name": "OpenAI Usage", "python-modules": [f"{PACKAGE}.triggers.usage"]}],
+        "connection-types": [
+            {
+                "connection-type": "openai_usage",
+                "hook-class-name": f"{PACKAGE}.hooks.usage.OpenAIUsageHook",
+                "hook-name": "OpenAI Usage",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "port", "login"],
+                    "relabeling": {"password": "Admin API key", "host": "Base URL"},
+                    "placeholders": {
+                        "password": "sk-admin-... (an organization admin key with api.usage.read)",
+                        "host": "https://api.openai.com/v1 (leave empty for OpenAI)",
+                    },
+                },
+                "conn-fields": {
+                    name: {k: v for k, v in spec.items() if k != "default"} | {"schema": {**spec["schema"], "default": spec["default"]}}
+                    for name, spec in CONNECTION_EXTRAS.items()
+                },
+            }
+        ],
+    }

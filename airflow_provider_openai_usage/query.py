@@ -1,0 +1,203 @@
+"""A validated request for one endpoint and range: refused here, before any HTTP, or sent as is.
+
+Hook, operators, sensors and the trigger all build a ``UsageQuery``, so every caller refuses the
+same inputs with the same words: the parameter, the bad value, and what is allowed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Union
+
+from airflow_provider_openai_usage.endpoints import WIDTH_SECONDS, Endpoint, get_endpoint
+from airflow_provider_openai_usage.exceptions import OpenAIUsageValidationError
+
+TimeLike = Union[int, dt.datetime, str]
+
+
+def to_unix_seconds(value: Any, name: str) -> int:
+    """Accept int seconds, aware datetimes and ISO-8601 strings with an offset; refuse naive times.
+
+    Naive datetimes are refused because OpenAI's buckets are UTC and guessing a zone shifts days.
+    Strings come from rendered templates (``{{ data_interval_start }}``).
+    """
+    if isinstance(value, bool):
+        raise OpenAIUsageValidationError(f"{name}={value!r} is not a time; pass int Unix seconds or an aware datetime")
+    if isinstance(value, int):
+        if value < 0:
+            raise OpenAIUsageValidationError(f"{name}={value!r} is negative; pass Unix seconds >= 0")
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lstrip("-").isdigit():
+            return to_unix_seconds(int(text), name)
+        try:
+            value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise OpenAIUsageValidationError(
+                f"{name}={value!r} is not a time; pass int Unix seconds, an aware datetime or an ISO-8601 string "
+                "with an offset such as '2026-11-03T00:00:00+00:00'"
+            ) from None
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
+            raise OpenAIUsageValidationError(
+                f"{name}={value!r} is a naive datetime; OpenAI buckets are UTC, so pass an aware datetime "
+                "(e.g. datetime(..., tzinfo=timezone.utc) or pendulum.datetime(..., tz='UTC'))"
+            )
+        seconds = value.timestamp()
+        if seconds != int(seconds):
+            raise OpenAIUsageValidationError(f"{name}={value.isoformat()} has sub-second precision; buckets start on whole seconds")
+        return int(seconds)
+    raise OpenAIUsageValidationError(
+        f"{name}={value!r} ({type(value).__name__}) is not a time; pass int Unix seconds or an aware datetime"
+    )
+
+
+def _allowed(values: Iterable[str]) -> str:
+    return ", ".join(values) or "(none)"
+
+
+def _normalize_group_by(endpoint: Endpoint, group_by: Any) -> tuple[str, ...]:
+    if group_by is None:
+        return ()
+    if isinstance(group_by, str):
+        group_by = [g for g in group_by.split(",") if g]
+    if not isinstance(group_by, (list, tuple)):
+        raise OpenAIUsageValidationError(
+            f"group_by={group_by!r} must be a list of field names; allowed for {endpoint.key}: "
+            f"{_allowed(endpoint.group_by)}"
+        )
+    for value in group_by:
+        if value not in endpoint.group_by:
+            raise OpenAIUsageValidationError(
+                f"group_by value {value!r} is not allowed for endpoint {endpoint.key!r}; allowed: "
+                f"{_allowed(endpoint.group_by)}"
+            )
+    if len(set(group_by)) != len(group_by):
+        raise OpenAIUsageValidationError(f"group_by={list(group_by)!r} repeats a value")
+    # Registry order, so equal groupings give equal queries and cursors.
+    return tuple(g for g in endpoint.group_by if g in group_by)
+
+
+def _normalize_filters(endpoint: Endpoint, filters: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    out: list[tuple[str, Any]] = []
+    for name, value in filters.items():
+        if name not in endpoint.filter_names:
+            raise OpenAIUsageValidationError(
+                f"filter {name!r} is not accepted by endpoint {endpoint.key!r}; allowed: "
+                f"{_allowed(endpoint.filter_names)}"
+            )
+        spec = endpoint.filter(name)
+        if value is None:
+            continue
+        if spec.kind == "bool":
+            if not isinstance(value, bool):
+                raise OpenAIUsageValidationError(
+                    f"filter {name}={value!r} must be a bool (True: only {spec.dimension} rows, False: only non-"
+                    f"{spec.dimension} rows; leave it out for both)"
+                )
+            out.append((name, value))
+            continue
+        values = [value] if isinstance(value, str) else value
+        if not isinstance(values, (list, tuple)) or not values or not all(isinstance(v, str) and v for v in values):
+            raise OpenAIUsageValidationError(
+                f"filter {name}={value!r} must be a non-empty list of non-empty strings"
+            )
+        if spec.enum is not None:
+            for v in values:
+                if v not in spec.enum:
+                    raise OpenAIUsageValidationError(
+                        f"filter {name} value {v!r} is not allowed; allowed: {_allowed(spec.enum)}"
+                    )
+        out.append((name, tuple(values)))
+    return tuple(sorted(out))
+
+
+@dataclass(frozen=True)
+class UsageQuery:
+    """Everything one paged request sequence sends, validated and normalized."""
+
+    endpoint: Endpoint
+    start_time: int
+    end_time: int
+    bucket_width: str
+    group_by: tuple[str, ...]
+    filters: tuple[tuple[str, Any], ...]
+
+    @classmethod
+    def build(
+        cls,
+        endpoint: str,
+        start_time: Any,
+        end_time: Any,
+        *,
+        bucket_width: str = "1d",
+        group_by: Any = None,
+        filters: Mapping[str, Any] | None = None,
+    ) -> UsageQuery:
+        ep = get_endpoint(endpoint)
+        if bucket_width not in ep.bucket_widths:
+            raise OpenAIUsageValidationError(
+                f"bucket_width={bucket_width!r} is not allowed for endpoint {ep.key!r}; allowed: "
+                f"{_allowed(ep.bucket_widths)}"
+            )
+        if filters is not None and not isinstance(filters, Mapping):
+            raise OpenAIUsageValidationError(f"filters={filters!r} must be a mapping of filter name to value")
+        start = to_unix_seconds(start_time, "start_time")
+        end = to_unix_seconds(end_time, "end_time")
+        if end <= start:
+            raise OpenAIUsageValidationError(
+                f"end_time ({end}) must be after start_time ({start}); the range is [start_time, end_time) "
+                "and an empty or inverted range has no buckets"
+            )
+        return cls(
+            endpoint=ep,
+            start_time=start,
+            end_time=end,
+            bucket_width=bucket_width,
+            group_by=_normalize_group_by(ep, group_by),
+            filters=_normalize_filters(ep, filters or {}),
+        )
+
+    @property
+    def width_seconds(self) -> int:
+        return WIDTH_SECONDS[self.bucket_width]
+
+    @property
+    def limit(self) -> int:
+        """Always the maximum: the fewest pages for the range (limit counts buckets, not results)."""
+        return self.endpoint.max_limit(self.bucket_width)
+
+    def params(self) -> list[tuple[str, str]]:
+        """Query parameters in the official SDKs' encoding (``group_by[]=a&group_by[]=b``)."""
+        params: list[tuple[str, str]] = [
+            ("start_time", str(self.start_time)),
+            ("end_time", str(self.end_time)),
+            ("bucket_width", self.bucket_width),
+            ("limit", str(self.limit)),
+        ]
+        params += [("group_by[]", g) for g in self.group_by]
+        for name, value in self.filters:
+            if isinstance(value, bool):
+                params.append((name, "true" if value else "false"))
+            else:
+                params += [(f"{name}[]", v) for v in value]
+        return params
+
+    def expected_bucket_starts(self, until: int | None = None) -> list[int]:
+        """Bucket starts the API returns for the range: the first is clipped to start_time."""
+        end = self.end_time if until is None else min(self.end_time, until)
+        starts = []
+        t = self.start_time
+        while t < end:
+            starts.append(t)
+            t = (t // self.width_seconds + 1) * self.width_seconds
+        return starts
+
+    def describe(self) -> str:
+        def iso(t: int) -> str:
+            return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+        return f"{self.endpoint.key} [{iso(self.start_time)}, {iso(self.end_time)}) {self.bucket_width}"

@@ -1,0 +1,35 @@
+"""``python -m airflow_provider_openai_usage.testing serve --port PORT [--key KEY] [--seed N]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from airflow_provider_openai_usage.testing.server import DEFAULT_KEY, FakeOpenAIUsageAPI, serve_forever
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m airflow_provider_openai_usage.testing")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="serve the fake OpenAI usage API on loopback until interrupted")
+    serve.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: any free port)")
+    serve.add_argument("--key", default=DEFAULT_KEY, help="the admin key clients must send as Bearer token")
+    serve.add_argument("--seed", type=int, default=0, help="seed of the synthetic organization's usage")
+    serve.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
+    serve.add_argument("--amount-format", choices=("number", "string", "mixed"), default="number")
+    args = parser.parse_args(argv)
+
+    api = FakeOpenAIUsageAPI(key=args.key, seed=args.seed, port=args.port)
+    api.controls.latency = args.latency
+    api.controls.amount_format = args.amount_format
+
+    def ready(started: FakeOpenAIUsageAPI) -> None:
+        # One parseable line, so scripts can wait for it instead of sleeping.
+        print(f"fake OpenAI usage API listening on {started.base_url}", flush=True)
+
+    serve_forever(api, ready)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,184 @@
+"""Deterministic synthetic usage for the fake API: events per day, aggregated on demand.
+
+Usage is generated as a handful of seeded *events* per endpoint and UTC day, each carrying a value
+for every dimension and every metric. A query filters the events, cuts them into buckets of the
+requested width and sums them per group. Because every answer is a sum over the same events, any
+grouping or width sums to the ungrouped totals, exactly as OpenAI promises.
+
+Only synthetic-data choices live here (which models, how many tokens); every API fact (dimensions,
+metrics, filters, enums) is read from the endpoint registry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any
+
+from airflow_provider_openai_usage.endpoints import ENDPOINTS, Endpoint
+
+DAY = 86400
+
+#: Which models a synthetic organization uses per endpoint (data, not API facts).
+DEFAULT_MODELS: Mapping[str, tuple[str, ...]] = {
+    "completions": ("gpt-4o-2024-08-06", "gpt-4o-mini-2024-07-18", "o3-2025-04-16"),
+    "embeddings": ("text-embedding-3-small", "text-embedding-3-large"),
+    "moderations": ("omni-moderation-latest",),
+    "images": ("gpt-image-1", "dall-e-3"),
+    "audio_speeches": ("gpt-4o-mini-tts", "tts-1"),
+    "audio_transcriptions": ("gpt-4o-transcribe", "whisper-1"),
+    "web_search_calls": ("gpt-4o-2024-08-06", "gpt-4.1-2025-04-14"),
+}
+GENERIC_MODELS = ("gpt-4o-2024-08-06",)
+
+
+@dataclass(frozen=True)
+class FakeOrganization:
+    """Who uses the synthetic organization: the pools dimension values are drawn from."""
+
+    seed: int = 0
+    projects: tuple[str, ...] = ("proj_alpha", "proj_beta", "proj_gamma")
+    users: tuple[str, ...] = ("user-ada", "user-grace", "user-alan", "user-linus")
+    api_keys: tuple[str, ...] = ("key_ci", "key_prod", "key_notebook")
+    vector_stores: tuple[str, ...] = ("vs_docs", "vs_tickets")
+    service_tiers: tuple[str, ...] = ("default", "flex", "priority")
+    #: (endpoint key, models) pairs; a tuple so the organization stays hashable (it keys a cache).
+    models: tuple[tuple[str, tuple[str, ...]], ...] = tuple(DEFAULT_MODELS.items())
+
+    def models_for(self, endpoint_key: str) -> tuple[str, ...]:
+        return dict(self.models).get(endpoint_key, GENERIC_MODELS)
+    #: Mean events per endpoint and day; roughly one day in ten has none (empty buckets).
+    events_per_day: int = 12
+
+
+@dataclass(frozen=True)
+class Event:
+    minute: int  # Unix seconds of the minute the usage happened in
+    dims: tuple[tuple[str, Any], ...]
+    metrics: tuple[tuple[str, Any], ...]
+
+
+def _line_items(org: FakeOrganization) -> list[tuple[str, str]]:
+    """Costs line items, shaped like the ones third-party fixtures show ("<model>, input")."""
+    items = []
+    for model in org.models_for("completions"):
+        items += [(f"{model}, input", "tokens"), (f"{model}, output", "tokens")]
+    items += [("web search tool calls", "1000_tokens"), ("vector store storage", "gibibyte_hours")]
+    return items
+
+
+def _dimension_pool(org: FakeOrganization, endpoint: Endpoint, dimension: str) -> Sequence[Any]:
+    for f in endpoint.filters:
+        if f.dimension == dimension and f.enum:
+            return f.enum
+    pools: dict[str, Sequence[Any]] = {
+        "project_id": org.projects,
+        "user_id": org.users,
+        "api_key_id": org.api_keys,
+        "vector_store_id": org.vector_stores,
+        "service_tier": org.service_tiers,
+        "batch": (False, True),
+        "model": org.models_for(endpoint.key),
+        "line_item": [name for name, _unit in _line_items(org)],
+    }
+    return pools[dimension]
+
+
+def _metrics(endpoint: Endpoint, rng: random.Random, dims: Mapping[str, Any], org: FakeOrganization) -> dict[str, Any]:
+    """Realistic metric values; completions keep the spec's token identities."""
+    names = {c.name for c in endpoint.metrics}
+    out: dict[str, Any] = {}
+    if "input_cached_tokens" in names:
+        text, audio, image = rng.randint(200, 40000), rng.choice((0, 0, rng.randint(10, 900))), rng.choice((0, rng.randint(50, 3000)))
+        c_text, c_audio, c_image = rng.randint(0, text), rng.choice((0, audio // 2)), rng.choice((0, image // 3))
+        write = rng.randint(0, 2000)
+        o_text, o_audio, o_image = rng.randint(20, 8000), rng.choice((0, 0, rng.randint(5, 400))), rng.choice((0, 0, 0, rng.randint(100, 4000)))
+        out.update(
+            input_text_tokens=text, input_audio_tokens=audio, input_image_tokens=image,
+            input_cached_text_tokens=c_text, input_cached_audio_tokens=c_audio, input_cached_image_tokens=c_image,
+            input_cache_write_tokens=write, output_text_tokens=o_text, output_audio_tokens=o_audio,
+            output_image_tokens=o_image,
+            input_uncached_tokens=text + audio + image,
+            input_cached_tokens=c_text + c_audio + c_image,
+            output_tokens=o_text + o_audio + o_image,
+        )
+        out["input_tokens"] = out["input_cached_tokens"] + write + out["input_uncached_tokens"]
+    ranges = {
+        "input_tokens": (50, 90000), "num_model_requests": (1, 400), "images": (1, 30), "characters": (40, 20000),
+        "seconds": (3, 3600), "usage_bytes": (10_000, 50_000_000), "num_sessions": (1, 20), "num_requests": (1, 60),
+    }
+    for name in names - out.keys():
+        if name in ranges:
+            out[name] = rng.randint(*ranges[name])
+    if "amount_value" in names:
+        units = dict(_line_items(org))
+        # Ten decimals, like per-token prices; sums stay exact as Decimals.
+        out["amount_value"] = Decimal(rng.randint(1, 9_000_000_000)).scaleb(-10)
+        out["amount_currency"] = "usd"
+        out["quantity"] = Decimal(rng.randint(1, 2_000_000))
+        out["quantity_unit"] = units[dims["line_item"]]
+    return out
+
+
+@lru_cache(maxsize=8192)
+def day_events(org: FakeOrganization, endpoint_key: str, day_start: int, revision: int = 0) -> tuple[Event, ...]:
+    """The usage of one endpoint on one UTC day; ``revision`` > 0 models OpenAI's late revisions."""
+    endpoint = ENDPOINTS[endpoint_key]
+    digest = hashlib.sha256(f"{org.seed}:{endpoint_key}:{day_start}:{revision}".encode()).digest()
+    rng = random.Random(int.from_bytes(digest[:8], "big"))
+    if rng.random() < 0.1:
+        return ()
+    events = []
+    for _ in range(rng.randint(1, 2 * org.events_per_day)):
+        minute = day_start + 60 * rng.randrange(DAY // 60)
+        dims = {d.name: rng.choice(list(_dimension_pool(org, endpoint, d.name))) for d in endpoint.dimensions}
+        metrics = _metrics(endpoint, rng, dims, org)
+        events.append(Event(minute, tuple(sorted(dims.items())), tuple(sorted(metrics.items()))))
+    events.sort(key=lambda e: e.minute)
+    return tuple(events)
+
+
+def matches(event: Event, filters: Mapping[str, Iterable[Any]]) -> bool:
+    dims = dict(event.dims)
+    return all(dims[dim] in allowed for dim, allowed in filters.items())
+
+
+def aggregate(
+    endpoint: Endpoint, events: Iterable[Event], group_by: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Sum events per group into result objects shaped as the spec's ``*Result`` schemas."""
+    groups: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for event in events:
+        dims = dict(event.dims)
+        key = tuple(dims[g] for g in group_by)
+        totals = groups.setdefault(key, {})
+        for name, value in event.metrics:
+            if isinstance(value, (int, Decimal)) and not isinstance(value, bool):
+                totals[name] = totals.get(name, 0) + value
+            else:
+                totals.setdefault(name, value)
+    results = []
+    for key in sorted(groups, key=lambda k: tuple((v is None, str(v)) for v in k)):
+        values = dict(zip(group_by, key))
+        totals = groups[key]
+        if "quantity" in totals and "line_item" not in group_by:
+            # A quantity only has a unit per line item; the API sends both as null otherwise.
+            totals = {**totals, "quantity": None, "quantity_unit": None}
+        result: dict[str, Any] = {"object": endpoint.result_object}
+        for column in endpoint.metrics:
+            value = totals.get(column.name)
+            _set_path(result, column.path, value)
+        for column in endpoint.dimensions:
+            result[column.name] = values.get(column.name)
+        results.append(result)
+    return results
+
+
+def _set_path(target: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    for part in path[:-1]:
+        target = target.setdefault(part, {})
+    target[path[-1]] = value

@@ -1,0 +1,90 @@
+"""Fault injection for the fake API: what can go wrong between a client and OpenAI, on demand.
+
+Faults are taken from a schedule in order (one per matching request) or drawn at a seeded rate, so
+a failing test replays exactly.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+FaultKind = Literal["status", "drop", "truncate", "garbage", "slow"]
+RETRYABLE_STATUSES = (429, 500, 502, 503, 504)
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One injected failure.
+
+    - ``status``: answer ``status`` with OpenAI's error body (and ``Retry-After`` if given);
+    - ``drop``: close the connection without answering;
+    - ``truncate``: announce the whole body, send half of it, close;
+    - ``garbage``: answer 200 with a body that is not JSON;
+    - ``slow``: wait ``delay`` seconds, then answer normally (a read timeout if the client gives up).
+    ``path`` limits the fault to requests whose path ends with it.
+    """
+
+    kind: FaultKind
+    status: int = 500
+    retry_after: int | None = None
+    delay: float = 0.0
+    path: str | None = None
+
+    def applies_to(self, path: str) -> bool:
+        return self.path is None or path.endswith(self.path)
+
+    def describe(self) -> str:
+        if self.kind == "status":
+            return f"{self.status}" + (f" retry-after={self.retry_after}" if self.retry_after is not None else "")
+        return self.kind if self.kind != "slow" else f"slow {self.delay}s"
+
+
+def status(code: int, retry_after: int | None = None, path: str | None = None) -> Fault:
+    return Fault("status", status=code, retry_after=retry_after, path=path)
+
+
+class FaultPlan:
+    """Thread-safe source of faults for the server's handler threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queue: deque[Fault] = deque()
+        self._rate = 0.0
+        self._kinds: tuple[Fault, ...] = ()
+        self._rng = random.Random(0)
+
+    def schedule(self, faults: Iterable[Fault]) -> None:
+        """Queue faults; each is used once, by the next request it applies to."""
+        with self._lock:
+            self._queue.extend(faults)
+
+    def at_rate(self, rate: float, faults: Iterable[Fault], seed: int = 0) -> None:
+        """Fail a seeded fraction of requests with a fault drawn from ``faults``."""
+        with self._lock:
+            self._rate, self._kinds, self._rng = rate, tuple(faults), random.Random(seed)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._queue.clear()
+            self._rate, self._kinds = 0.0, ()
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._queue)
+
+    def next_for(self, path: str) -> Fault | None:
+        with self._lock:
+            for i, fault in enumerate(self._queue):
+                if fault.applies_to(path):
+                    del self._queue[i]
+                    return fault
+            if self._kinds and self._rng.random() < self._rate:
+                fault = self._rng.choice(self._kinds)
+                return fault if fault.applies_to(path) else None
+        return None

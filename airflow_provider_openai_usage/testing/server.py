@@ -1,0 +1,428 @@
+"""A real HTTP server on loopback that answers like OpenAI's Usage and Costs API.
+
+It serves every registry endpoint with deterministic data, OpenAI's paging (``limit`` buckets per
+page, opaque ``next_page`` cursors), its error bodies, and injected faults; it logs every request it
+received so tests can prove what a client did (and did not) send.
+
+Choices where OpenAI documents nothing (written down in docs/fake-api.md):
+- an ``end_time`` after "now" is clipped to now: the last bucket ends at now, as the real API does
+  when ``end_time`` is omitted;
+- parameters it does not know, and malformed ones, get a 400 with OpenAI's error body;
+- a cursor only continues the query it was issued for (every original parameter must be resent).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from airflow_provider_openai_usage.endpoints import ENDPOINTS, WIDTH_SECONDS, Endpoint
+from airflow_provider_openai_usage.testing.data import DAY, FakeOrganization, aggregate, day_events, matches
+from airflow_provider_openai_usage.testing.faults import Fault, FaultPlan
+
+DEFAULT_KEY = "sk-admin-fake-openai-usage-key"
+SCALARS = ("start_time", "end_time", "bucket_width", "limit", "page")
+
+
+class BadRequest(Exception):
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+@dataclass
+class FakeControls:
+    """Knobs a test turns between requests to make data appear, change or page differently."""
+
+    #: Unix seconds the server believes it is; None means the real clock.
+    now: int | None = None
+    #: Nothing at or after this time is reported yet (OpenAI's reporting delay); None: up to now.
+    available_until: int | None = None
+    #: Per-UTC-day revision (day start → n); bumping one changes that day's numbers (late revisions).
+    revisions: dict[int, int] = field(default_factory=dict)
+    #: Serve at most this many buckets per page whatever ``limit`` says (forces many pages).
+    page_size_cap: int | None = None
+    #: Extra latency added to every answer, seconds (benchmarks).
+    latency: float = 0.0
+    #: How costs amounts are sent: "number" (as the spec says), "string" (a string with 28 decimals,
+    #: as the API has been seen doing), or "mixed" (alternating per bucket).
+    amount_format: str = "number"
+
+    def current_time(self) -> int:
+        return int(time.time()) if self.now is None else self.now
+
+    def visible_until(self) -> int:
+        now = self.current_time()
+        return now if self.available_until is None else min(now, self.available_until)
+
+
+@dataclass(frozen=True)
+class LoggedRequest:
+    method: str
+    path: str
+    query: tuple[tuple[str, str], ...]
+    status: int
+    fault: str | None
+    at: float
+
+    def params(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for k, v in self.query:
+            out.setdefault(k, []).append(v)
+        return out
+
+
+def _error_body(message: str, type_: str, param: str | None = None, code: str | None = None) -> bytes:
+    return json.dumps({"error": {"message": message, "type": type_, "param": param, "code": code}}).encode()
+
+
+_DECIMAL_MARK = "__decimal__:"
+_DECIMAL_RE = re.compile(r'"__decimal__:(-?[0-9]+(?:\.[0-9]+)?)"')
+
+
+def _dumps(payload: Any) -> bytes:
+    """JSON with Decimals written as exact number literals (``json`` would make them floats)."""
+
+    def swap(obj: Any) -> Any:
+        if isinstance(obj, Decimal):
+            return _DECIMAL_MARK + format(obj, "f")
+        if isinstance(obj, dict):
+            return {k: swap(v) for k, v in obj.items()}
+        if isinstance(obj, list):
+            return [swap(v) for v in obj]
+        return obj
+
+    return _DECIMAL_RE.sub(r"\1", json.dumps(swap(payload))).encode()
+
+
+class UsageAPI:
+    """The request → response logic, independent of sockets so it is easy to reason about."""
+
+    def __init__(self, org: FakeOrganization, key: str, project_keys: Iterable[str], controls: FakeControls) -> None:
+        self.org = org
+        self.key = key
+        self.project_keys = frozenset(project_keys)
+        self.controls = controls
+        self.routes: Mapping[str, Endpoint] = {f"/v1{e.path}": e for e in ENDPOINTS.values()}
+
+    def handle(self, path: str, query: list[tuple[str, str]], authorization: str | None) -> tuple[int, dict[str, str], bytes]:
+        endpoint = self.routes.get(path.rstrip("/"))
+        if endpoint is None:
+            return 404, {}, _error_body(f"Invalid URL (GET {path})", "invalid_request_error")
+        token = (authorization or "").removeprefix("Bearer ").strip() if (authorization or "").startswith("Bearer ") else None
+        if token in self.project_keys:
+            return 401, {}, _error_body(
+                "You have insufficient permissions for this operation. Missing scopes: api.usage.read. "
+                "Check that you have the correct role in your organization (Reader, Writer, Owner) and project "
+                "(Member, Owner), and if you're using a restricted API key, that it has the necessary scopes.",
+                "invalid_request_error",
+            )
+        if token != self.key:
+            shown = (token[:3] + "*" * 4 + token[-4:]) if token else ""
+            message = (
+                f"Incorrect API key provided: {shown}. You can find your API key at https://platform.openai.com/account/api-keys."
+                if token
+                else "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
+            )
+            return 401, {}, _error_body(message, "invalid_request_error", code="invalid_api_key" if token else None)
+        try:
+            page = self.page(endpoint, query)
+        except BadRequest as exc:
+            return 400, {}, _error_body(str(exc), "invalid_request_error", param=exc.param)
+        return 200, {}, _dumps(page)
+
+    # -- parameters -------------------------------------------------------------------------------
+    def _parse(self, endpoint: Endpoint, query: list[tuple[str, str]]) -> dict[str, Any]:
+        arrays = {"group_by"} | {f.name for f in endpoint.filters if f.kind == "strings"}
+        bools = {f.name for f in endpoint.filters if f.kind == "bool"}
+        scalars: dict[str, str] = {}
+        lists: dict[str, list[str]] = {}
+        for raw_key, value in query:
+            key = raw_key[:-2] if raw_key.endswith("[]") else raw_key
+            if key in arrays:
+                # All three encodings seen in the wild: k=a&k=b, k[]=a&k[]=b, k=a,b.
+                lists.setdefault(key, []).extend(v for v in value.split(",") if v)
+            elif key in SCALARS or key in bools:
+                if key in scalars or raw_key.endswith("[]"):
+                    raise BadRequest(f"Parameter '{key}' must be given once.", key)
+                scalars[key] = value
+            else:
+                raise BadRequest(f"Unrecognized request argument supplied: {raw_key}", raw_key)
+        out: dict[str, Any] = {"lists": lists}
+        if "start_time" not in scalars:
+            raise BadRequest("Missing required parameter: 'start_time'.", "start_time")
+        for name in ("start_time", "end_time", "limit"):
+            if name in scalars:
+                try:
+                    out[name] = int(scalars[name])
+                except ValueError:
+                    raise BadRequest(f"Invalid '{name}': expected an integer, got {scalars[name]!r}.", name) from None
+        width = scalars.get("bucket_width", "1d")
+        if width not in endpoint.bucket_widths:
+            raise BadRequest(
+                f"Invalid 'bucket_width': {width!r}. Supported values are: {', '.join(endpoint.bucket_widths)}.", "bucket_width"
+            )
+        out["bucket_width"] = width
+        default_limit, max_limit = endpoint.limits[width]
+        limit = out.get("limit", default_limit)
+        if not 1 <= limit <= max_limit:
+            raise BadRequest(f"Invalid 'limit': {limit}. For bucket_width={width} it must be between 1 and {max_limit}.", "limit")
+        out["limit"] = limit
+        end = out.get("end_time")
+        if end is not None and end <= out["start_time"]:
+            raise BadRequest("'end_time' must be greater than 'start_time'.", "end_time")
+        for value in lists.get("group_by", []):
+            if value not in endpoint.group_by:
+                raise BadRequest(
+                    f"Invalid 'group_by' value {value!r}. Supported values are: {', '.join(endpoint.group_by)}.", "group_by"
+                )
+        filters: dict[str, set[Any]] = {}
+        for f in endpoint.filters:
+            if f.kind == "bool" and f.name in scalars:
+                if scalars[f.name] not in ("true", "false"):
+                    raise BadRequest(f"Invalid '{f.name}': expected true or false, got {scalars[f.name]!r}.", f.name)
+                filters[f.dimension] = {scalars[f.name] == "true"}
+            elif f.name in lists:
+                for v in lists[f.name]:
+                    if f.enum and v not in f.enum:
+                        raise BadRequest(f"Invalid '{f.name}' value {v!r}. Supported values are: {', '.join(f.enum)}.", f.name)
+                filters[f.dimension] = set(lists[f.name])
+        out["filters"] = filters
+        out["page"] = scalars.get("page")
+        out["group_by"] = [g for g in endpoint.group_by if g in lists.get("group_by", [])]
+        return out
+
+    @staticmethod
+    def _fingerprint(endpoint: Endpoint, query: list[tuple[str, str]]) -> str:
+        kept = sorted((k.removesuffix("[]"), v) for k, v in query if k != "page")
+        return hashlib.sha256(json.dumps([endpoint.key, kept]).encode()).hexdigest()[:16]
+
+    # -- data -------------------------------------------------------------------------------------
+    def page(self, endpoint: Endpoint, query: list[tuple[str, str]]) -> dict[str, Any]:
+        p = self._parse(endpoint, query)
+        fingerprint = self._fingerprint(endpoint, query)
+        offset = 0
+        if p["page"] is not None:
+            try:
+                decoded = base64.urlsafe_b64decode(p["page"].removeprefix("page_").encode()).decode()
+                offset_text, issued_for = decoded.split(":", 1)
+                offset = int(offset_text)
+            except Exception:
+                raise BadRequest(f"Invalid 'page': {p['page']!r} is not a cursor this API issued.", "page") from None
+            if issued_for != fingerprint:
+                raise BadRequest(
+                    "Invalid 'page': the cursor belongs to a different query; resend every original parameter with it.",
+                    "page",
+                )
+        width = WIDTH_SECONDS[p["bucket_width"]]
+        visible = self.controls.visible_until()
+        end = visible if p.get("end_time") is None else min(p["end_time"], visible)
+        starts = []
+        t = p["start_time"]
+        while t < end:
+            starts.append(t)
+            t = (t // width + 1) * width
+        size = p["limit"] if self.controls.page_size_cap is None else min(p["limit"], self.controls.page_size_cap)
+        chosen = starts[offset : offset + size]
+        buckets = []
+        for start in chosen:
+            bucket_end = min((start // width + 1) * width, end)
+            buckets.append(
+                {
+                    "object": "bucket",
+                    "start_time": start,
+                    "end_time": bucket_end,
+                    "results": self._results(endpoint, start, bucket_end, p["group_by"], p["filters"]),
+                }
+            )
+        has_more = offset + size < len(starts)
+        next_page = None
+        if has_more:
+            next_page = "page_" + base64.urlsafe_b64encode(f"{offset + size}:{fingerprint}".encode()).decode()
+        return {"object": "page", "data": buckets, "has_more": has_more, "next_page": next_page}
+
+    def _results(self, endpoint: Endpoint, start: int, end: int, group_by: list[str], filters: Mapping[str, set[Any]]) -> list[dict[str, Any]]:
+        events = []
+        day = start - start % DAY
+        while day < end:
+            revision = self.controls.revisions.get(day, 0)
+            events += [
+                e for e in day_events(self.org, endpoint.key, day, revision)
+                if start <= e.minute < end and matches(e, filters)
+            ]
+            day += DAY
+        results = aggregate(endpoint, events, group_by)
+        fmt = self.controls.amount_format
+        if fmt == "string" or (fmt == "mixed" and (start // 86400) % 2):
+            for r in results:
+                if isinstance(r.get("amount"), dict) and isinstance(r["amount"].get("value"), Decimal):
+                    r["amount"]["value"] = format(r["amount"]["value"].quantize(Decimal(1).scaleb(-28)), "f")
+        return results
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence stderr access logs
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        fake = self.server.fake
+        parts = urlsplit(self.path)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        fault = fake.faults.next_for(parts.path)
+        status, headers, body = fake.api.handle(parts.path, query, self.headers.get("Authorization"))
+        if fake.api.controls.latency:
+            time.sleep(fake.api.controls.latency)
+        if fault is not None and fault.kind == "slow":
+            time.sleep(fault.delay)
+        if fault is not None and fault.kind == "status":
+            status, body = fault.status, _error_body(
+                "Rate limit reached for requests" if fault.status == 429 else "The server had an error while processing your request.",
+                "requests" if fault.status == 429 else "server_error",
+            )
+            headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+        if fault is not None and fault.kind == "garbage":
+            status, body = 200, b"<html><body>502 Bad Gateway</body></html>"
+        fake._log(LoggedRequest("GET", parts.path, tuple(query), status, fault.describe() if fault else None, time.monotonic()))
+        if fault is not None and fault.kind == "drop":
+            self.close_connection = True
+            return
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.end_headers()
+            if fault is not None and fault.kind == "truncate":
+                self.wfile.write(body[: len(body) // 2])
+                self.close_connection = True
+                return
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    fake: FakeOpenAIUsageAPI
+
+
+class FakeOpenAIUsageAPI:
+    """Start with ``with FakeOpenAIUsageAPI() as api:``; point a connection at ``api.base_url``.
+
+    ``api.requests`` is the log of every request received, ``api.faults`` schedules failures and
+    ``api.controls`` moves the clock, hides or revises days and shrinks pages.
+    """
+
+    def __init__(
+        self,
+        *,
+        key: str = DEFAULT_KEY,
+        seed: int = 0,
+        organization: FakeOrganization | None = None,
+        project_keys: Iterable[str] = ("sk-proj-fake-project-key",),
+        host: str = "127.0.0.1",
+        port: int = 0,
+        now: int | None = None,
+    ) -> None:
+        self.key = key
+        self.organization = organization or FakeOrganization(seed=seed)
+        self.controls = FakeControls(now=now)
+        self.faults = FaultPlan()
+        self.api = UsageAPI(self.organization, key, project_keys, self.controls)
+        self._log_lock = threading.Lock()
+        self._requests: list[LoggedRequest] = []
+        self._host, self._port = host, port
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def start(self) -> FakeOpenAIUsageAPI:
+        self._server = _Server((self._host, self._port), _Handler)
+        self._server.fake = self
+        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-openai-usage", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> FakeOpenAIUsageAPI:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "start() the fake API first"
+        return self._server.server_address[1]
+
+    @property
+    def base_url(self) -> str:
+        """Like OpenAI's, it ends in ``/v1``."""
+        return f"http://{self._host}:{self.port}/v1"
+
+    def connection_json(self, **extra: Any) -> str:
+        """An ``AIRFLOW_CONN_...`` value pointing at this server."""
+        conn: dict[str, Any] = {"conn_type": "openai_usage", "host": self.base_url, "password": self.key}
+        if extra:
+            conn["extra"] = extra
+        return json.dumps(conn)
+
+    # -- request log ------------------------------------------------------------------------------
+    def _log(self, entry: LoggedRequest) -> None:
+        with self._log_lock:
+            self._requests.append(entry)
+
+    @property
+    def requests(self) -> list[LoggedRequest]:
+        with self._log_lock:
+            return list(self._requests)
+
+    def clear_requests(self) -> None:
+        with self._log_lock:
+            self._requests.clear()
+
+    def schedule_faults(self, *faults: Fault) -> None:
+        self.faults.schedule(faults)
+
+    def reset(self) -> None:
+        """Back to a quiet server: no faults, no log, default controls (clock kept)."""
+        self.faults.clear()
+        self.clear_requests()
+        now = self.controls.now
+        for name, value in FakeControls().__dict__.items():
+            setattr(self.controls, name, value)
+        self.controls.now = now
+
+
+def serve_forever(api: FakeOpenAIUsageAPI, on_ready: Callable[[FakeOpenAIUsageAPI], None] | None = None) -> None:
+    """Run until interrupted (the command-line entry point)."""
+    api.start()
+    if on_ready:
+        on_ready(api)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        api.stop()

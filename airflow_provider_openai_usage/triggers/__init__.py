@@ -1,0 +1,1 @@
+"""See the module inside; kept empty so importing the package stays cheap."""

@@ -1,0 +1,161 @@
+"""Shared fixtures: a temp AIRFLOW_HOME set before Airflow is imported, the fake API, moto S3.
+
+Nothing here mocks our code or requests: tests talk HTTP to the fake API on 127.0.0.1 and S3 to a
+moto server on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+_AIRFLOW_HOME = tempfile.mkdtemp(prefix="openai-usage-tests-")
+os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(_AIRFLOW_HOME) / "dags")
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME}/airflow.db"
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+(Path(_AIRFLOW_HOME) / "dags").mkdir(parents=True, exist_ok=True)
+
+import json  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+
+import pytest  # noqa: E402
+
+from airflow_provider_openai_usage.testing import FakeOpenAIUsageAPI  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "openai-usage-api"
+#: 2025-11-10T00:00:00Z: tests run at a fixed "now" so data and buckets never depend on the clock.
+NOW = 1762732800
+DAY = 86400
+SENTINEL_KEY = "sk-admin-SENTINEL-test-key-0123456789abcdef"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(_AIRFLOW_HOME, ignore_errors=True)
+
+
+@pytest.fixture
+def fake_api() -> Iterator[FakeOpenAIUsageAPI]:
+    with FakeOpenAIUsageAPI(key=SENTINEL_KEY, seed=7, now=NOW) as api:
+        yield api
+
+
+@pytest.fixture
+def conn_id(fake_api: FakeOpenAIUsageAPI, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``openai_usage_default`` pointed at the fake API, with quick retries for tests."""
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_OPENAI_USAGE_DEFAULT",
+        fake_api.connection_json(timeout=5, max_retries=4, max_retry_wait=30, backoff_base=0.01),
+    )
+    return "openai_usage_default"
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    from airflow.utils import db
+
+    db.initdb()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """A real S3-compatible server (moto's server mode) on 127.0.0.1 for s3:// paths."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        # Wait for moto's own "Running on" line (readiness, not a sleep): it takes ~1 s to import.
+        assert proc.stdout is not None
+        seen = []
+        for raw in proc.stdout:
+            line = raw.decode(errors="replace")
+            seen.append(line)
+            if "Running on" in line:
+                break
+        else:
+            raise RuntimeError("moto server exited: " + "".join(seen))
+        # Keep draining its access log so a full pipe never blocks the server.
+        threading.Thread(target=proc.stdout.read, daemon=True).start()
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def s3_bucket(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh bucket and the Airflow AWS connection ``moto_s3`` that reaches it."""
+    import uuid
+
+    import boto3
+
+    name = f"usage-{uuid.uuid4().hex[:12]}"
+    boto3.client(
+        "s3", endpoint_url=moto_server, aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    ).create_bucket(Bucket=name)
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_MOTO_S3",
+        json.dumps(
+            {"conn_type": "aws", "login": "testing", "password": "testing",
+             "extra": {"endpoint_url": moto_server, "region_name": "us-east-1"}}
+        ),
+    )
+    return name
+
+
+@pytest.fixture(scope="session")
+def spec() -> dict:
+    """OpenAI's official spec cut, read where it lives (../shared), never copied into the project."""
+    import yaml
+
+    return yaml.safe_load((SHARED / "openapi.yaml").read_text())
+
+
+@pytest.fixture(scope="session")
+def spec_examples() -> dict:
+    return json.loads((SHARED / "examples.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def spec_validator(spec: dict):
+    """Validates a decoded response against a ``components.schemas`` entry, $refs resolved in the spec."""
+    from jsonschema import Draft202012Validator
+    from referencing import Registry, Resource
+
+    registry = Registry().with_resource("urn:openai-spec", Resource.from_contents(spec, default_specification=_draft()))
+
+    def validate(instance: object, schema_name: str) -> None:
+        schema = {"$ref": f"urn:openai-spec#/components/schemas/{schema_name}"}
+        Draft202012Validator(schema, registry=registry).validate(instance)
+
+    return validate
+
+
+def _draft():
+    from referencing.jsonschema import DRAFT202012
+
+    return DRAFT202012
+
+
+def result_schema_name(spec: dict, result_object: str) -> str:
+    """The components.schemas entry whose ``object`` enum is this result object."""
+    for name, schema in spec["components"]["schemas"].items():
+        if schema.get("properties", {}).get("object", {}).get("enum") == [result_object]:
+            return name
+    raise LookupError(result_object)
