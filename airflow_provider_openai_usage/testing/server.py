@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Context, Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -266,7 +266,8 @@ class UsageAPI:
         if fmt == "string" or (fmt == "mixed" and (start // 86400) % 2):
             for r in results:
                 if isinstance(r.get("amount"), dict) and isinstance(r["amount"].get("value"), Decimal):
-                    r["amount"]["value"] = format(r["amount"]["value"].quantize(Decimal(1).scaleb(-28)), "f")
+                    value = r["amount"]["value"].quantize(Decimal(1).scaleb(-28), context=Context(prec=60))
+                    r["amount"]["value"] = format(value, "f")
         return results
 
 
@@ -282,7 +283,10 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         query = parse_qsl(parts.query, keep_blank_values=True)
         fault = fake.faults.next_for(parts.path)
-        status, headers, body = fake.api.handle(parts.path, query, self.headers.get("Authorization"))
+        try:
+            status, headers, body = fake.api.handle(parts.path, query, self.headers.get("Authorization"))
+        except Exception as exc:  # a bug in the fake must look like a server error, not a hang
+            status, headers, body = 500, {}, _error_body(f"fake API error: {exc!r}", "server_error")
         if fake.api.controls.latency:
             time.sleep(fake.api.controls.latency)
         if fault is not None and fault.kind == "slow":

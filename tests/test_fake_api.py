@@ -1,0 +1,297 @@
+"""The fake API behaves like OpenAI's: spec-valid answers, paging, encodings, errors, faults."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from decimal import Decimal
+from itertools import combinations
+
+import pytest
+import requests
+
+from airflow_provider_openai_usage.endpoints import ENDPOINTS
+from airflow_provider_openai_usage.rows import bucket_rows
+from airflow_provider_openai_usage.testing import FakeOpenAIUsageAPI, status
+from airflow_provider_openai_usage.testing.faults import Fault
+from conftest import DAY, NOW, SENTINEL_KEY, result_schema_name
+
+START = NOW - 10 * DAY
+
+
+def get(api: FakeOpenAIUsageAPI, key: str, params, token: str | None = SENTINEL_KEY) -> requests.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return requests.get(api.base_url + ENDPOINTS[key].path, params=params, headers=headers, timeout=10)
+
+
+def body(response: requests.Response) -> dict:
+    assert response.status_code == 200, response.text
+    return json.loads(response.content, parse_float=Decimal)
+
+
+def all_buckets(api: FakeOpenAIUsageAPI, key: str, params: list) -> list[dict]:
+    buckets, page = [], None
+    while True:
+        data = body(get(api, key, params + ([("page", page)] if page else [])))
+        buckets += data["data"]
+        if not data["has_more"]:
+            return buckets
+        page = data["next_page"]
+
+
+def totals(endpoint_key: str, buckets: list[dict]) -> dict[str, Decimal]:
+    out: dict[str, Decimal] = {}
+    for bucket in buckets:
+        for row in bucket_rows(ENDPOINTS[endpoint_key], bucket):
+            for column in ENDPOINTS[endpoint_key].metric_columns:
+                if column.name == "quantity":
+                    continue  # only defined per line item
+                out[column.name] = out.get(column.name, 0) + (row[column.name] or 0)
+    return out
+
+
+@pytest.mark.parametrize("key", list(ENDPOINTS))
+def test_every_answer_of_every_endpoint_is_valid_against_the_official_spec(fake_api, spec_validator, key):
+    endpoint = ENDPOINTS[key]
+    groupings = [[]] + [[g] for g in endpoint.group_by] + [list(endpoint.group_by)]
+    for width in endpoint.bucket_widths:
+        start = NOW - (3 * DAY if width == "1d" else 7200 if width == "1h" else 600)
+        for group_by in groupings:
+            data = body(get(fake_api, key, [("start_time", start), ("bucket_width", width)] + [("group_by[]", g) for g in group_by]))
+            spec_validator(data, "UsageResponse")
+            assert data["data"], (key, width)
+            for bucket in data["data"]:
+                for result in bucket["results"]:
+                    assert result["object"] == endpoint.result_object
+
+
+@pytest.mark.parametrize("key", list(ENDPOINTS))
+def test_spec_examples_parse_as_the_registry_expects(spec, spec_examples, key):
+    endpoint = ENDPOINTS[key]
+    page = spec_examples["endpoint_examples"][endpoint.path]["response"]
+    rows = [row for bucket in page["data"] for row in bucket_rows(endpoint, bucket)]
+    assert rows and all(tuple(row) == endpoint.column_names for row in rows)
+    example = spec_examples["object_examples"][result_schema_name(spec, endpoint.result_object)]
+    (row,) = bucket_rows(endpoint, {"start_time": 0, "end_time": 1, "results": [example]})
+    for column in endpoint.columns:
+        node = example
+        for part in column.path:
+            node = node.get(part) if isinstance(node, dict) else None
+        expected = Decimal(str(node)) if isinstance(node, float) else node
+        assert row[column.name] == expected, column.name
+
+
+def test_array_parameters_are_accepted_in_all_three_encodings(fake_api):
+    base = [("start_time", START), ("end_time", NOW)]
+    repeat = body(get(fake_api, "completions", base + [("group_by", "project_id"), ("group_by", "model"), ("models", "o3-2025-04-16"), ("models", "gpt-4o-2024-08-06")]))
+    brackets = body(get(fake_api, "completions", base + [("group_by[]", "project_id"), ("group_by[]", "model"), ("models[]", "o3-2025-04-16"), ("models[]", "gpt-4o-2024-08-06")]))
+    comma = body(get(fake_api, "completions", base + [("group_by", "project_id,model"), ("models", "o3-2025-04-16,gpt-4o-2024-08-06")]))
+    assert repeat["data"] == brackets["data"] == comma["data"]
+    models = {r["model"] for b in repeat["data"] for r in b["results"]}
+    assert models and models <= {"o3-2025-04-16", "gpt-4o-2024-08-06"}
+
+
+@pytest.mark.parametrize("key", list(ENDPOINTS))
+def test_any_grouping_sums_to_the_ungrouped_totals(fake_api, key):
+    endpoint = ENDPOINTS[key]
+    base = [("start_time", START), ("end_time", NOW)]
+    expected = totals(key, all_buckets(fake_api, key, base))
+    assert any(expected.values())
+    for n in (1, 2):
+        for group in combinations(endpoint.group_by, n):
+            grouped = totals(key, all_buckets(fake_api, key, base + [("group_by[]", g) for g in group]))
+            assert grouped == expected, group
+
+
+def test_hourly_and_minute_buckets_sum_to_the_daily_bucket(fake_api):
+    day = NOW - 2 * DAY
+    daily = totals("embeddings", all_buckets(fake_api, "embeddings", [("start_time", day), ("end_time", day + DAY)]))
+    hourly = totals("embeddings", all_buckets(fake_api, "embeddings", [("start_time", day), ("end_time", day + DAY), ("bucket_width", "1h"), ("limit", 168)]))
+    minutes = totals("embeddings", all_buckets(fake_api, "embeddings", [("start_time", day), ("end_time", day + DAY), ("bucket_width", "1m"), ("limit", 1440)]))
+    assert daily == hourly == minutes and daily["input_tokens"] > 0
+
+
+def test_filters_narrow_to_the_requested_values(fake_api):
+    base = [("start_time", START), ("end_time", NOW), ("group_by[]", "project_id"), ("group_by[]", "batch")]
+    rows = [r for b in all_buckets(fake_api, "completions", base + [("project_ids[]", "proj_beta"), ("batch", "true")]) for r in b["results"]]
+    assert rows and {(r["project_id"], r["batch"]) for r in rows} == {("proj_beta", True)}
+    images = [r for b in all_buckets(fake_api, "images", [("start_time", START), ("end_time", NOW), ("group_by[]", "size"), ("sizes[]", "256x256")]) for r in b["results"]]
+    assert images and {r["size"] for r in images} == {"256x256"}
+
+
+def test_partial_edge_buckets_and_empty_buckets(fake_api):
+    start, end = START + 5 * 3600, NOW - 3 * 3600
+    buckets = all_buckets(fake_api, "moderations", [("start_time", start), ("end_time", end)])
+    assert buckets[0]["start_time"] == start and buckets[0]["end_time"] == START + DAY
+    assert buckets[-1]["end_time"] == end and buckets[-1]["start_time"] == NOW - DAY
+    assert all(a["end_time"] == b["start_time"] for a, b in zip(buckets, buckets[1:]))
+    many = all_buckets(fake_api, "moderations", [("start_time", NOW - 60 * DAY), ("end_time", NOW)])
+    assert any(b["results"] == [] for b in many), "roughly one day in ten has no usage"
+
+
+def test_end_time_defaults_to_now_and_future_buckets_are_not_reported(fake_api):
+    data = body(get(fake_api, "embeddings", [("start_time", NOW - 2 * DAY + 3600), ("limit", 31)]))
+    assert data["data"][-1]["end_time"] == NOW
+    fake_api.controls.available_until = NOW - DAY
+    data = body(get(fake_api, "embeddings", [("start_time", NOW - 3 * DAY), ("end_time", NOW)]))
+    assert [b["start_time"] for b in data["data"]] == [NOW - 3 * DAY, NOW - 2 * DAY]
+
+
+def test_limit_counts_buckets_and_pages_follow_next_page(fake_api):
+    params = [("start_time", NOW - 20 * DAY), ("end_time", NOW), ("limit", 7)]
+    first = body(get(fake_api, "vector_stores", params))
+    assert len(first["data"]) == 7 and first["has_more"] and first["next_page"]
+    default = body(get(fake_api, "vector_stores", params[:2]))
+    assert len(default["data"]) == 7, "the default limit for 1d is 7"
+    assert len(all_buckets(fake_api, "vector_stores", params)) == 20
+    fake_api.controls.page_size_cap = 3
+    assert len(body(get(fake_api, "vector_stores", params))["data"]) == 3
+
+
+def test_a_cursor_only_continues_its_own_query(fake_api):
+    params = [("start_time", NOW - 20 * DAY), ("end_time", NOW), ("limit", 7)]
+    cursor = body(get(fake_api, "vector_stores", params))["next_page"]
+    other = get(fake_api, "vector_stores", [("start_time", NOW - 19 * DAY), ("end_time", NOW), ("limit", 7), ("page", cursor)])
+    assert other.status_code == 400 and other.json()["error"]["param"] == "page"
+    assert get(fake_api, "vector_stores", params + [("page", "garbage")]).status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("key", "params", "param"),
+    [
+        ("costs", [("bucket_width", "1h")], "bucket_width"),
+        ("completions", [("limit", 32)], "limit"),
+        ("completions", [("bucket_width", "1h"), ("limit", 169)], "limit"),
+        ("costs", [("limit", 181)], "limit"),
+        ("embeddings", [("group_by[]", "batch")], "group_by"),
+        ("embeddings", [("sizes[]", "256x256")], "sizes[]"),
+        ("images", [("sources[]", "image.upscale")], "sources"),
+        ("completions", [("batch", "yes")], "batch"),
+        ("completions", [("end_time", NOW - 20 * DAY)], "end_time"),
+    ],
+)
+def test_bad_parameters_get_400_with_openais_error_body(fake_api, spec_validator, key, params, param):
+    response = get(fake_api, key, [("start_time", NOW - 10 * DAY)] + params)
+    assert response.status_code == 400
+    spec_validator(response.json(), "ErrorResponse")
+    assert response.json()["error"]["param"] == param
+
+
+def test_missing_start_time_is_refused(fake_api):
+    response = get(fake_api, "costs", [("end_time", NOW)])
+    assert response.status_code == 400 and response.json()["error"]["param"] == "start_time"
+
+
+def test_costs_limit_allows_180_days(fake_api):
+    data = body(get(fake_api, "costs", [("start_time", NOW - 200 * DAY), ("end_time", NOW), ("limit", 180)]))
+    assert len(data["data"]) == 180 and data["has_more"]
+
+
+def test_wrong_missing_or_project_keys_get_401(fake_api, spec_validator):
+    for token, fragment in [(None, "didn't provide an API key"), ("sk-admin-wrong", "Incorrect API key"), ("sk-proj-fake-project-key", "Missing scopes: api.usage.read")]:
+        response = get(fake_api, "costs", [("start_time", START)], token=token)
+        assert response.status_code == 401
+        spec_validator(response.json(), "ErrorResponse")
+        assert fragment in response.json()["error"]["message"]
+        assert SENTINEL_KEY not in response.text
+
+
+def test_completions_token_identities_hold(fake_api):
+    for bucket in all_buckets(fake_api, "completions", [("start_time", START), ("end_time", NOW), ("group_by[]", "model")]):
+        for r in bucket["results"]:
+            assert r["input_tokens"] == r["input_cached_tokens"] + r["input_cache_write_tokens"] + r["input_uncached_tokens"]
+            assert r["input_uncached_tokens"] == r["input_text_tokens"] + r["input_audio_tokens"] + r["input_image_tokens"]
+            assert r["input_cached_tokens"] == r["input_cached_text_tokens"] + r["input_cached_audio_tokens"] + r["input_cached_image_tokens"]
+            assert r["output_tokens"] == r["output_text_tokens"] + r["output_audio_tokens"] + r["output_image_tokens"]
+
+
+def test_costs_amounts_can_be_sent_as_strings_with_28_decimals(fake_api):
+    numbers = all_buckets(fake_api, "costs", [("start_time", START), ("end_time", NOW)])
+    fake_api.controls.amount_format = "string"
+    strings = all_buckets(fake_api, "costs", [("start_time", START), ("end_time", NOW)])
+    raw = [r["amount"]["value"] for b in strings for r in b["results"]]
+    assert raw and all(isinstance(v, str) and len(v.split(".")[1]) == 28 for v in raw)
+    assert totals("costs", numbers) == totals("costs", strings)
+    assert all(isinstance(r["amount"]["value"], Decimal) for b in numbers for r in b["results"])
+
+
+def test_quantity_is_only_sent_per_line_item(fake_api):
+    plain = [r for b in all_buckets(fake_api, "costs", [("start_time", START), ("end_time", NOW)]) for r in b["results"]]
+    by_item = [r for b in all_buckets(fake_api, "costs", [("start_time", START), ("end_time", NOW), ("group_by[]", "line_item")]) for r in b["results"]]
+    assert plain and all(r["quantity"] is None and r["quantity_unit"] is None for r in plain)
+    assert by_item and all(r["quantity"] is not None and r["quantity_unit"] for r in by_item)
+
+
+def test_same_seed_same_data_other_seed_other_data():
+    with FakeOpenAIUsageAPI(key="k", seed=1, now=NOW) as a, FakeOpenAIUsageAPI(key="k", seed=1, now=NOW) as b, FakeOpenAIUsageAPI(key="k", seed=2, now=NOW) as c:
+        params = [("start_time", START), ("end_time", NOW)]
+        assert get(a, "costs", params, "k").content == get(b, "costs", params, "k").content
+        assert get(a, "costs", params, "k").content != get(c, "costs", params, "k").content
+
+
+def test_revising_a_day_changes_only_that_day(fake_api):
+    params = [("start_time", NOW - 3 * DAY), ("end_time", NOW)]
+    before = body(get(fake_api, "embeddings", params))["data"]
+    fake_api.controls.revisions[NOW - 2 * DAY] = 1
+    after = body(get(fake_api, "embeddings", params))["data"]
+    assert before[0] == after[0] and before[2] == after[2] and before[1] != after[1]
+
+
+def test_faults_429_with_retry_after_5xx_and_the_request_log(fake_api):
+    fake_api.schedule_faults(status(429, retry_after=3), status(503), Fault("garbage"))
+    params = [("start_time", START)]
+    first = get(fake_api, "costs", params)
+    assert first.status_code == 429 and first.headers["Retry-After"] == "3"
+    assert get(fake_api, "costs", params).status_code == 503
+    garbage = get(fake_api, "costs", params)
+    assert garbage.status_code == 200
+    with pytest.raises(ValueError):
+        garbage.json()
+    assert get(fake_api, "costs", params).status_code == 200
+    log = fake_api.requests
+    assert [r.status for r in log] == [429, 503, 200, 200]
+    assert [r.fault for r in log] == ["429 retry-after=3", "503", "garbage", None]
+    assert log[0].params()["start_time"] == [str(START)]
+
+
+def test_dropped_and_truncated_answers_fail_on_the_client(fake_api):
+    fake_api.schedule_faults(Fault("drop"), Fault("truncate"))
+    with pytest.raises(requests.ConnectionError):
+        get(fake_api, "costs", [("start_time", START)])
+    with pytest.raises((requests.exceptions.ChunkedEncodingError, requests.ConnectionError)):
+        get(fake_api, "costs", [("start_time", START)]).content  # noqa: B018
+    assert get(fake_api, "costs", [("start_time", START)]).status_code == 200
+
+
+def test_slow_answers_time_out_on_the_client(fake_api):
+    fake_api.schedule_faults(Fault("slow", delay=1.0))
+    with pytest.raises(requests.Timeout):
+        requests.get(fake_api.base_url + "/organization/costs", params={"start_time": START}, headers={"Authorization": f"Bearer {SENTINEL_KEY}"}, timeout=0.2)
+
+
+def test_seeded_fault_rate_is_reproducible():
+    def run() -> list:
+        with FakeOpenAIUsageAPI(key="k", now=NOW) as api:
+            api.faults.at_rate(0.5, [status(500), status(429, retry_after=1)], seed=3)
+            return [get(api, "costs", [("start_time", START)], "k").status_code for _ in range(12)]
+
+    first = run()
+    assert first == run() and {200, 500} <= set(first)
+
+
+def test_command_line_server_answers_on_the_printed_url():
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "airflow_provider_openai_usage.testing", "serve", "--port", "0", "--key", "sk-admin-cli-test", "--seed", "3"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert "listening on http://127.0.0.1:" in line
+        base_url = line.strip().rsplit(" ", 1)[1]
+        assert base_url.endswith("/v1")
+        response = requests.get(base_url + "/organization/costs", params={"start_time": START, "end_time": NOW}, headers={"Authorization": "Bearer sk-admin-cli-test"}, timeout=10)
+        assert response.status_code == 200 and len(response.json()["data"]) == 7
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
