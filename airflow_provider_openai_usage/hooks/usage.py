@@ -143,8 +143,9 @@ class OpenAIUsageHook(BaseHook):
 
             host = (conn.host or "").strip()
             if host and "://" not in host:
-                # URI-form connections drop the scheme unless it was URL-encoded.
-                host = f"{'http' if _is_loopback(host.split(':')[0].split('/')[0]) else 'https'}://{host}"
+                # URI-form connections split the URL into host, port and schema and drop its scheme.
+                scheme = "http" if _is_loopback(host) else "https"
+                host = f"{scheme}://{host}" + (f":{conn.port}" if conn.port else "") + (f"/{conn.schema}" if conn.schema else "")
             try:
                 settings = ConnectionSettings(
                     base_url=validate_base_url(host or DEFAULT_BASE_URL),

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-FaultKind = Literal["status", "drop", "truncate", "garbage", "slow"]
+FaultKind = Literal["status", "drop", "truncate", "garbage", "slow", "loop", "shift"]
 RETRYABLE_STATUSES = (429, 500, 502, 503, 504)
 
 
@@ -25,7 +25,9 @@ class Fault:
     - ``drop``: close the connection without answering;
     - ``truncate``: announce the whole body, send half of it, close;
     - ``garbage``: answer 200 with a body that is not JSON;
-    - ``slow``: wait ``delay`` seconds, then answer normally (a read timeout if the client gives up).
+    - ``slow``: wait ``delay`` seconds, then answer normally (a read timeout if the client gives up);
+    - ``loop``: answer with ``next_page`` pointing back at the cursor just used;
+    - ``shift``: move the page's last bucket a week later, outside the requested range.
     ``path`` limits the fault to requests whose path ends with it.
     """
 

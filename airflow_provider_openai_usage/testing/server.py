@@ -271,6 +271,17 @@ class UsageAPI:
         return results
 
 
+def _corrupt(body: bytes, kind: str, cursor: str | None) -> bytes:
+    """Answers a buggy server could give: a cursor that loops back, or a bucket outside the range."""
+    page = json.loads(body, parse_float=Decimal)
+    if kind == "loop":
+        page["has_more"], page["next_page"] = True, cursor or page.get("next_page") or "page_loop"
+    elif page["data"]:
+        page["data"][-1]["start_time"] += 7 * DAY
+        page["data"][-1]["end_time"] += 7 * DAY
+    return _dumps(page)
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
@@ -279,6 +290,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        received = time.monotonic()
         fake = self.server.fake
         parts = urlsplit(self.path)
         query = parse_qsl(parts.query, keep_blank_values=True)
@@ -287,19 +299,21 @@ class _Handler(BaseHTTPRequestHandler):
             status, headers, body = fake.api.handle(parts.path, query, self.headers.get("Authorization"))
         except Exception as exc:  # a bug in the fake must look like a server error, not a hang
             status, headers, body = 500, {}, _error_body(f"fake API error: {exc!r}", "server_error")
-        if fake.api.controls.latency:
-            time.sleep(fake.api.controls.latency)
-        if fault is not None and fault.kind == "slow":
-            time.sleep(fault.delay)
         if fault is not None and fault.kind == "status":
             status, body = fault.status, _error_body(
                 "Rate limit reached for requests" if fault.status == 429 else "The server had an error while processing your request.",
                 "requests" if fault.status == 429 else "server_error",
             )
             headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+        if fault is not None and fault.kind in ("loop", "shift") and status == 200:
+            body = _corrupt(body, fault.kind, dict(query).get("page"))
         if fault is not None and fault.kind == "garbage":
             status, body = 200, b"<html><body>502 Bad Gateway</body></html>"
-        fake._log(LoggedRequest("GET", parts.path, tuple(query), status, fault.describe() if fault else None, time.monotonic()))
+        fake._log(LoggedRequest("GET", parts.path, tuple(query), status, fault.describe() if fault else None, received))
+        if fake.api.controls.latency:
+            time.sleep(fake.api.controls.latency)
+        if fault is not None and fault.kind == "slow":
+            time.sleep(fault.delay)
         if fault is not None and fault.kind == "drop":
             self.close_connection = True
             return
@@ -358,7 +372,9 @@ class FakeOpenAIUsageAPI:
     def start(self) -> FakeOpenAIUsageAPI:
         self._server = _Server((self._host, self._port), _Handler)
         self._server.fake = self
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-openai-usage", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-openai-usage", daemon=True
+        )
         self._thread.start()
         return self
 
