@@ -159,3 +159,30 @@ def result_schema_name(spec: dict, result_object: str) -> str:
         if schema.get("properties", {}).get("object", {}).get("enum") == [result_object]:
             return name
     raise LookupError(result_object)
+
+
+@pytest.fixture
+def run_dag(airflow_db, tmp_path):
+    """Write a DAG file into the dags folder, load it through a DagBag and ``dag.test()`` it.
+
+    Returns the DagRun and the task states; this is real Airflow (sqlite, task runner, XCom).
+    """
+    from airflow.dag_processing.dagbag import DagBag
+
+    dags_folder = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+    written: list[Path] = []
+
+    def run(source: str, dag_id: str, logical_date=None, **kwargs):
+        path = dags_folder / f"{dag_id}.py"
+        path.write_text(source)
+        written.append(path)
+        bag = DagBag(dag_folder=str(path))
+        assert not bag.import_errors, bag.import_errors
+        dag = bag.get_dag(dag_id)
+        dr = dag.test(logical_date=logical_date, **kwargs)
+        states = {ti.task_id: ti.state for ti in dr.get_task_instances()}
+        return dr, states
+
+    yield run
+    for path in written:
+        path.unlink(missing_ok=True)

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-FaultKind = Literal["status", "drop", "truncate", "garbage", "slow", "loop", "shift"]
+FaultKind = Literal["pass", "status", "drop", "truncate", "garbage", "slow", "loop", "shift"]
 RETRYABLE_STATUSES = (429, 500, 502, 503, 504)
 
 
@@ -21,6 +21,7 @@ RETRYABLE_STATUSES = (429, 500, 502, 503, 504)
 class Fault:
     """One injected failure.
 
+    - ``pass``: no fault (lets one request through, to aim later faults at later pages);
     - ``status``: answer ``status`` with OpenAI's error body (and ``Retry-After`` if given);
     - ``drop``: close the connection without answering;
     - ``truncate``: announce the whole body, send half of it, close;
@@ -85,7 +86,7 @@ class FaultPlan:
             for i, fault in enumerate(self._queue):
                 if fault.applies_to(path):
                     del self._queue[i]
-                    return fault
+                    return None if fault.kind == "pass" else fault
             if self._kinds and self._rng.random() < self._rate:
                 fault = self._rng.choice(self._kinds)
                 return fault if fault.applies_to(path) else None
