@@ -18,7 +18,7 @@ $(STAMP): $(PY) pyproject.toml
 setup: $(STAMP)
 
 demo: setup
-	$(PY) -m airflow_provider_openai_usage.demo
+	$(PY) -m airflow_provider_openai_usage.testing.demo
 
 test: setup
 	$(PY) -m pytest -q
