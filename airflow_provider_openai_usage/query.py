@@ -186,15 +186,15 @@ class UsageQuery:
                 params += [(f"{name}[]", v) for v in value]
         return params
 
-    def expected_bucket_starts(self, until: int | None = None) -> list[int]:
-        """Bucket starts the API returns for the range: the first is clipped to start_time."""
-        end = self.end_time if until is None else min(self.end_time, until)
-        starts = []
+    def expected_buckets(self) -> list[tuple[int, int]]:
+        """(start, end) of every bucket of the range; the first and last are clipped to it, as the API does."""
+        buckets = []
         t = self.start_time
-        while t < end:
-            starts.append(t)
-            t = (t // self.width_seconds + 1) * self.width_seconds
-        return starts
+        while t < self.end_time:
+            end = min((t // self.width_seconds + 1) * self.width_seconds, self.end_time)
+            buckets.append((t, end))
+            t = end
+        return buckets
 
     def describe(self) -> str:
         def iso(t: int) -> str:

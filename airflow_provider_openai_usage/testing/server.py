@@ -367,6 +367,9 @@ class FakeOpenAIUsageAPI:
         self._host, self._port = host, port
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        #: Called with (requests so far, the request) once a request's answer is decided; tests use it
+        #: to make data appear or change between a client's polls without racing the clock.
+        self.after_request: Callable[[int, LoggedRequest], None] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> FakeOpenAIUsageAPI:
@@ -411,6 +414,9 @@ class FakeOpenAIUsageAPI:
     def _log(self, entry: LoggedRequest) -> None:
         with self._log_lock:
             self._requests.append(entry)
+            count = len(self._requests)
+        if self.after_request is not None:
+            self.after_request(count, entry)
 
     @property
     def requests(self) -> list[LoggedRequest]:
@@ -428,6 +434,7 @@ class FakeOpenAIUsageAPI:
         """Back to a quiet server: no faults, no log, default controls (clock kept)."""
         self.faults.clear()
         self.clear_requests()
+        self.after_request = None
         now = self.controls.now
         for name, value in FakeControls().__dict__.items():
             setattr(self.controls, name, value)
