@@ -260,6 +260,13 @@ class _OpenDay:
             raise
 
     def discard(self) -> None:
+        sink = getattr(self, "sink", None)
+        try:
+            if sink is not None:
+                # Finish the writer into the doomed temp file, so it does not write at garbage collection.
+                sink.close()
+        except Exception:  # noqa: BLE001 - the file is deleted anyway; the original error matters
+            pass
         try:
             self.fh.close()
         finally:

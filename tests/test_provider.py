@@ -1,0 +1,81 @@
+"""Airflow discovers the provider: package info, connection type, UI form fields, import cost."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from airflow_provider_openai_usage.get_provider_info import get_provider_info
+
+
+def airflow_cli(*args: str) -> str:
+    result = subprocess.run([sys.executable, "-m", "airflow", *args], capture_output=True, text=True, env=os.environ.copy(), timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_airflow_providers_list_shows_the_package():
+    out = airflow_cli("providers", "list", "--output", "json")
+    rows = {row["package_name"]: row for row in json.loads(out)}
+    assert rows["airflow-provider-openai-usage"]["version"] == "0.1.0"
+
+
+def test_every_listed_module_and_hook_class_imports():
+    import importlib
+
+    info = get_provider_info()
+    for kind in ("hooks", "operators", "sensors", "triggers"):
+        for entry in info[kind]:
+            for module in entry["python-modules"]:
+                importlib.import_module(module)
+    (conn,) = info["connection-types"]
+    module, name = conn["hook-class-name"].rsplit(".", 1)
+    hook = getattr(importlib.import_module(module), name)
+    assert hook.conn_type == conn["connection-type"] == "openai_usage"
+    assert hook.default_conn_name == "openai_usage_default"
+
+
+def test_providers_manager_registers_the_connection_type():
+    from airflow.providers_manager import ProvidersManager
+
+    hooks = ProvidersManager().hooks
+    assert hooks["openai_usage"].hook_class_name == "airflow_provider_openai_usage.hooks.usage.OpenAIUsageHook"
+    assert hooks["openai_usage"].connection_testable
+
+
+def test_the_connection_form_shows_admin_key_base_url_and_extras(airflow_db, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "True")
+    from fastapi.testclient import TestClient
+
+    from airflow.api_fastapi.app import create_app
+
+    client = TestClient(create_app())
+    response = client.get("/ui/connections/hook_meta")
+    assert response.status_code == 200, response.text
+    meta = next(m for m in response.json() if m["connection_type"] == "openai_usage")
+    standard = meta["standard_fields"]
+    assert standard["password"]["title"] == "Admin API key"
+    assert standard["host"]["title"] == "Base URL" and "api.openai.com" in standard["host"]["placeholder"]
+    assert standard["login"]["hidden"] and standard["port"]["hidden"]
+    assert {"timeout", "max_retries", "max_retry_wait"} <= set(meta["extra_fields"])
+
+
+HEAVY = ("pyarrow", "pandas", "requests", "tenacity", "s3fs", "boto3", "botocore")
+
+
+def loaded_heavy(statement: str) -> set[str]:
+    code = f"import sys; {statement}; print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=os.environ.copy())
+    assert out.returncode == 0, out.stderr
+    return set(json.loads(out.stdout.strip().splitlines()[-1].replace("'", '"')))
+
+
+@pytest.mark.parametrize("module", ["airflow_provider_openai_usage.operators.usage", "airflow_provider_openai_usage.sensors.usage"])
+def test_operator_and_sensor_modules_import_nothing_heavy_beyond_airflow_itself(module):
+    baseline = loaded_heavy("import airflow.sdk")
+    assert "pyarrow" not in baseline
+    assert loaded_heavy(f"import {module}") - baseline == set()
