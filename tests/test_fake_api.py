@@ -295,3 +295,23 @@ def test_command_line_server_answers_on_the_printed_url():
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def _cli_answer(hash_seed: str, key: str) -> bytes:
+    env = {**__import__("os").environ, "PYTHONHASHSEED": hash_seed}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "airflow_provider_openai_usage.testing", "serve", "--key", "k", "--seed", "5"],
+        stdout=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        base_url = proc.stdout.readline().strip().rsplit(" ", 1)[1]
+        params = {"start_time": START, "end_time": NOW, "group_by": "project_id,model"}
+        return requests.get(base_url + ENDPOINTS[key].path, params=params, headers={"Authorization": "Bearer k"}, timeout=10).content
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize("key", ["completions", "embeddings"])
+def test_data_is_identical_across_processes_whatever_the_hash_seed(key):
+    assert _cli_answer("1", key) == _cli_answer("2", key)

@@ -76,7 +76,9 @@ class OpenAIUsageOperator(BaseOperator):
     """
 
     endpoint_key: ClassVar[str | None] = None
-    template_fields: Sequence[str] = ("start_time", "end_time", "bucket_width", "group_by", "filters", "output_path", "file_format")
+    template_fields: Sequence[str] = (
+        "start_time", "end_time", "bucket_width", "group_by", "filters", "output_path", "output_conn_id", "file_format",
+    )
     template_fields_renderers = {"filters": "json", "group_by": "json"}
     ui_color = "#10a37f"
     ui_fgcolor = "#ffffff"
@@ -139,7 +141,7 @@ class OpenAIUsageOperator(BaseOperator):
 
             if self.file_format not in FILE_FORMATS:
                 raise OpenAIUsageValidationError(f"file_format={self.file_format!r} is not supported; allowed: {', '.join(FILE_FORMATS)}")
-            location = output_location(self.output_path, self.output_conn_id)
+            location = output_location(self.output_path, self.output_conn_id or None)
         hook = OpenAIUsageHook(self.openai_usage_conn_id)
         self.log.info("Pulling %s", query.describe())
         try:

@@ -90,7 +90,7 @@ def _dimension_pool(org: FakeOrganization, endpoint: Endpoint, dimension: str) -
 
 def _metrics(endpoint: Endpoint, rng: random.Random, dims: Mapping[str, Any], org: FakeOrganization) -> dict[str, Any]:
     """Realistic metric values; completions keep the spec's token identities."""
-    names = {c.name for c in endpoint.metrics}
+    names = [c.name for c in endpoint.metrics]  # a list: set order changes per process (PYTHONHASHSEED)
     out: dict[str, Any] = {}
     if "input_cached_tokens" in names:
         text, audio, image = rng.randint(200, 40000), rng.choice((0, 0, rng.randint(10, 900))), rng.choice((0, rng.randint(50, 3000)))
@@ -111,8 +111,8 @@ def _metrics(endpoint: Endpoint, rng: random.Random, dims: Mapping[str, Any], or
         "input_tokens": (50, 90000), "num_model_requests": (1, 400), "images": (1, 30), "characters": (40, 20000),
         "seconds": (3, 3600), "usage_bytes": (10_000, 50_000_000), "num_sessions": (1, 20), "num_requests": (1, 60),
     }
-    for name in names - out.keys():
-        if name in ranges:
+    for name in names:
+        if name in ranges and name not in out:
             out[name] = rng.randint(*ranges[name])
     if "amount_value" in names:
         units = dict(_line_items(org))
