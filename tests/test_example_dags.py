@@ -1,0 +1,136 @@
+"""The shipped DAGs end to end: `airflow dags test` against the fake API, into file:// and moto S3; and `make demo`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_openai_usage.endpoints import ENDPOINTS
+from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
+from conftest import DAY, NOW
+
+REPO = Path(__file__).resolve().parents[1]
+DAGS = REPO / "dags"
+FINOPS = ("project_id", "user_id", "api_key_id", "model", "line_item")
+
+
+def grouping(key: str) -> list[str]:
+    return [d for d in FINOPS if d in ENDPOINTS[key].group_by]
+
+
+def airflow(*args: str, env: dict) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "airflow", *args], capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return result
+
+
+@pytest.fixture
+def dag_env(airflow_db, conn_id) -> dict:
+    return {**os.environ, "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS), "OPENAI_USAGE_SETTLE_MINUTES": "60"}
+
+
+def expected_rows(conn_id: str, key: str, start: int, end: int) -> int:
+    return sum(1 for _ in OpenAIUsageHook(conn_id).iter_rows(key, start, end, group_by=grouping(key)))
+
+
+def parquet_rows(path) -> int:
+    import pyarrow.parquet as pq
+
+    with path.open("rb") as fh:
+        return pq.read_metadata(fh).num_rows
+
+
+def test_dags_import_fast_without_errors_or_requests(fake_api, conn_id):
+    from airflow.dag_processing.dagbag import DagBag
+
+    started = time.monotonic()
+    bag = DagBag(dag_folder=str(DAGS))
+    assert bag.import_errors == {}
+    assert set(bag.dag_ids) == {"openai_usage_daily", "openai_usage_backfill"}
+    assert fake_api.requests == [], "parsing must not touch the network"
+    daily = bag.dags["openai_usage_daily"]
+    assert {t.task_id for t in daily.tasks} == {f"{p}_{k}" for k in ENDPOINTS for p in ("wait", "pull")}
+    assert all(t.deferrable for t in daily.tasks if t.task_id.startswith("wait_"))
+    assert all(t.outlets for t in daily.tasks if t.task_id.startswith("pull_")), "pulls emit Assets"
+    assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize("target", ["file", "s3"])
+def test_daily_dag_lands_every_endpoint_for_one_day(fake_api, conn_id, dag_env, tmp_path, target, request):
+    from airflow.sdk import ObjectStoragePath
+
+    if target == "s3":
+        bucket = request.getfixturevalue("s3_bucket")
+        base, out_conn = f"s3://{bucket}/openai", "moto_s3"
+        dag_env = {**dag_env, **{k: v for k, v in os.environ.items() if k.startswith("AIRFLOW_CONN_")}}
+    else:
+        base, out_conn = tmp_path.as_uri(), ""
+    env = {**dag_env, "OPENAI_USAGE_OUTPUT_PATH": base, "OPENAI_USAGE_OUTPUT_CONN_ID": out_conn}
+    airflow("dags", "test", "openai_usage_daily", "2025-11-10", env=env)
+    assert sum(r.path.endswith("/organization/costs") for r in fake_api.requests) == 2, "one settle poll, one pull"
+    root = ObjectStoragePath(base, conn_id=out_conn or None)
+    for key in ENDPOINTS:
+        part = root / key / "date=2025-11-09" / "part-0000-2400.parquet"
+        assert part.exists(), key
+        assert parquet_rows(part) == expected_rows(conn_id, key, NOW - DAY, NOW), key
+
+
+def test_backfill_dag_pulls_a_range_in_one_request_per_endpoint_with_daily_bytes(fake_api, conn_id, dag_env, tmp_path):
+    backfill, daily = tmp_path / "backfill", tmp_path / "daily"
+    conf = {"start_date": "2025-11-07", "end_date": "2025-11-09", "output_path": backfill.as_uri()}
+    airflow("dags", "test", "openai_usage_backfill", "--conf", json.dumps(conf), env=dag_env)
+    assert len(fake_api.requests) == len(ENDPOINTS)
+    for key in ENDPOINTS:
+        days = sorted(p.parent.name for p in (backfill / key).glob("date=*/*.parquet"))
+        assert days == ["date=2025-11-07", "date=2025-11-08", "date=2025-11-09"], key
+        total = sum(parquet_rows(p) for p in (backfill / key).glob("date=*/*.parquet"))
+        assert total == expected_rows(conn_id, key, NOW - 3 * DAY, NOW), key
+    airflow("dags", "test", "openai_usage_daily", "2025-11-10", env={**dag_env, "OPENAI_USAGE_OUTPUT_PATH": daily.as_uri()})
+    for key in ENDPOINTS:
+        same_day = f"{key}/date=2025-11-09/part-0000-2400.parquet"
+        assert (backfill / same_day).read_bytes() == (daily / same_day).read_bytes(), key
+
+
+def test_backfill_dag_writes_to_s3_through_params(fake_api, conn_id, dag_env, s3_bucket):
+    from airflow.sdk import ObjectStoragePath
+
+    env = {**dag_env, **{k: v for k, v in os.environ.items() if k.startswith("AIRFLOW_CONN_")}}
+    conf = {"start_date": "2025-11-08", "end_date": "2025-11-09", "endpoints": ["costs", "images"],
+            "output_path": f"s3://{s3_bucket}/hist", "output_conn_id": "moto_s3"}
+    airflow("dags", "test", "openai_usage_backfill", "--conf", json.dumps(conf), env=env)
+    root = ObjectStoragePath(f"s3://{s3_bucket}/hist", conn_id="moto_s3")
+    found = sorted(p.path for p in root.rglob("*.parquet"))
+    assert found == [
+        f"{s3_bucket}/hist/{key}/date={d}/part-0000-2400.parquet" for key in ("costs", "images") for d in ("2025-11-08", "2025-11-09")
+    ]
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_make_demo_script_lands_every_endpoint_and_is_repeatable(tmp_path):
+    work = tmp_path / "copy"
+    shutil.copytree(DAGS, work / "dags")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "OPENAI_USAGE"))}
+    cmd = [sys.executable, "-m", "airflow_provider_openai_usage.testing.demo", "--workdir", str(work), "--days", "3"]
+    first = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    out = first.stdout
+    assert "What landed in" in out and "Costs per project" in out and "s3://my-bucket/openai" in out
+    for key in ENDPOINTS:
+        line = next(l for l in out.splitlines() if l.strip().startswith(key + " "))
+        days, rows, files = map(int, line.split()[1:])
+        assert days == 3 and files == 3 and rows > 0, line
+    digest = tree_digest(work / "demo-output")
+    second = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert second.returncode == 0
+    assert tree_digest(work / "demo-output") == digest
