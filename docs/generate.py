@@ -1,0 +1,87 @@
+"""Writes the registry-driven parts of the docs, so they can never drift from the code.
+
+    python docs/generate.py          # rewrite the generated blocks
+    python docs/generate.py --check  # exit 1 if any block is stale (the test suite runs this)
+
+A generated block sits between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->``.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+from airflow_provider_openai_usage.endpoints import ENDPOINTS, Endpoint
+from airflow_provider_openai_usage.storage import arrow_schema
+
+DOCS = Path(__file__).resolve().parent
+
+
+def _filters(endpoint: Endpoint) -> str:
+    parts = []
+    for f in endpoint.filters:
+        kind = "bool" if f.kind == "bool" else ("list of " + " / ".join(f"`{v}`" for v in f.enum) if f.enum else "list of str")
+        parts.append(f"`{f.name}` ({kind})")
+    return ", ".join(parts)
+
+
+def endpoints_table() -> str:
+    rows = ["| endpoint | path | widths (max limit) | group_by | filters |", "|---|---|---|---|---|"]
+    for e in ENDPOINTS.values():
+        widths = ", ".join(f"{w} ({e.max_limit(w)})" for w in e.bucket_widths)
+        rows.append(f"| `{e.key}` | `{e.path}` | {widths} | {', '.join(f'`{g}`' for g in e.group_by)} | {_filters(e)} |")
+    return "\n".join(rows)
+
+
+def row_columns() -> str:
+    out = []
+    for e in ENDPOINTS.values():
+        dims = ", ".join(f"`{c.name}`" for c in e.dimensions)
+        metrics = ", ".join(f"`{c.name}`" for c in e.metrics)
+        out.append(f"- **{e.key}** (`{e.result_object}`): `start_time`, `end_time`, dimensions {dims}; values {metrics}")
+    return "\n".join(out)
+
+
+def schemas() -> str:
+    out = []
+    for e in ENDPOINTS.values():
+        out.append(f"### `{e.key}`\n\n| column | Parquet type | from the API |\n|---|---|---|")
+        sources = {c.name: ".".join(c.path) for c in e.columns} | {"start_time": "bucket start_time", "end_time": "bucket end_time"}
+        for field in arrow_schema(e):
+            out.append(f"| `{field.name}` | `{field.type}`{'' if field.nullable else ' not null'} | `{sources[field.name]}` |")
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def operator_classes() -> str:
+    rows = ["| endpoint | operator | sensor |", "|---|---|---|"]
+    rows += [f"| `{e.key}` | `{e.operator_class_name}` | `{e.sensor_class_name}` |" for e in ENDPOINTS.values()]
+    return "\n".join(rows)
+
+
+BLOCKS = {"endpoints": endpoints_table, "row-columns": row_columns, "schemas": schemas, "classes": operator_classes}
+BLOCK_RE = re.compile(r"(<!-- generated:(?P<name>[a-z-]+) -->\n)(?P<body>.*?)(<!-- /generated:(?P=name) -->)", re.S)
+
+
+def render(text: str) -> str:
+    return BLOCK_RE.sub(lambda m: m.group(1) + BLOCKS[m.group("name")]().rstrip() + "\n" + m.group(4), text)
+
+
+def main(argv: list[str]) -> int:
+    stale = []
+    for page in sorted(DOCS.glob("*.md")):
+        text = page.read_text()
+        new = render(text)
+        if new != text:
+            stale.append(page.name)
+            if "--check" not in argv:
+                page.write_text(new)
+    if stale and "--check" in argv:
+        print("stale generated blocks in: " + ", ".join(stale) + " (run python docs/generate.py)")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
