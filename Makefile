@@ -24,7 +24,11 @@ test: setup
 	$(PY) -m pytest -q
 
 bench: setup
+	$(PY) -m uv pip install -q --python $(PY) -e '.[test,bench]'
 	$(PY) benchmarks/run.py
+
+soak: setup
+	$(PY) benchmarks/soak.py --schedules 1000
 
 clean:
 	rm -rf $(VENV) demo-output .demo-airflow

@@ -27,7 +27,7 @@ from typing import IO, TYPE_CHECKING, Any
 from airflow_provider_openai_usage.endpoints import DECIMAL_PRECISION, Endpoint
 from airflow_provider_openai_usage.exceptions import OpenAIUsageResponseError, OpenAIUsageValidationError
 from airflow_provider_openai_usage.intervals import iso
-from airflow_provider_openai_usage.rows import bucket_rows
+from airflow_provider_openai_usage.rows import bucket_columns, rows_of, sort_columns
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -87,28 +87,38 @@ def _text_value(value: Any, is_time: bool) -> Any:
 
 
 class _ParquetSink:
+    """Buffers columns and writes a row group every ROW_GROUP_ROWS rows: memory stays flat."""
+
     def __init__(self, endpoint: Endpoint, fh: IO[bytes]) -> None:
         import pyarrow.parquet as pq
 
         self.schema = arrow_schema(endpoint)
-        self.names = self.schema.names
         self.writer = pq.ParquetWriter(fh, self.schema, compression="zstd")
-        self.buffer: list[dict[str, Any]] = []
+        self.buffer: dict[str, list[Any]] = {name: [] for name in self.schema.names}
+        self.buffered = 0
 
-    def write(self, rows: list[dict[str, Any]]) -> None:
-        self.buffer += rows
-        if len(self.buffer) >= ROW_GROUP_ROWS:
+    def write(self, n: int, columns: dict[str, list[Any]]) -> None:
+        for name, values in columns.items():
+            self.buffer[name].extend(values)
+        self.buffered += n
+        if self.buffered >= ROW_GROUP_ROWS:
             self.flush()
 
     def flush(self) -> None:
         import pyarrow as pa
 
-        if self.buffer:
-            for row in self.buffer:
-                row["start_time"] *= 1000
-                row["end_time"] *= 1000
-            self.writer.write_table(pa.Table.from_pylist(self.buffer, schema=self.schema))
-            self.buffer = []
+        if not self.buffered:
+            return
+        data = dict(self.buffer)
+        for name in ("start_time", "end_time"):
+            data[name] = [t * 1000 for t in data[name]]  # the schema's unit is milliseconds
+        try:
+            table = pa.Table.from_pydict(data, schema=self.schema)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise OpenAIUsageResponseError(f"a value does not fit its typed column: {exc}") from None
+        self.writer.write_table(table)
+        self.buffer = {name: [] for name in self.schema.names}
+        self.buffered = 0
 
     def close(self) -> None:
         self.flush()
@@ -119,8 +129,8 @@ class _JsonlSink:
     def __init__(self, endpoint: Endpoint, fh: IO[bytes]) -> None:
         self.fh = fh
 
-    def write(self, rows: list[dict[str, Any]]) -> None:
-        for row in rows:
+    def write(self, n: int, columns: dict[str, list[Any]]) -> None:
+        for row in rows_of(columns):
             line = {k: _text_value(v, k in ("start_time", "end_time")) for k, v in row.items()}
             self.fh.write(json.dumps(line, separators=(",", ":")).encode() + b"\n")
 
@@ -134,8 +144,8 @@ class _CsvSink:
         self.writer = csv.writer(self.text, lineterminator="\n")
         self.writer.writerow(endpoint.column_names)
 
-    def write(self, rows: list[dict[str, Any]]) -> None:
-        for row in rows:
+    def write(self, n: int, columns: dict[str, list[Any]]) -> None:
+        for row in rows_of(columns):
             values = []
             for k, v in row.items():
                 v = _text_value(v, k in ("start_time", "end_time"))
@@ -148,16 +158,6 @@ class _CsvSink:
 
 
 SINKS = {"parquet": _ParquetSink, "jsonl": _JsonlSink, "csv": _CsvSink}
-
-
-def _sort_key(endpoint: Endpoint) -> Any:
-    """Deterministic order within a bucket whatever order the API sent: files are byte-identical."""
-    names = [c.name for c in endpoint.dimensions]
-
-    def key(row: dict[str, Any]) -> tuple:
-        return tuple((row[n] is None, str(row[n])) for n in names)
-
-    return key
 
 
 @dataclass
@@ -244,17 +244,16 @@ class _OpenDay:
         except BaseException:
             self.discard()
             raise
-        self.sort_key = _sort_key(writer.endpoint)
 
     def add(self, bucket: dict[str, Any]) -> None:
         try:
-            rows = sorted(bucket_rows(self.writer.endpoint, bucket), key=self.sort_key)
-            self.sink.write(rows)
-            self.rows += len(rows)
-            for row in rows:
-                for name in self.totals:
-                    if row[name] is not None:
-                        self.totals[name] += row[name]
+            endpoint = self.writer.endpoint
+            n, columns = bucket_columns(endpoint, bucket)
+            columns = sort_columns(endpoint, n, columns)
+            self.sink.write(n, columns)
+            self.rows += n
+            for name in self.totals:
+                self.totals[name] += sum(filter(None, columns[name]))  # drops None (and zeros, harmless)
         except BaseException:
             self.discard()
             raise
@@ -273,22 +272,24 @@ class _OpenDay:
             self.tmp.unlink(missing_ok=True)
 
     def publish(self, covered_until: int) -> DayResult:
+        if covered_until < self.window[1]:
+            self.discard()
+            raise OpenAIUsageResponseError(
+                f"{self.writer.endpoint.key}: day {day_label(self.day)} is only reported up to {iso(covered_until)}; "
+                "its partition is left as it was"
+            )
         try:
-            if covered_until < self.window[1]:
-                raise OpenAIUsageResponseError(
-                    f"{self.writer.endpoint.key}: day {day_label(self.day)} is only reported up to {iso(covered_until)}; "
-                    "its partition is left as it was"
-                )
             self.sink.close()
             self.fh.close()
             if self.writer.is_local:
                 os.replace(self.tmp, self.dest.path)
             else:
                 self.dest.fs.put_file(str(self.tmp), self.dest.path)
+        except BaseException:
+            self.discard()
+            raise
         finally:
             self.tmp.unlink(missing_ok=True)
-            if not self.fh.closed:
-                self.fh.close()
         self._remove_overlapping()
         log.info("%s: wrote %s (%d rows)", self.writer.endpoint.key, self.dest.as_uri() if hasattr(self.dest, "as_uri") else self.dest, self.rows)
         return DayResult(day_label(self.day), self.rows, [self.dest.name], self.totals)

@@ -28,7 +28,7 @@ from airflow_provider_openai_usage.exceptions import (
 )
 from airflow_provider_openai_usage.get_provider_info import CONNECTION_EXTRAS
 from airflow_provider_openai_usage.query import UsageQuery
-from airflow_provider_openai_usage.rows import bucket_results, bucket_rows
+from airflow_provider_openai_usage.rows import bucket_results, bucket_rows, check_result_object
 
 if TYPE_CHECKING:
     import requests
@@ -54,6 +54,7 @@ class ConnectionSettings:
     max_retries: int
     max_retry_wait: float
     backoff_base: float
+    max_retry_after: float = 60.0
 
     def __repr__(self) -> str:  # the key stays out of reprs and tracebacks
         return f"ConnectionSettings(base_url={self.base_url!r}, api_key='***')"
@@ -154,6 +155,7 @@ class OpenAIUsageHook(BaseHook):
                     max_retries=int(extra_value("max_retries")),
                     max_retry_wait=float(extra_value("max_retry_wait")),
                     backoff_base=float(extra.get("backoff_base", 1.0)),
+                    max_retry_after=float(extra.get("max_retry_after", RETRY_AFTER_CAP)),
                 )
             except (TypeError, ValueError) as exc:
                 if isinstance(exc, OpenAIUsageValidationError):
@@ -201,7 +203,7 @@ class OpenAIUsageHook(BaseHook):
         def wait(state: Any) -> float:
             exc = state.outcome.exception()
             if isinstance(exc, _Retryable) and exc.retry_after is not None:
-                return min(exc.retry_after, RETRY_AFTER_CAP)
+                return min(exc.retry_after, settings.max_retry_after)
             # Exponential backoff with full jitter: concurrent tasks do not retry in lockstep.
             return random.uniform(0, settings.backoff_base * 2 ** (state.attempt_number - 1))
 
@@ -304,7 +306,11 @@ class OpenAIUsageHook(BaseHook):
             seen.add(cursor)
 
     def iter_query_buckets(self, query: UsageQuery) -> Iterator[dict[str, Any]]:
-        """Buckets in time order, each once; one outside the range or out of order is an error."""
+        """Buckets in time order, each once; one outside the range or out of order is an error.
+
+        A page is checked whole before any of its buckets is yielded, so a bad answer stops the
+        pull before anything from it can be written.
+        """
         last_end = query.start_time
         for page in self.iter_pages(query):
             for bucket in page["data"]:
@@ -321,10 +327,12 @@ class OpenAIUsageHook(BaseHook):
                     raise OpenAIUsageResponseError(
                         f"{query.describe()}: bucket {start}–{end} overlaps or repeats the previous one; refusing to double count"
                     )
-                bucket.setdefault("results", bucket_results(bucket))
+                bucket["results"] = bucket_results(bucket)
                 bucket.pop("result", None)
+                for result in bucket["results"]:
+                    check_result_object(query.endpoint, result)
                 last_end = end
-                yield bucket
+            yield from page["data"]
 
     def iter_query_rows(self, query: UsageQuery) -> Iterator[dict[str, Any]]:
         for bucket in self.iter_query_buckets(query):

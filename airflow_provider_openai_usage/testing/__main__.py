@@ -17,9 +17,12 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--seed", type=int, default=0, help="seed of the synthetic organization's usage")
     serve.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
     serve.add_argument("--amount-format", choices=("number", "string", "mixed"), default="number")
+    serve.add_argument("--now", type=int, default=None, help="fixed Unix time the server believes it is")
+    serve.add_argument("--dense-groups", type=int, default=0, help="benchmarks: N synthetic results in every bucket")
     args = parser.parse_args(argv)
 
-    api = FakeOpenAIUsageAPI(key=args.key, seed=args.seed, port=args.port)
+    api = FakeOpenAIUsageAPI(key=args.key, seed=args.seed, port=args.port, now=args.now)
+    api.controls.dense_groups = args.dense_groups
     api.controls.latency = args.latency
     api.controls.amount_format = args.amount_format
 

@@ -142,6 +142,31 @@ def day_events(org: FakeOrganization, endpoint_key: str, day_start: int, revisio
     return tuple(events)
 
 
+@lru_cache(maxsize=8192)
+def event_minutes(org: FakeOrganization, endpoint_key: str, day_start: int, revision: int = 0) -> tuple[int, ...]:
+    """The sorted event times of a day, to cut buckets out of it by bisection."""
+    return tuple(e.minute for e in day_events(org, endpoint_key, day_start, revision))
+
+
+def dense_results(endpoint: Endpoint, bucket_start: int, groups: int) -> list[dict[str, Any]]:
+    """Many results per bucket, cheaply: benchmark load, not realistic usage."""
+    results = []
+    for i in range(groups):
+        result: dict[str, Any] = {"object": endpoint.result_object}
+        value = (bucket_start // 60 * 31 + i * 7) % 997 + 1
+        for column in endpoint.metrics:
+            if column.type == "int64":
+                _set_path(result, column.path, value)
+            elif column.type == "decimal":
+                _set_path(result, column.path, Decimal(value).scaleb(-4))
+            else:
+                _set_path(result, column.path, "usd" if column.name.endswith("currency") else None)
+        for column in endpoint.dimensions:
+            result[column.name] = f"proj_{i:03d}" if column.name == "project_id" else None
+        results.append(result)
+    return results
+
+
 def matches(event: Event, filters: Mapping[str, Iterable[Any]]) -> bool:
     dims = dict(event.dims)
     return all(dims[dim] in allowed for dim, allowed in filters.items())

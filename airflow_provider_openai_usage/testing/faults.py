@@ -13,7 +13,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-FaultKind = Literal["pass", "status", "drop", "truncate", "garbage", "slow", "loop", "shift"]
+FaultKind = Literal[
+    "pass", "status", "drop", "truncate", "garbage", "slow", "loop", "shift", "legacy", "drift", "wrong_object", "no_data"
+]
 RETRYABLE_STATUSES = (429, 500, 502, 503, 504)
 
 
@@ -28,7 +30,10 @@ class Fault:
     - ``garbage``: answer 200 with a body that is not JSON;
     - ``slow``: wait ``delay`` seconds, then answer normally (a read timeout if the client gives up);
     - ``loop``: answer with ``next_page`` pointing back at the cursor just used;
-    - ``shift``: move the page's last bucket a week later, outside the requested range.
+    - ``shift``: move the page's last bucket a week later, outside the requested range;
+    - ``legacy``: old spellings (``result``, ``sessions``); ``drift``: an unknown field on every
+      result and optional fields left out; ``wrong_object``: results of another type;
+      ``no_data``: a page without ``data``.
     ``path`` limits the fault to requests whose path ends with it.
     """
 

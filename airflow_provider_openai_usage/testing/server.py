@@ -14,6 +14,7 @@ Choices where OpenAI documents nothing (written down in docs/fake-api.md):
 from __future__ import annotations
 
 import base64
+from bisect import bisect_left
 import hashlib
 import json
 import re
@@ -27,10 +28,19 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from airflow_provider_openai_usage.endpoints import ENDPOINTS, WIDTH_SECONDS, Endpoint
-from airflow_provider_openai_usage.testing.data import DAY, FakeOrganization, aggregate, day_events, matches
+from airflow_provider_openai_usage.testing.data import (
+    DAY,
+    FakeOrganization,
+    aggregate,
+    day_events,
+    dense_results,
+    event_minutes,
+    matches,
+)
 from airflow_provider_openai_usage.testing.faults import Fault, FaultPlan
 
 DEFAULT_KEY = "sk-admin-fake-openai-usage-key"
+CORRUPTIONS = ("loop", "shift", "legacy", "drift", "wrong_object", "no_data")
 SCALARS = ("start_time", "end_time", "bucket_width", "limit", "page")
 
 
@@ -57,6 +67,9 @@ class FakeControls:
     #: How costs amounts are sent: "number" (as the spec says), "string" (a string with 28 decimals,
     #: as the API has been seen doing), or "mixed" (alternating per bucket).
     amount_format: str = "number"
+    #: Benchmarks only: every bucket carries this many synthetic results (one per project
+    #: ``proj_000``...), computed arithmetically instead of from events; grouping is ignored.
+    dense_groups: int = 0
 
     def current_time(self) -> int:
         return int(time.time()) if self.now is None else self.now
@@ -252,14 +265,16 @@ class UsageAPI:
         return {"object": "page", "data": buckets, "has_more": has_more, "next_page": next_page}
 
     def _results(self, endpoint: Endpoint, start: int, end: int, group_by: list[str], filters: Mapping[str, set[Any]]) -> list[dict[str, Any]]:
+        if self.controls.dense_groups:
+            return dense_results(endpoint, start, self.controls.dense_groups)
         events = []
         day = start - start % DAY
         while day < end:
             revision = self.controls.revisions.get(day, 0)
-            events += [
-                e for e in day_events(self.org, endpoint.key, day, revision)
-                if start <= e.minute < end and matches(e, filters)
-            ]
+            day_list = day_events(self.org, endpoint.key, day, revision)
+            minutes = event_minutes(self.org, endpoint.key, day, revision)
+            lo, hi = bisect_left(minutes, start), bisect_left(minutes, end)
+            events += [e for e in day_list[lo:hi] if matches(e, filters)]
             day += DAY
         results = aggregate(endpoint, events, group_by)
         fmt = self.controls.amount_format
@@ -272,13 +287,33 @@ class UsageAPI:
 
 
 def _corrupt(body: bytes, kind: str, cursor: str | None) -> bytes:
-    """Answers a buggy server could give: a cursor that loops back, or a bucket outside the range."""
+    """Answers a buggy or drifting server could give (see ``Fault``)."""
     page = json.loads(body, parse_float=Decimal)
     if kind == "loop":
         page["has_more"], page["next_page"] = True, cursor or page.get("next_page") or "page_loop"
-    elif page["data"]:
+    elif kind == "shift" and page["data"]:
         page["data"][-1]["start_time"] += 7 * DAY
         page["data"][-1]["end_time"] += 7 * DAY
+    elif kind == "legacy":
+        # The first spec versions: `result` instead of `results`, `sessions` instead of `num_sessions`.
+        for bucket in page["data"]:
+            bucket["result"] = bucket.pop("results")
+            for r in bucket["result"]:
+                if "num_sessions" in r:
+                    r["sessions"] = r.pop("num_sessions")
+    elif kind == "drift":
+        # A newer API: an unknown field on every result, and optional fields left out.
+        for bucket in page["data"]:
+            for r in bucket["results"]:
+                r["api_source"] = "responses"
+                for optional in ("service_tier", "quantity_unit", "input_image_tokens"):
+                    r.pop(optional, None)
+    elif kind == "wrong_object":
+        for bucket in page["data"]:
+            for r in bucket["results"]:
+                r["object"] = "organization.usage.something_else.result"
+    elif kind == "no_data":
+        page.pop("data")
     return _dumps(page)
 
 
@@ -305,7 +340,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "requests" if fault.status == 429 else "server_error",
             )
             headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
-        if fault is not None and fault.kind in ("loop", "shift") and status == 200:
+        if fault is not None and fault.kind in CORRUPTIONS and status == 200:
             body = _corrupt(body, fault.kind, dict(query).get("page"))
         if fault is not None and fault.kind == "garbage":
             status, body = 200, b"<html><body>502 Bad Gateway</body></html>"

@@ -1,0 +1,149 @@
+"""Finance numbers are right or loudly absent: faults, concurrency, drift, bad input, secrets."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pendulum
+import pytest
+
+from airflow_provider_openai_usage.exceptions import OpenAIUsageResponseError
+from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
+from airflow_provider_openai_usage.testing import Fault
+from conftest import DAY, NOW, SENTINEL_KEY
+
+REPO = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("soak", REPO / "benchmarks" / "soak.py")
+soak = importlib.util.module_from_spec(spec)
+sys.modules["soak"] = soak  # dataclasses look their module up
+spec.loader.exec_module(soak)
+
+
+def test_fault_soak_small(tmp_path):
+    runner = soak.Soak(tmp_path)
+    try:
+        result = runner.run(range(40))
+    finally:
+        runner.close()
+    assert result.schedules == 40
+    assert result.lost_or_mixed == 0 and result.unclear_errors == 0 and result.temp_files_left == 0, result.examples
+    assert result.identical > 0 and result.clean_failures > 0, "the sample must exercise both outcomes"
+    assert result.identical + result.clean_failures == 40
+
+
+# -- concurrency ------------------------------------------------------------------------------------
+WRITER = textwrap.dedent(
+    """
+    import os, sys, pendulum
+    from airflow_provider_openai_usage.operators.usage import OpenAIUsageOperator
+    out, conn = sys.argv[1], sys.argv[2] or None
+    op = OpenAIUsageOperator(task_id="w", endpoint="completions", group_by=["project_id", "model"], output_path=out, output_conn_id=conn)
+    op.execute({"data_interval_start": pendulum.from_timestamp(int(sys.argv[3]), tz="UTC"),
+                "data_interval_end": pendulum.from_timestamp(int(sys.argv[4]), tz="UTC")})
+    """
+)
+
+
+def run_two_writers_at_once(out: str, conn: str, start: int, end: int) -> None:
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WRITER, out, conn, str(start), str(end)], env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err.decode()[-3000:]
+
+
+def test_two_processes_writing_the_same_interval_leave_one_complete_partition_per_day_file(fake_api, conn_id, tmp_path):
+    from airflow_provider_openai_usage.operators.usage import OpenAIUsageOperator
+
+    start = NOW - 5 * DAY
+    fake_api.controls.page_size_cap = 1
+    fake_api.controls.latency = 0.05  # both processes are mid-range at the same time
+    run_two_writers_at_once(str(tmp_path / "concurrent"), "", start, NOW)
+    fake_api.controls.latency = 0
+    ctx = {"data_interval_start": pendulum.from_timestamp(start, tz="UTC"), "data_interval_end": pendulum.from_timestamp(NOW, tz="UTC")}
+    OpenAIUsageOperator(task_id="r", endpoint="completions", group_by=["project_id", "model"], output_path=str(tmp_path / "single")).execute(ctx)
+    assert soak.tree(tmp_path / "concurrent") == soak.tree(tmp_path / "single")
+    starts = sorted(r.at for r in fake_api.requests if r.params().get("page") is None)
+    assert len(starts) >= 3
+
+
+def test_two_processes_writing_the_same_interval_to_s3(fake_api, conn_id, s3_bucket, moto_server):
+    import boto3
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    fake_api.controls.page_size_cap = 1
+    fake_api.controls.latency = 0.05
+    run_two_writers_at_once(f"s3://{s3_bucket}/c", "moto_s3", NOW - 3 * DAY, NOW)
+    s3 = boto3.client("s3", endpoint_url=moto_server, aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=s3_bucket)["Contents"])
+    assert len(keys) == 3 and all(k.endswith("/part-0000-2400.parquet") for k in keys)
+    for key, day_start in zip(keys, range(NOW - 3 * DAY, NOW, DAY)):
+        table = pq.read_table(pa.BufferReader(s3.get_object(Bucket=s3_bucket, Key=key)["Body"].read()))
+        expected = list(OpenAIUsageHook(conn_id).iter_rows("completions", day_start, day_start + DAY, group_by=["project_id", "model"]))
+        assert table.num_rows == len(expected)
+
+
+# -- schema drift and bad responses -----------------------------------------------------------------
+def test_old_spellings_are_read_like_todays(fake_api, conn_id):
+    hook = OpenAIUsageHook(conn_id)
+    for key in ("code_interpreter_sessions", "embeddings"):
+        today = list(hook.iter_rows(key, NOW - 5 * DAY, NOW))
+        fake_api.schedule_faults(Fault("legacy"))
+        assert list(hook.iter_rows(key, NOW - 5 * DAY, NOW)) == today and today
+
+
+def test_unknown_fields_are_left_out_and_logged_once_missing_ones_become_null(fake_api, conn_id, caplog, capsys):
+    hook = OpenAIUsageHook(conn_id)
+    fake_api.schedule_faults(Fault("drift"), Fault("drift"))
+    rows = list(hook.iter_rows("completions", NOW - 5 * DAY, NOW, group_by=["service_tier"]))
+    rows += list(hook.iter_rows("completions", NOW - 5 * DAY, NOW, group_by=["service_tier"]))
+    assert rows and all("api_source" not in r and r["service_tier"] is None and r["input_image_tokens"] is None for r in rows)
+    logged = caplog.text + capsys.readouterr().out
+    assert logged.count("ignoring field 'api_source'") == 1
+
+
+@pytest.mark.parametrize(
+    ("kind", "fragment"),
+    [("wrong_object", "result object 'organization.usage.something_else.result' is not"), ("no_data", "no 'data' array"), ("shift", "outside the requested range")],
+)
+def test_bad_answers_fail_loudly_and_write_nothing(fake_api, conn_id, tmp_path, kind, fragment):
+    from airflow_provider_openai_usage.operators.usage import OpenAICostsOperator
+
+    fake_api.schedule_faults(Fault(kind))
+    ctx = {"data_interval_start": pendulum.from_timestamp(NOW - 3 * DAY, tz="UTC"), "data_interval_end": pendulum.from_timestamp(NOW, tz="UTC")}
+    with pytest.raises(OpenAIUsageResponseError, match=re.escape(fragment)):
+        OpenAICostsOperator(task_id="t", output_path=str(tmp_path)).execute(ctx)
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+
+
+# -- secrets ----------------------------------------------------------------------------------------
+def test_the_key_never_leaves_the_connection_in_a_real_run(fake_api, conn_id, airflow_db, tmp_path):
+    out = tmp_path / "out"
+    env = {**os.environ, "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"), "OPENAI_USAGE_OUTPUT_PATH": out.as_uri(),
+           "AIRFLOW__LOGGING__LOGGING_LEVEL": "DEBUG"}
+    run = subprocess.run([sys.executable, "-m", "airflow", "dags", "test", "openai_usage_daily", "2025-11-10"], capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "Pulling costs" in run.stdout + run.stderr, "the grep must see the task logs"
+    # Airflow's own supervisor echoes every MaskSecret request at DEBUG level under `dags test`
+    # (an upstream behaviour, reported in our notes); every other line must be clean.
+    leaking = [line for line in (run.stdout + run.stderr).splitlines() if SENTINEL_KEY in line]
+    assert all("supervisor.py" in line and "MaskSecret(value=" in line for line in leaking), leaking[:3]
+    produced = [p for root in (Path(os.environ["AIRFLOW_HOME"]), out) for p in root.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".parquet" for p in produced) and any(p.name == "airflow.db" for p in produced)
+    leaks = [str(p) for p in produced if SENTINEL_KEY.encode() in p.read_bytes()]
+    assert leaks == [], "XCom, rendered fields, trigger kwargs, logs and files live here"
+
+
+def test_tls_verification_is_never_disabled():
+    sources = "\n".join(p.read_text() for p in (REPO / "airflow_provider_openai_usage").rglob("*.py"))
+    assert "verify=False" not in sources and "verify = False" not in sources
