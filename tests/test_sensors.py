@@ -215,3 +215,24 @@ def test_one_thin_sensor_class_per_registry_entry():
         cls = getattr(sensor_module, endpoint.sensor_class_name)
         assert issubclass(cls, OpenAIUsageSensor) and cls.endpoint_key == endpoint.key
         assert {k for k in vars(cls) if not k.startswith("_")} == {"endpoint_key"}
+
+
+def test_deferrable_sensor_returns_at_once_when_already_settled(fake_api, conn_id):
+    sensor = OpenAICostsSensor(task_id="s", settle_period=dt.timedelta(0), deferrable=True)
+    ctx = {"data_interval_start": pendulum.from_timestamp(DAY_START, tz="UTC"), "data_interval_end": pendulum.from_timestamp(NOW, tz="UTC")}
+    summary = sensor.execute(ctx)
+    assert summary["buckets"] == 1 and len(fake_api.requests) == 1
+
+
+def test_deferrable_sensor_defers_with_what_its_first_poll_saw(fake_api, conn_id):
+    from airflow.sdk.exceptions import TaskDeferred
+
+    fake_api.controls.available_until = DAY_START
+    sensor = OpenAICostsSensor(task_id="s", settle_period=dt.timedelta(0), deferrable=True, stable_polls=3, poke_interval=7, timeout=60)
+    ctx = {"data_interval_start": pendulum.from_timestamp(DAY_START, tz="UTC"), "data_interval_end": pendulum.from_timestamp(NOW, tz="UTC")}
+    with pytest.raises(TaskDeferred) as info:
+        sensor.execute(ctx)
+    _, kwargs = info.value.trigger.serialize()
+    assert kwargs["stability_streak"] == 1 and kwargs["stability_fingerprint"] and kwargs["initial_delay"] == 7
+    assert kwargs["deadline"] > kwargs["start_time"] and info.value.method_name == "execute_complete"
+    assert SENTINEL_KEY not in json.dumps(kwargs)

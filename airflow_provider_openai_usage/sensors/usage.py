@@ -103,12 +103,31 @@ class OpenAIUsageSensor(BaseSensorOperator):
 
         return SettleRules(self.settle_period.total_seconds(), self.require_results, self.stable_polls)
 
+    def _poll(self, query: Any, state: Any) -> Any:
+        from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
+        from airflow_provider_openai_usage.settlement import check_settled
+
+        hook = OpenAIUsageHook(self.openai_usage_conn_id)
+        try:
+            result = check_settled(hook, query, self._rules(), now=time.time(), state=state)
+        finally:
+            hook.close()
+        self.log.info("%s", result.reason)
+        return result
+
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
+        from airflow_provider_openai_usage.settlement import StabilityState
         from airflow_provider_openai_usage.triggers.usage import OpenAIUsageTrigger
 
         query = self._query(context)  # validation errors fail the task before deferring
+        # Check once before deferring: history (backfills) is usually settled already, and deferring
+        # a task whose trigger fires at once races the scheduler ("finished with state success, but
+        # the task instance's state attribute is queued", seen with LocalExecutor).
+        first = self._poll(query, StabilityState())
+        if first.settled:
+            return first.summary
         rules = self._rules()
         self.defer(
             trigger=OpenAIUsageTrigger(
@@ -124,23 +143,19 @@ class OpenAIUsageSensor(BaseSensorOperator):
                 stable_polls=rules.stable_polls,
                 poll_interval=float(self.poke_interval),
                 deadline=time.time() + float(self.timeout),
+                stability_fingerprint=first.state.fingerprint,
+                stability_streak=first.state.streak,
+                initial_delay=float(self.poke_interval),
             ),
             method_name="execute_complete",
             timeout=dt.timedelta(seconds=float(self.timeout)),
         )
 
     def poke(self, context: Context) -> PokeReturnValue:
-        from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
-        from airflow_provider_openai_usage.settlement import StabilityState, check_settled
+        from airflow_provider_openai_usage.settlement import StabilityState
 
-        query = self._query(context)
-        hook = OpenAIUsageHook(self.openai_usage_conn_id)
-        try:
-            result = check_settled(hook, query, self._rules(), now=time.time(), state=self._stability or StabilityState())
-        finally:
-            hook.close()
+        result = self._poll(self._query(context), self._stability or StabilityState())
         self._stability = result.state
-        self.log.info("%s", result.reason)
         return PokeReturnValue(is_done=result.settled, xcom_value=result.summary if result.settled else None)
 
     def execute_complete(self, context: Context, event: Mapping[str, Any] | None = None) -> Any:

@@ -34,6 +34,9 @@ class OpenAIUsageTrigger(BaseTrigger):
         stable_polls: int = 1,
         poll_interval: float = 300.0,
         deadline: float | None = None,
+        stability_fingerprint: str | None = None,
+        stability_streak: int = 0,
+        initial_delay: float = 0.0,
     ) -> None:
         super().__init__()
         self.openai_usage_conn_id = openai_usage_conn_id
@@ -48,6 +51,10 @@ class OpenAIUsageTrigger(BaseTrigger):
         self.stable_polls = int(stable_polls)
         self.poll_interval = float(poll_interval)
         self.deadline = deadline
+        # What the sensor's own poll saw just before deferring: stability counts on from there.
+        self.stability_fingerprint = stability_fingerprint
+        self.stability_streak = int(stability_streak)
+        self.initial_delay = float(initial_delay)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -65,6 +72,9 @@ class OpenAIUsageTrigger(BaseTrigger):
                 "stable_polls": self.stable_polls,
                 "poll_interval": self.poll_interval,
                 "deadline": self.deadline,
+                "stability_fingerprint": self.stability_fingerprint,
+                "stability_streak": self.stability_streak,
+                "initial_delay": self.initial_delay,
             },
         )
 
@@ -73,7 +83,7 @@ class OpenAIUsageTrigger(BaseTrigger):
         from airflow_provider_openai_usage.query import UsageQuery
         from airflow_provider_openai_usage.settlement import SettleRules, StabilityState, check_settled
 
-        state = StabilityState()
+        state = StabilityState(self.stability_fingerprint, self.stability_streak)
         polls = 0
         try:
             query = UsageQuery.build(
@@ -82,6 +92,9 @@ class OpenAIUsageTrigger(BaseTrigger):
             rules = SettleRules(self.settle_period_seconds, self.require_results, self.stable_polls)
             connection = await OpenAIUsageHook.aget_connection(self.openai_usage_conn_id)
             hook = OpenAIUsageHook(self.openai_usage_conn_id, connection=connection)
+            if self.initial_delay > 0:
+                remaining = None if self.deadline is None else max(0.0, self.deadline - time.time())
+                await asyncio.sleep(self.initial_delay if remaining is None else min(self.initial_delay, remaining))
             while True:
                 polls += 1
                 result = await asyncio.to_thread(check_settled, hook, query, rules, now=time.time(), state=state)
