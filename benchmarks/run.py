@@ -167,7 +167,7 @@ def rows_per_second(fn: Callable, buckets: list[dict], days: int, repeats: int) 
 
 # -- memory and import cost (fresh processes) ----------------------------------------------------------
 RSS_PROBE = """
-import json, os, resource, sys, tempfile
+import json, os, sys, tempfile
 from pathlib import Path
 os.environ["AIRFLOW_CONN_BENCH"] = json.dumps({"conn_type": "openai_usage", "host": sys.argv[1], "password": sys.argv[2]})
 from airflow.sdk import ObjectStoragePath
@@ -179,7 +179,9 @@ query = UsageQuery.build("embeddings", now - days * 86400, now, bucket_width="1m
 with tempfile.TemporaryDirectory() as tmp:
     writer = PartitionWriter(ObjectStoragePath(Path(tmp).as_uri()), query.endpoint, "parquet")
     rows = sum(d.rows for d in writer.write(query, OpenAIUsageHook("bench").iter_query_buckets(query)))
-print(json.dumps({"rows": rows, "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+# VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so it would report the parent's size.
+hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(json.dumps({"rows": rows, "max_rss_kb": hwm}))
 """
 
 
@@ -233,13 +235,16 @@ def run(latency: float, repeats: int, smoke: bool) -> dict[str, Any]:
             figures[f"requests_7d_{width}"] = {"ours": len(api.requests), "minimum": math.ceil(7 * DAY / {"1h": 3600, "1m": 60}[width] / per_page)}
     if smoke:
         return figures
+    figures["rss"] = {
+        label: {"rows": runs[0]["rows"], "max_rss_kb": statistics.median(r["max_rss_kb"] for r in runs)}
+        for label, runs in (("1d", [peak_rss(1, 50) for _ in range(repeats)]), ("30d", [peak_rss(30, 50) for _ in range(repeats)]))
+    }
     buckets = synthetic_buckets(days=7, groups=1000)
     figures["rows_per_second"] = {
         "rows": sum(len(b["results"]) for b in buckets),
         "ours": rows_per_second(rows_to_parquet_ours, buckets, 7, repeats),
         "pandas": rows_per_second(rows_to_parquet_pandas, buckets, 7, repeats),
     }
-    figures["rss"] = {"1d": peak_rss(1, 50), "30d": peak_rss(30, 50)}
     figures["import"] = {
         "airflow.sdk": import_seconds("import airflow.sdk", 5),
         "ours": import_seconds("import airflow_provider_openai_usage.operators.usage, airflow_provider_openai_usage.sensors.usage", 5),
@@ -294,6 +299,20 @@ def report(f: dict[str, Any]) -> str:
         f"and {whole['seconds'] / ours['seconds']:.1f}x faster. The 30x goal is measured against the daily forms, which is how "
         "these baselines run in a daily DAG; against a whole-range loop the gain is the ratio of page sizes (31/7).",
         "",
+        *(
+            [
+                f"Why the rows/s goal is missed: our writer reaches {rps['ours']:,.0f} rows/s ({rows_ratio:.1f}x the pandas "
+                "baseline) but not 5x. Per row it does work the baseline does not: it checks every result's `object` "
+                "and value types against the registry (so wrong data fails instead of landing), sorts each bucket's rows "
+                "by their dimensions (so re-runs are byte-identical) and writes exact decimals; pandas infers types and "
+                "keeps the API's order. The remaining cost is mostly reading the values out of the parsed JSON dicts, "
+                "one `dict.get` per cell; going further means a columnar JSON parser (e.g. pyarrow.json), which "
+                "cannot stream OpenAI's nested pages as they arrive.",
+                "",
+            ]
+            if rows_ratio < 5 or rps["ours"] < 200_000
+            else []
+        ),
         "Raw figures:",
         "",
         "```json",

@@ -293,10 +293,12 @@ class OpenAIUsageHook(BaseHook):
             number += 1
             buckets += len(page["data"])
             self.log.info("%s: page %d, %d buckets so far", query.describe(), number, buckets)
+            has_more, next_cursor = page.get("has_more"), page.get("next_page")
             yield page
-            if not page.get("has_more"):
+            del page  # never hold two pages at once: memory stays flat however long the range
+            if not has_more:
                 return
-            cursor = page.get("next_page")
+            cursor = next_cursor
             if not cursor:
                 raise OpenAIUsageResponseError(f"{query.describe()}: page {number} says has_more but gives no next_page")
             if cursor in seen:
@@ -332,7 +334,11 @@ class OpenAIUsageHook(BaseHook):
                 for result in bucket["results"]:
                     check_result_object(query.endpoint, result)
                 last_end = end
-            yield from page["data"]
+            data = page["data"]
+            del page
+            data.reverse()
+            while data:  # hand buckets over one by one, releasing each as it goes
+                yield data.pop()
 
     def iter_query_rows(self, query: UsageQuery) -> Iterator[dict[str, Any]]:
         for bucket in self.iter_query_buckets(query):

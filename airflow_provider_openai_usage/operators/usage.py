@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_openai_usage.endpoints import get_endpoint
 from airflow_provider_openai_usage.exceptions import OpenAIUsageValidationError
+from airflow_provider_openai_usage.task_range import UsageRangeTask
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
@@ -56,7 +56,7 @@ def _asset_for(output_path: Any, endpoint_key: str) -> Any:
     return Asset(uri=f"{base.rstrip('/')}/{endpoint_key}", extra={"endpoint": endpoint_key})
 
 
-class OpenAIUsageOperator(BaseOperator):
+class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
     """Pull one usage/costs endpoint for a range and write one partition per UTC day.
 
     :param endpoint: a registry key (``completions``, ..., ``costs``).
@@ -75,7 +75,6 @@ class OpenAIUsageOperator(BaseOperator):
     :param max_xcom_rows: refuse to push more rows than this through XCom.
     """
 
-    endpoint_key: ClassVar[str | None] = None
     template_fields: Sequence[str] = (
         "start_time", "end_time", "bucket_width", "group_by", "filters", "output_path", "output_conn_id", "file_format",
     )
@@ -100,12 +99,7 @@ class OpenAIUsageOperator(BaseOperator):
         max_xcom_rows: int = DEFAULT_MAX_XCOM_ROWS,
         **kwargs: Any,
     ) -> None:
-        endpoint = endpoint or self.endpoint_key
-        if endpoint is None:
-            raise OpenAIUsageValidationError("endpoint is required, e.g. OpenAIUsageOperator(endpoint='completions', ...)")
-        if self.endpoint_key is not None and endpoint != self.endpoint_key:
-            raise OpenAIUsageValidationError(f"{type(self).__name__} always reads {self.endpoint_key!r}; got endpoint={endpoint!r}")
-        get_endpoint(endpoint)  # fail at parse time on a typo
+        endpoint = self.resolve_endpoint(endpoint)
         if output_path is not None and "outlets" not in kwargs:
             asset = _asset_for(output_path, endpoint)
             if asset is not None:
@@ -124,18 +118,10 @@ class OpenAIUsageOperator(BaseOperator):
         self.restate_days = restate_days
         self.max_xcom_rows = max_xcom_rows
 
-    def build_query(self, context: Context) -> Any:
-        """Resolve and validate everything before the first request."""
-        from airflow_provider_openai_usage.intervals import resolve_range
-        from airflow_provider_openai_usage.query import UsageQuery
-
-        start, end = resolve_range(context, self.start_time, self.end_time, self.bucket_width, restate_days=self.restate_days)
-        return UsageQuery.build(self.endpoint, start, end, bucket_width=self.bucket_width, group_by=self.group_by, filters=self.filters)
-
     def execute(self, context: Context) -> Any:
         from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
 
-        query = self.build_query(context)
+        query = self.build_query(context, restate_days=self.restate_days)
         if self.output_path is not None:
             from airflow_provider_openai_usage.storage import FILE_FORMATS
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 
-from airflow_provider_openai_usage.endpoints import get_endpoint
 from airflow_provider_openai_usage.exceptions import OpenAIUsageError, OpenAIUsageValidationError
+from airflow_provider_openai_usage.task_range import UsageRangeTask
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 DEFAULT_SETTLE_PERIOD = dt.timedelta(hours=1)
 
 
-class OpenAIUsageSensor(BaseSensorOperator):
+class OpenAIUsageSensor(UsageRangeTask, BaseSensorOperator):
     """Wait until [start_time, end_time) of an endpoint is fully reported and no longer changing.
 
     :param endpoint: a registry key (``completions``, ..., ``costs``).
@@ -41,7 +41,6 @@ class OpenAIUsageSensor(BaseSensorOperator):
         ``[operators] default_deferrable``).
     """
 
-    endpoint_key: ClassVar[str | None] = None
     template_fields: Sequence[str] = ("start_time", "end_time", "bucket_width", "group_by", "filters")
     ui_color = "#c7f0e2"
 
@@ -61,12 +60,7 @@ class OpenAIUsageSensor(BaseSensorOperator):
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
-        endpoint = endpoint or self.endpoint_key
-        if endpoint is None:
-            raise OpenAIUsageValidationError("endpoint is required, e.g. OpenAIUsageSensor(endpoint='costs', ...)")
-        if self.endpoint_key is not None and endpoint != self.endpoint_key:
-            raise OpenAIUsageValidationError(f"{type(self).__name__} always reads {self.endpoint_key!r}; got endpoint={endpoint!r}")
-        get_endpoint(endpoint)
+        endpoint = self.resolve_endpoint(endpoint)
         if not isinstance(settle_period, dt.timedelta) or settle_period < dt.timedelta(0):
             raise OpenAIUsageValidationError(f"settle_period={settle_period!r} must be a timedelta >= 0")
         if not isinstance(stable_polls, int) or isinstance(stable_polls, bool) or stable_polls < 1:
@@ -91,13 +85,6 @@ class OpenAIUsageSensor(BaseSensorOperator):
         self.deferrable = deferrable
         self._stability: Any = None
 
-    def _query(self, context: Context) -> Any:
-        from airflow_provider_openai_usage.intervals import resolve_range
-        from airflow_provider_openai_usage.query import UsageQuery
-
-        start, end = resolve_range(context, self.start_time, self.end_time, self.bucket_width)
-        return UsageQuery.build(self.endpoint, start, end, bucket_width=self.bucket_width, group_by=self.group_by, filters=self.filters)
-
     def _rules(self) -> Any:
         from airflow_provider_openai_usage.settlement import SettleRules
 
@@ -121,7 +108,7 @@ class OpenAIUsageSensor(BaseSensorOperator):
         from airflow_provider_openai_usage.settlement import StabilityState
         from airflow_provider_openai_usage.triggers.usage import OpenAIUsageTrigger
 
-        query = self._query(context)  # validation errors fail the task before deferring
+        query = self.build_query(context)  # validation errors fail the task before deferring
         # Check once before deferring: history (backfills) is usually settled already, and deferring
         # a task whose trigger fires at once races the scheduler ("finished with state success, but
         # the task instance's state attribute is queued", seen with LocalExecutor).
@@ -154,7 +141,7 @@ class OpenAIUsageSensor(BaseSensorOperator):
     def poke(self, context: Context) -> PokeReturnValue:
         from airflow_provider_openai_usage.settlement import StabilityState
 
-        result = self._poll(self._query(context), self._stability or StabilityState())
+        result = self._poll(self.build_query(context), self._stability or StabilityState())
         self._stability = result.state
         return PokeReturnValue(is_done=result.settled, xcom_value=result.summary if result.settled else None)
 
