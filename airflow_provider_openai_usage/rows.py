@@ -69,8 +69,8 @@ def _normalized(endpoint: Endpoint, results: list[Any]) -> list[Any]:
     operations over the whole bucket instead of a Python loop per result.
     """
     known = _known_keys(endpoint)
-    if all(type(r) is dict for r in results):
-        objects = {r.get("object") for r in results}
+    if set(map(type, results)) <= {dict}:
+        objects = set(map(dict.get, results, repeat("object")))
         all_keys = set().union(*results) if results else set()
         if objects <= {endpoint.result_object} and all_keys <= known and not (all_keys & endpoint.legacy_fields.keys()):
             return results

@@ -109,10 +109,11 @@ class _ParquetSink:
 
         if not self.buffered:
             return
-        data = dict(self.buffer)
-        for name in ("start_time", "end_time"):
-            data[name] = [t * 1000 for t in data[name]]  # the schema's unit is milliseconds
+        data: dict[str, Any] = dict(self.buffer)
+        seconds, millis = pa.timestamp("s", tz="UTC"), self.schema.field("start_time").type
         try:
+            for name in ("start_time", "end_time"):
+                data[name] = pa.array(data[name], type=seconds).cast(millis)  # Parquet has no seconds unit
             table = pa.Table.from_pydict(data, schema=self.schema)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise OpenAIUsageResponseError(f"a value does not fit its typed column: {exc}") from None
