@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pendulum
 import pytest
@@ -79,3 +82,32 @@ def test_s3_rerun_replaces_objects_with_identical_bytes(fake_api, conn_id, s3_bu
     first = snapshot()
     op.execute(context)
     assert snapshot() == first and len(first) == 3
+
+
+def test_connections_from_the_metastore_and_a_secrets_backend_work(fake_api, run_dag, tmp_path, monkeypatch):
+    """The UI stores connections in the metastore; a run resolves them through the execution API."""
+    from airflow.models import Connection
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        session.query(Connection).filter(Connection.conn_id == "openai_usage_default").delete()
+        session.add(Connection(conn_id="openai_usage_default", conn_type="openai_usage", host=fake_api.base_url, password=fake_api.key))
+    monkeypatch.delenv("AIRFLOW_CONN_OPENAI_USAGE_DEFAULT", raising=False)
+    try:
+        dr, states = run_dag(dag_source("from_db", f"file://{tmp_path}"), "from_db", logical_date=pendulum.from_timestamp(NOW, tz="UTC"))
+    finally:
+        with create_session() as session:
+            session.query(Connection).filter(Connection.conn_id == "openai_usage_default").delete()
+    assert states == {"costs": "success", "completions": "success"}
+    assert len(fake_api.requests) == 2
+
+    secrets = tmp_path / "connections.json"
+    secrets.write_text(json.dumps({"from_file": {"conn_type": "openai_usage", "host": fake_api.base_url, "password": fake_api.key}}))
+    code = (
+        "from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook; "
+        "ok, msg = OpenAIUsageHook('from_file').test_connection(); print(ok)"
+    )
+    env = {**os.environ, "AIRFLOW__SECRETS__BACKEND": "airflow.secrets.local_filesystem.LocalFilesystemBackend",
+           "AIRFLOW__SECRETS__BACKEND_KWARGS": json.dumps({"connections_file_path": str(secrets)})}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.stdout.strip().splitlines()[-1] == "True", out.stderr[-2000:]
