@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pendulum
@@ -51,14 +52,27 @@ WRITER = textwrap.dedent(
 )
 
 
-def run_two_writers_at_once(out: str, conn: str, start: int, end: int) -> None:
-    procs = [
-        subprocess.Popen([sys.executable, "-c", WRITER, out, conn, str(start), str(end)], env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        for _ in range(2)
-    ]
-    for p in procs:
-        _, err = p.communicate(timeout=300)
-        assert p.returncode == 0, err.decode()[-3000:]
+def run_two_writers_at_once(fake_api, out: str, conn: str, start: int, end: int) -> None:
+    """Two real processes pull and write the same interval; their first requests meet at a barrier,
+    so both are provably mid-range at the same time."""
+    barrier = threading.Barrier(2)
+
+    def hold_first_pages(_count: int, request) -> None:
+        if "page" not in request.params():
+            barrier.wait(timeout=120)
+
+    fake_api.after_request = hold_first_pages
+    try:
+        procs = [
+            subprocess.Popen([sys.executable, "-c", WRITER, out, conn, str(start), str(end)], env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            for _ in range(2)
+        ]
+        for p in procs:
+            _, err = p.communicate(timeout=300)
+            assert p.returncode == 0, err.decode()[-3000:]
+    finally:
+        fake_api.after_request = None
+    assert not barrier.broken
 
 
 def test_two_processes_writing_the_same_interval_leave_one_complete_partition_per_day_file(fake_api, conn_id, tmp_path):
@@ -66,14 +80,10 @@ def test_two_processes_writing_the_same_interval_leave_one_complete_partition_pe
 
     start = NOW - 5 * DAY
     fake_api.controls.page_size_cap = 1
-    fake_api.controls.latency = 0.05  # both processes are mid-range at the same time
-    run_two_writers_at_once(str(tmp_path / "concurrent"), "", start, NOW)
-    fake_api.controls.latency = 0
+    run_two_writers_at_once(fake_api, str(tmp_path / "concurrent"), "", start, NOW)
     ctx = {"data_interval_start": pendulum.from_timestamp(start, tz="UTC"), "data_interval_end": pendulum.from_timestamp(NOW, tz="UTC")}
     OpenAIUsageOperator(task_id="r", endpoint="completions", group_by=["project_id", "model"], output_path=str(tmp_path / "single")).execute(ctx)
     assert soak.tree(tmp_path / "concurrent") == soak.tree(tmp_path / "single")
-    starts = sorted(r.at for r in fake_api.requests if r.params().get("page") is None)
-    assert len(starts) >= 3
 
 
 def test_two_processes_writing_the_same_interval_to_s3(fake_api, conn_id, s3_bucket, moto_server):
@@ -82,8 +92,7 @@ def test_two_processes_writing_the_same_interval_to_s3(fake_api, conn_id, s3_buc
     import pyarrow.parquet as pq
 
     fake_api.controls.page_size_cap = 1
-    fake_api.controls.latency = 0.05
-    run_two_writers_at_once(f"s3://{s3_bucket}/c", "moto_s3", NOW - 3 * DAY, NOW)
+    run_two_writers_at_once(fake_api, f"s3://{s3_bucket}/c", "moto_s3", NOW - 3 * DAY, NOW)
     s3 = boto3.client("s3", endpoint_url=moto_server, aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
     keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=s3_bucket)["Contents"])
     assert len(keys) == 3 and all(k.endswith("/part-0000-2400.parquet") for k in keys)
