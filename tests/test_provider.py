@@ -40,9 +40,9 @@ def test_every_listed_module_and_hook_class_imports():
 
 
 def test_providers_manager_registers_the_connection_type():
-    from airflow.providers_manager import ProvidersManager
+    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
 
-    hooks = ProvidersManager().hooks
+    hooks = ProvidersManagerTaskRuntime().hooks
     assert hooks["openai_usage"].hook_class_name == "airflow_provider_openai_usage.hooks.usage.OpenAIUsageHook"
     assert hooks["openai_usage"].connection_testable
 

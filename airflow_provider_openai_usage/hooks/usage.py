@@ -227,9 +227,11 @@ class OpenAIUsageHook(BaseHook):
             assert isinstance(last, _Retryable)
             detail = f"HTTP {last.status}" if last.status else last.reason
             message = f" OpenAI said: {last.api_message}" if last.api_message else ""
+            waited = float(retrying.statistics.get("idle_for", 0.0))
             raise OpenAIUsageAPIError(
                 f"{query.endpoint.key}: giving up after {exc.last_attempt.attempt_number} attempts on "
-                f"{query.endpoint.path}: {detail}.{message}",
+                f"{query.endpoint.path}: {detail}.{message} (waited {waited:.1f}s between attempts; limits: "
+                f"max_retries={settings.max_retries}, max_retry_wait={settings.max_retry_wait:g}s)",
                 status=last.status,
                 api_message=last.api_message,
             ) from None
