@@ -191,3 +191,17 @@ def test_airflow_backfill_create_over_daily_runs_with_a_real_scheduler(fake_api,
     for key in ENDPOINTS:
         days = sorted(p.parent.name for p in (out / key).glob("date=*/*.parquet"))
         assert days == ["date=2025-11-01", "date=2025-11-02"], key
+
+
+def test_daily_dag_catchup_and_start_date_come_from_the_environment(monkeypatch):
+    import importlib.util as util
+
+    monkeypatch.setenv("OPENAI_USAGE_CATCHUP", "true")
+    monkeypatch.setenv("OPENAI_USAGE_START_DATE", "2025-06-01")
+    spec = util.spec_from_file_location("daily_env", DAGS / "openai_usage_daily.py")
+    module = util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    from airflow.sdk import DAG
+
+    dag = next(v for v in vars(module).values() if isinstance(v, DAG))
+    assert dag.catchup is True and dag.start_date.isoformat().startswith("2025-06-01")
