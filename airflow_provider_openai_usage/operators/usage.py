@@ -122,18 +122,19 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
         from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
 
         query = self.build_query(context, restate_days=self.restate_days)
+        writer = None
         if self.output_path is not None:
-            from airflow_provider_openai_usage.storage import FILE_FORMATS
+            from airflow_provider_openai_usage.storage import PartitionWriter
 
-            if self.file_format not in FILE_FORMATS:
-                raise OpenAIUsageValidationError(f"file_format={self.file_format!r} is not supported; allowed: {', '.join(FILE_FORMATS)}")
+            # Built before the first request: a bad path or format fails without touching the API.
             location = output_location(self.output_path, self.output_conn_id or None)
+            writer = PartitionWriter(location / self.endpoint, query.endpoint, self.file_format)
         hook = OpenAIUsageHook(self.openai_usage_conn_id)
         self.log.info("Pulling %s", query.describe())
         try:
-            if self.output_path is None:
+            if writer is None:
                 return self._rows_to_xcom(hook, query)
-            return self._write(hook, query, location)
+            return self._write(hook, query, writer)
         finally:
             hook.close()
 
@@ -148,10 +149,9 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
             rows.append({k: json_safe(v) for k, v in row.items()})
         return rows
 
-    def _write(self, hook: Any, query: Any, location: Any) -> dict[str, Any]:
-        from airflow_provider_openai_usage.storage import PartitionWriter
+    def _write(self, hook: Any, query: Any, writer: Any) -> dict[str, Any]:
+        from airflow_provider_openai_usage.intervals import iso
 
-        writer = PartitionWriter(location / self.endpoint, query.endpoint, self.file_format)
         totals: dict[str, Any] = {c.name: 0 for c in query.endpoint.metric_columns}
         days: dict[str, dict[str, Any]] = {}
         for day in writer.write(query, hook.iter_query_buckets(query)):
@@ -162,6 +162,7 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
             "endpoint": self.endpoint,
             "start_time": query.start_time,
             "end_time": query.end_time,
+            "range": f"{iso(query.start_time)}/{iso(query.end_time)}",
             "bucket_width": query.bucket_width,
             "output": writer.root.as_uri(),
             "file_format": self.file_format,
