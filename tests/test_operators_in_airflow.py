@@ -84,10 +84,22 @@ def test_s3_rerun_replaces_objects_with_identical_bytes(fake_api, conn_id, s3_bu
     assert snapshot() == first and len(first) == 3
 
 
-def test_connections_from_the_metastore_and_a_secrets_backend_work(fake_api, run_dag, tmp_path, monkeypatch):
+@pytest.fixture
+def metastore_fake_api():
+    """Its own key: a key stored in the metastore stays in sqlite's free pages after deletion, and the
+    secrets test greps the whole database for the sentinel key."""
+    from airflow_provider_openai_usage.testing import FakeOpenAIUsageAPI
+
+    with FakeOpenAIUsageAPI(key="sk-admin-metastore-only-key", seed=7, now=NOW) as api:
+        yield api
+
+
+def test_connections_from_the_metastore_and_a_secrets_backend_work(metastore_fake_api, run_dag, tmp_path, monkeypatch):
     """The UI stores connections in the metastore; a run resolves them through the execution API."""
     from airflow.models import Connection
     from airflow.utils.session import create_session
+
+    fake_api = metastore_fake_api
 
     with create_session() as session:
         session.query(Connection).filter(Connection.conn_id == "openai_usage_default").delete()
