@@ -85,6 +85,7 @@ class OpenAIUsageTrigger(BaseTrigger):
 
         state = StabilityState(self.stability_fingerprint, self.stability_streak)
         polls = 0
+        hook = None
         try:
             query = UsageQuery.build(
                 self.endpoint, self.start_time, self.end_time, bucket_width=self.bucket_width, group_by=self.group_by, filters=self.filters
@@ -114,3 +115,6 @@ class OpenAIUsageTrigger(BaseTrigger):
             yield TriggerEvent({"status": "error", "message": str(exc), "polls": polls})
         except Exception as exc:  # the sensor turns this into a task failure with the message
             yield TriggerEvent({"status": "error", "message": f"{type(exc).__name__}: {exc}", "polls": polls})
+        finally:
+            if hook is not None:
+                hook.close()  # the triggerer is long-lived: give the pooled connections back
