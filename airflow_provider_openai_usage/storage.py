@@ -17,7 +17,6 @@ import logging
 import os
 import re
 import tempfile
-import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal

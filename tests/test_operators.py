@@ -245,6 +245,6 @@ def test_one_thin_operator_class_per_registry_entry():
 
 
 def test_a_literal_output_path_is_declared_as_an_asset(tmp_path):
-    op = OpenAICostsOperator(task_id="t", output_path=f"s3://bucket/openai")
+    op = OpenAICostsOperator(task_id="t", output_path="s3://bucket/openai")
     assert [a.uri for a in op.outlets] == ["s3://bucket/openai/costs"]
     assert OpenAICostsOperator(task_id="u", output_path="{{ var.value.base }}").outlets == []

@@ -77,13 +77,19 @@ combos = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(combo=combos)
-def test_hook_refuses_exactly_what_the_spec_refuses(fake_api, conn_id, spec, combo):
+def judge(fake_api, spec: dict, combo: dict) -> tuple[int, int, set[str]]:
+    """The example's range and what the spec says is wrong with it; the request log starts empty."""
     fake_api.clear_requests()
     start, end = NOW - 2 * DAY, NOW - 2 * DAY + combo["days"] * DAY
     bad = oracle(spec, combo["key"], combo["width"], combo["group_by"], combo["filters"], start, end)
     event("valid" if not bad else "refused")
+    return start, end, bad
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(combo=combos)
+def test_hook_refuses_exactly_what_the_spec_refuses(fake_api, conn_id, spec, combo):
+    start, end, bad = judge(fake_api, spec, combo)
     hook = OpenAIUsageHook(conn_id)
     call = lambda: list(hook.iter_buckets(combo["key"], start, end, bucket_width=combo["width"], group_by=combo["group_by"], **combo["filters"]))  # noqa: E731
     if not bad:
@@ -100,9 +106,7 @@ def test_hook_refuses_exactly_what_the_spec_refuses(fake_api, conn_id, spec, com
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(combo=combos)
 def test_operator_refuses_exactly_what_the_spec_refuses(fake_api, conn_id, spec, combo):
-    fake_api.clear_requests()
-    start, end = NOW - 2 * DAY, NOW - 2 * DAY + combo["days"] * DAY
-    bad = oracle(spec, combo["key"], combo["width"], combo["group_by"], combo["filters"], start, end)
+    start, end, bad = judge(fake_api, spec, combo)
     context = {"data_interval_start": pendulum.from_timestamp(start, tz="UTC"), "data_interval_end": pendulum.from_timestamp(end, tz="UTC")}
 
     def run():

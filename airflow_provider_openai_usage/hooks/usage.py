@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import logging
 import random
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
