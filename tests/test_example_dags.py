@@ -159,6 +159,10 @@ def test_airflow_backfill_create_over_daily_runs_with_a_real_scheduler(fake_api,
     }
     airflow("db", "migrate", env=env)
     airflow("dags", "reserialize", env=env)
+    # Everything that writes to sqlite from the CLI happens before the scheduler starts writing too
+    # (concurrent writers get "database is locked"); the backfill's runs wait queued until then.
+    airflow("dags", "unpause", "openai_usage_daily", env=env)
+    airflow("backfill", "create", "--dag-id", "openai_usage_daily", "--from-date", "2025-11-01", "--to-date", "2025-11-02", env=env)
     servers = []
     try:
         api = subprocess.Popen([sys.executable, "-m", "airflow", "api-server"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -168,16 +172,17 @@ def test_airflow_backfill_create_over_daily_runs_with_a_real_scheduler(fake_api,
                 break
         threading.Thread(target=api.stdout.read, daemon=True).start()
         servers.append(subprocess.Popen([sys.executable, "-m", "airflow", "scheduler"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        airflow("dags", "unpause", "openai_usage_daily", env=env)
-        airflow("backfill", "create", "--dag-id", "openai_usage_daily", "--from-date", "2025-11-01", "--to-date", "2025-11-02", env=env)
         deadline = time.monotonic() + 300
         while True:  # each CLI call takes seconds by itself: this loop paces on the scheduler's progress
-            listing = airflow("dags", "list-runs", "openai_usage_daily", "--output", "json", env=env).stdout
-            runs = json.loads(next(line for line in listing.splitlines() if line.startswith("[")))
+            assert time.monotonic() < deadline, "backfill runs did not finish within 300 s"
+            listing = subprocess.run([sys.executable, "-m", "airflow", "dags", "list-runs", "openai_usage_daily", "--output", "json"],
+                                     capture_output=True, text=True, env=env, timeout=120)
+            if listing.returncode != 0:  # a read can meet the scheduler's write lock; look again
+                continue
+            runs = json.loads(next(line for line in listing.stdout.splitlines() if line.startswith("[")))
             backfills = {r["run_id"]: r["state"] for r in runs if r["run_id"].startswith("backfill__")}
             if len(backfills) == 2 and all(s in ("success", "failed") for s in backfills.values()):
                 break
-            assert time.monotonic() < deadline, backfills
         assert set(backfills.values()) == {"success"}, backfills
     finally:
         for proc in servers:
