@@ -1,9 +1,9 @@
-"""`make bench`: our provider against the alternatives, measured side by side in one run.
+"""`make bench`: our provider against the strongest alternatives, side by side in one run.
 
-Writes docs/performance.md. Every figure is the median of several runs against the shipped fake
-API with an injected per-request latency (default 50 ms), fixed seeds, and is reported both raw and
-as a ratio to its baseline. Goals are stated as the issue set them; a missed goal is reported, not
-loosened.
+Writes docs/performance.md. The fake API runs in its own process (so its CPU is not ours) with an
+injected per-request latency (default 50 ms), TCP_NODELAY and one write per response. Contenders
+are interleaved (A B C A B C ...), every figure is the median of ``--repeats`` runs with its spread
+(min–max), and every goal is reported met or missed with the measured reason — never loosened.
 
     python benchmarks/run.py [--latency 0.05] [--repeats 3] [--smoke]
 """
@@ -16,12 +16,14 @@ import json
 import math
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,32 +33,147 @@ DAY = 86400
 NOW = 1762732800
 KEY = "sk-admin-fake-benchmark-key"
 GROUP_BY = ["project_id", "model"]
+#: The most a 1d completions page holds (the API's maximum `limit` for 1d buckets).
+MAX_LIMIT_1D = 31
 
 
-def _airflow_env(home: str) -> None:
-    os.environ.setdefault("AIRFLOW_HOME", home)
-    os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+# -- the fake API, in its own process ---------------------------------------------------------------
+class FakeServer:
+    """``python -m airflow_provider_openai_usage.testing serve`` in a child process."""
+
+    def __init__(self, latency: float = 0.0, dense_groups: int = 0, seed: int = 11) -> None:
+        self.args = [
+            sys.executable, "-m", "airflow_provider_openai_usage.testing", "serve", "--key", KEY, "--now", str(NOW),
+            "--seed", str(seed), "--latency", str(latency), "--dense-groups", str(dense_groups),
+        ]
+
+    def __enter__(self) -> FakeServer:
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        # The server prints one "listening on URL" line when ready: wait on it, not on a sleep.
+        for line in self.proc.stdout:
+            if "listening on" in line:
+                self.base_url = line.strip().rsplit(" ", 1)[1]
+                break
+        else:
+            raise RuntimeError(f"fake API exited with {self.proc.wait()}")
+        import requests
+
+        self.session = requests.Session()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.session.close()
+        self.proc.terminate()
+        self.proc.wait()
+
+    def requests_made(self, reset: bool = False) -> int:
+        root = self.base_url.rsplit("/v1", 1)[0]
+        return int(self.session.get(f"{root}/_fake/requests", params={"reset": "1"} if reset else {}).json()["requests"])
 
 
-# -- the three ways to pull a year ----------------------------------------------------------------------
-def ours(base_url: str, start: int, end: int, bucket_width: str = "1d", group_by: list[str] | None = GROUP_BY) -> int:
+# -- contenders for one pull: 365 days of completions, 1d, grouped by project and model --------------
+def _bench_connection(base_url: str) -> str:
+    os.environ["AIRFLOW_CONN_BENCH"] = json.dumps({"conn_type": "openai_usage", "host": base_url, "password": KEY})
+    return "bench"
+
+
+def ours(base_url: str, start: int, end: int, bucket_width: str = "1d", group_by: list[str] | None = GROUP_BY,
+         endpoint: str = "completions") -> int:
+    """The hook alone: rows as dicts (no files)."""
     from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
 
-    os.environ["AIRFLOW_CONN_BENCH"] = json.dumps({"conn_type": "openai_usage", "host": base_url, "password": KEY})
-    hook = OpenAIUsageHook("bench")
-    return sum(1 for _ in hook.iter_rows("completions", start, end, bucket_width=bucket_width, group_by=group_by))
+    hook = OpenAIUsageHook(_bench_connection(base_url))
+    try:
+        return sum(1 for _ in hook.iter_rows(endpoint, start, end, bucket_width=bucket_width, group_by=group_by))
+    finally:
+        hook.close()
 
 
-def official_sdk_daily_loop(base_url: str, start: int, end: int) -> int:
-    """Baseline 1: the `openai` package's admin usage method, one day per call (a daily task), default limit."""
+def ours_execute(base_url: str, start: int, end: int, out: Path, endpoint: str = "completions",
+                 group_by: list[str] | None = GROUP_BY) -> int:
+    """The operator's ``execute``: typed, checked, one atomic Parquet partition per UTC day."""
+    from airflow_provider_openai_usage.operators.usage import OpenAIUsageOperator
+
+    op = OpenAIUsageOperator(
+        task_id=f"bench_{endpoint}", endpoint=endpoint, openai_usage_conn_id=_bench_connection(base_url),
+        start_time=start, end_time=end, group_by=group_by, output_path=out.as_uri(),
+    )
+    summary = op.execute(context={})  # type: ignore[arg-type]
+    return int(summary["rows"])
+
+
+def dlt_rest_api(base_url: str, start: int, end: int, out: Path) -> int:
+    """dlt's `rest_api` source: cursor paging with limit=31, Parquet into a local folder."""
+    import dlt
+    from dlt.sources.rest_api import rest_api_source
+
+    source = rest_api_source({
+        "client": {
+            "base_url": base_url + "/",
+            "auth": {"type": "bearer", "token": KEY},
+            "paginator": {"type": "cursor", "cursor_path": "next_page", "cursor_param": "page"},
+        },
+        "resources": [{
+            "name": "completions",
+            "endpoint": {
+                "path": "organization/usage/completions", "data_selector": "data",
+                "params": {"start_time": start, "end_time": end, "limit": MAX_LIMIT_1D, "bucket_width": "1d", "group_by": GROUP_BY},
+            },
+        }],
+    })
+    pipeline = dlt.pipeline(
+        pipeline_name=f"bench_{time.time_ns()}", pipelines_dir=str(out / "pipelines"), dataset_name="openai",
+        destination=dlt.destinations.filesystem(bucket_url=(out / "files").as_uri()),
+    )
+    pipeline.run(source, loader_file_format="parquet")
+    import pyarrow.parquet as pq
+
+    return sum(pq.read_metadata(f).num_rows for f in (out / "files" / "openai" / "completions__results").glob("*.parquet"))
+
+
+def _requests_pull(base_url: str, ranges: list[tuple[int, int]], limit: int | None) -> int:
+    import requests
+
+    rows = 0
+    with requests.Session() as session:
+        for start, end in ranges:
+            params: dict[str, Any] = {"start_time": start, "end_time": end, "group_by": GROUP_BY}
+            if limit:
+                params["limit"] = limit
+            while True:
+                r = session.get(f"{base_url}/organization/usage/completions", params=params,
+                                headers={"Authorization": f"Bearer {KEY}"}, timeout=60)
+                r.raise_for_status()
+                body = r.json()
+                rows += sum(len(b["results"]) for b in body["data"])
+                if not body["has_more"]:
+                    break
+                params = {**params, "page": body["next_page"]}
+    return rows
+
+
+def requests_whole_range(base_url: str, start: int, end: int) -> int:
+    """A competent hand-written loop: one range, limit=31, next_page, kept-alive session (pull only)."""
+    return _requests_pull(base_url, [(start, end)], MAX_LIMIT_1D)
+
+
+def requests_daily(base_url: str, start: int, end: int) -> int:
+    """The same function called once per day, default limit, as a day-by-day DAG runs it (pull only)."""
+    return _requests_pull(base_url, [(d, d + DAY) for d in range(start, end, DAY)], None)
+
+
+def _sdk_pull(base_url: str, ranges: list[tuple[int, int]], limit: int | None) -> int:
     from openai import OpenAI
 
     client = OpenAI(api_key="unused", admin_api_key=KEY, base_url=base_url, max_retries=2)
     rows = 0
-    for day in range(start, end, DAY):
+    for start, end in ranges:
         page = None
         while True:
-            kwargs: dict[str, Any] = {"start_time": day, "end_time": day + DAY, "group_by": GROUP_BY}
+            kwargs: dict[str, Any] = {"start_time": start, "end_time": end, "group_by": GROUP_BY}
+            if limit:
+                kwargs["limit"] = limit
             if page:
                 kwargs["page"] = page
             response = client.admin.organization.usage.completions(**kwargs)
@@ -64,139 +181,216 @@ def official_sdk_daily_loop(base_url: str, start: int, end: int) -> int:
             if not response.has_more:
                 break
             page = response.next_page
+    client.close()
     return rows
 
 
-def hand_written_requests_daily(base_url: str, start: int, end: int) -> int:
-    """Baseline 2: a PythonOperator-style function with requests, default limit, following next_page,
-    called once per day as a daily DAG would."""
-    import requests
-
-    def pull_day(day: int) -> list[dict]:
-        rows, params = [], {"start_time": day, "end_time": day + DAY, "group_by": GROUP_BY}
-        while True:
-            r = requests.get(f"{base_url}/organization/usage/completions", params=params, headers={"Authorization": f"Bearer {KEY}"}, timeout=60)
-            r.raise_for_status()
-            body = r.json()
-            for bucket in body["data"]:
-                rows += bucket["results"]
-            if not body["has_more"]:
-                return rows
-            params = {**params, "page": body["next_page"]}
-
-    return sum(len(pull_day(day)) for day in range(start, end, DAY))
+def sdk_whole_range(base_url: str, start: int, end: int) -> int:
+    """The official `openai` SDK over the whole range with limit=31 (pull only)."""
+    return _sdk_pull(base_url, [(start, end)], MAX_LIMIT_1D)
 
 
-def hand_written_requests_whole_range(base_url: str, start: int, end: int) -> int:
-    """Baseline 2 variant: the same function called once over the whole range (default limit 7)."""
-    import requests
-
-    rows, params = 0, {"start_time": start, "end_time": end, "group_by": GROUP_BY}
-    while True:
-        r = requests.get(f"{base_url}/organization/usage/completions", params=params, headers={"Authorization": f"Bearer {KEY}"}, timeout=60)
-        body = r.json()
-        rows += sum(len(b["results"]) for b in body["data"])
-        if not body["has_more"]:
-            return rows
-        params = {**params, "page": body["next_page"]}
+def sdk_daily(base_url: str, start: int, end: int) -> int:
+    """The SDK once per day, default limit (pull only)."""
+    return _sdk_pull(base_url, [(d, d + DAY) for d in range(start, end, DAY)], None)
 
 
-def measure(api: Any, fn: Callable[..., int], *args: Any, repeats: int) -> dict[str, float]:
-    times, requests_made, rows = [], [], []
-    for _ in range(repeats):
-        api.clear_requests()
+def measure(server: Any, fn: Callable[..., int], *args: Any, repeats: int = 1) -> dict[str, Any]:
+    """One contender alone (used by the smoke test and by `interleaved`)."""
+    runs = [_one_run(server, fn, args) for _ in range(repeats)]
+    return _summary(runs)
+
+
+def _one_run(server: Any, fn: Callable[..., int], args: tuple[Any, ...]) -> dict[str, Any]:
+    server.requests_made(reset=True) if hasattr(server, "requests_made") else server.clear_requests()
+    with tempfile.TemporaryDirectory() as tmp:
+        extra = (Path(tmp),) if fn in (ours_execute, dlt_rest_api) else ()
         t = time.perf_counter()
-        rows.append(fn(api.base_url, *args))
-        times.append(time.perf_counter() - t)
-        requests_made.append(len(api.requests))
-    assert len(set(rows)) == 1, "a pull must return the same rows every time"
-    return {"seconds": statistics.median(times), "requests": statistics.median(requests_made), "rows": rows[0]}
+        rows = fn(server.base_url, *args, *extra)
+        seconds = time.perf_counter() - t
+    made = server.requests_made() if hasattr(server, "requests_made") else len(server.requests)
+    return {"seconds": seconds, "requests": made, "rows": rows}
 
 
-# -- rows per second --------------------------------------------------------------------------------
-def synthetic_buckets(days: int, groups: int) -> list[dict]:
+def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    rows = {r["rows"] for r in runs}
+    assert len(rows) == 1, f"a pull must return the same rows every time, got {rows}"
+    times = [r["seconds"] for r in runs]
+    return {
+        "seconds": statistics.median(times), "min": min(times), "max": max(times),
+        "requests": statistics.median(r["requests"] for r in runs), "rows": runs[0]["rows"],
+    }
+
+
+def interleaved(server: FakeServer, contenders: dict[str, tuple[Callable[..., int], tuple[Any, ...]]], repeats: int) -> dict[str, Any]:
+    """A B C A B C ...: drift in the machine's load hits every contender alike."""
+    for fn, args in contenders.values():  # warm-up: imports and first-use costs are not pull time
+        _one_run(server, fn, args)
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in contenders}
+    for _ in range(repeats):
+        for name, (fn, args) in contenders.items():
+            runs[name].append(_one_run(server, fn, args))
+    return {name: _summary(r) for name, r in runs.items()}
+
+
+# -- fresh process: hook → files, imports included -----------------------------------------------------
+FRESH_PROBE = """
+import json, os, sys, tempfile, time
+t0 = time.perf_counter()
+os.environ["AIRFLOW_CONN_BENCH"] = json.dumps({"conn_type": "openai_usage", "host": sys.argv[1], "password": sys.argv[2]})
+from airflow_provider_openai_usage.operators.usage import OpenAIUsageOperator
+t1 = time.perf_counter()
+with tempfile.TemporaryDirectory() as tmp:
+    op = OpenAIUsageOperator(task_id="t", endpoint="completions", openai_usage_conn_id="bench", start_time=int(sys.argv[3]),
+                             end_time=int(sys.argv[4]), group_by=["project_id", "model"], output_path="file://" + tmp)
+    rows = op.execute(context={})["rows"]
+print(json.dumps({"rows": rows, "import": t1 - t0, "total": time.perf_counter() - t0}))
+"""
+
+
+def fresh_process(server: FakeServer, start: int, end: int, repeats: int) -> dict[str, float]:
+    runs = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", FRESH_PROBE, server.base_url, KEY, str(start), str(end)],
+                             capture_output=True, text=True, check=True)
+        wall = time.perf_counter() - t
+        runs.append({**json.loads(out.stdout.strip().splitlines()[-1]), "wall": wall})
+    return {k: statistics.median(r[k] for r in runs) for k in ("import", "total", "wall")}
+
+
+# -- every endpoint, a year each -----------------------------------------------------------------------
+def all_endpoints(server: FakeServer, start: int, end: int, repeats: int) -> dict[str, Any]:
     from airflow_provider_openai_usage.endpoints import ENDPOINTS
-    from airflow_provider_openai_usage.testing.data import dense_results
 
-    start = NOW - days * DAY
-    return [
-        {"object": "bucket", "start_time": t, "end_time": t + 3600, "results": dense_results(ENDPOINTS["completions"], t, groups)}
-        for t in range(start, NOW, 3600)
-    ]
+    keys = sorted(ENDPOINTS)
+    runs = []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            server.requests_made(reset=True)
+            t = time.perf_counter()
+            rows = sum(ours_execute(server.base_url, start, end, Path(tmp), endpoint=k, group_by=None) for k in keys)
+            seconds = time.perf_counter() - t
+            files = sum(1 for p in Path(tmp).rglob("*") if p.is_file())
+            runs.append({"seconds": seconds, "rows": rows, "files": files, "requests": server.requests_made()})
+    times = [r["seconds"] for r in runs]
+    return {"endpoints": len(keys), **runs[0], "seconds": statistics.median(times), "min": min(times), "max": max(times)}
 
 
-def rows_to_parquet_ours(buckets: list[dict], days: int, out: Path) -> None:
+# -- memory: one dense day of 1m buckets, fresh processes ------------------------------------------------
+RSS_PROBE = """
+import json, os, sys, tempfile
+os.environ["AIRFLOW_CONN_BENCH"] = json.dumps({"conn_type": "openai_usage", "host": sys.argv[1], "password": sys.argv[2]})
+import pyarrow, pyarrow.parquet, requests  # noqa: F401 - the import baseline includes what the pull uses
+from airflow_provider_openai_usage.operators.usage import OpenAIUsageOperator
+from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook  # noqa: F401
+from airflow_provider_openai_usage import storage, rows  # noqa: F401
+def status(field):
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(field + ":"))
+baseline = status("VmRSS")
+now = int(sys.argv[3])
+with tempfile.TemporaryDirectory() as tmp:
+    op = OpenAIUsageOperator(task_id="t", endpoint="completions", openai_usage_conn_id="bench", start_time=now - 86400,
+                             end_time=now, bucket_width="1m", group_by=sys.argv[4].split(","), output_path="file://" + tmp)
+    n = op.execute(context={})["rows"]
+# VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so it would report the parent's size.
+print(json.dumps({"rows": n, "baseline_kb": baseline, "hwm_kb": status("VmHWM")}))
+"""
+
+
+def peak_rss(groups: int, repeats: int) -> dict[str, Any]:
+    from airflow_provider_openai_usage.endpoints import ENDPOINTS
+
+    dims = ",".join(c.name for c in ENDPOINTS["completions"].dimensions)
+    runs = []
+    with FakeServer(dense_groups=groups) as server:
+        for _ in range(repeats):
+            out = subprocess.run([sys.executable, "-c", RSS_PROBE, server.base_url, KEY, str(NOW), dims],
+                                 capture_output=True, text=True)
+            if out.returncode:
+                raise RuntimeError(f"memory probe failed:\n{out.stderr[-3000:]}")
+            runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    over = [(r["hwm_kb"] - r["baseline_kb"]) / 1024 for r in runs]
+    return {"groups": groups, "rows": runs[0]["rows"], "over_baseline_mb": statistics.median(over),
+            "baseline_mb": statistics.median(r["baseline_kb"] for r in runs) / 1024}
+
+
+# -- rows per second, bytes → Parquet, JSON decoding included -----------------------------------------
+def page_bytes(days: int, groups: int) -> list[bytes]:
+    """The API's own pages (1h buckets, 168 per page) as bytes, from the fake's encoder."""
+    from airflow_provider_openai_usage.testing import FakeOpenAIUsageAPI
+
+    pages = []
+    with FakeOpenAIUsageAPI(key=KEY, seed=11, now=NOW) as api:
+        api.controls.dense_groups = groups
+        import requests
+
+        with requests.Session() as s:
+            params: dict[str, Any] = {"start_time": NOW - days * DAY, "end_time": NOW, "bucket_width": "1h", "limit": 168}
+            while True:
+                r = s.get(f"{api.base_url}/organization/usage/completions", params=params, headers={"Authorization": f"Bearer {KEY}"})
+                r.raise_for_status()
+                pages.append(r.content)
+                body = r.json()
+                if not body["has_more"]:
+                    return pages
+                params["page"] = body["next_page"]
+
+
+def bytes_to_parquet_ours(pages: list[bytes], days: int, out: Path) -> None:
     from airflow.sdk import ObjectStoragePath
 
+    from airflow_provider_openai_usage.hooks import usage as hook_module
     from airflow_provider_openai_usage.query import UsageQuery
     from airflow_provider_openai_usage.storage import PartitionWriter
 
     query = UsageQuery.build("completions", NOW - days * DAY, NOW, bucket_width="1h")
     writer = PartitionWriter(ObjectStoragePath(out.as_uri()), query.endpoint, "parquet")
-    for _ in writer.write(query, buckets):
+
+    decode_page = getattr(hook_module, "decode_page", None)
+
+    def buckets() -> Iterator[Any]:
+        for body in pages:
+            if decode_page is not None:
+                yield from decode_page(query, body)["data"]
+            else:  # the hook's JSON decoding before decode_page existed
+                from decimal import Decimal
+
+                yield from json.loads(body, parse_float=Decimal)["data"]
+
+    for _ in writer.write(query, buckets()):
         pass
 
 
-def rows_to_parquet_pandas(buckets: list[dict], days: int, out: Path) -> None:
-    """Baseline 3: pandas.json_normalize + to_parquet, per day."""
+def bytes_to_parquet_pandas(pages: list[bytes], days: int, out: Path) -> None:
+    """Baseline: json.loads + pandas.json_normalize + to_parquet per day, same codec (zstd)."""
     import pandas as pd
 
     by_day: dict[int, list[dict]] = {}
-    for bucket in buckets:
-        by_day.setdefault(bucket["start_time"] // DAY, []).append(bucket)
+    for body in pages:
+        for bucket in json.loads(body)["data"]:
+            by_day.setdefault(bucket["start_time"] // DAY, []).append(bucket)
     for day, day_buckets in by_day.items():
         frame = pd.json_normalize(day_buckets, record_path="results", meta=["start_time", "end_time"])
         target = out / f"date={day}"
         target.mkdir(parents=True, exist_ok=True)
-        frame.to_parquet(target / "part.parquet")
+        frame.to_parquet(target / "part.parquet", compression="zstd")
 
 
-def rows_per_second(fn: Callable, buckets: list[dict], days: int, repeats: int) -> float:
-    rows = sum(len(b["results"]) for b in buckets)
-    times = []
-    with tempfile.TemporaryDirectory() as tmp:  # warm-up: imports and first-use costs are not rows/s
-        fn(synthetic_buckets(days=1, groups=2), 1, Path(tmp))
-    for _ in range(repeats):
+def rows_per_second(fns: dict[str, Callable[[list[bytes], int, Path], None]], pages: list[bytes], days: int, repeats: int) -> dict[str, Any]:
+    rows = sum(len(b["results"]) for p in pages for b in json.loads(p)["data"])
+    small = page_bytes(1, 2)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for fn in fns.values():  # warm-up
         with tempfile.TemporaryDirectory() as tmp:
-            copy = json.loads(json.dumps(buckets))  # same input each time; writers may not keep references
-            t = time.perf_counter()
-            fn(copy, days, Path(tmp))
-            times.append(time.perf_counter() - t)
-    return rows / statistics.median(times)
-
-
-# -- memory and import cost (fresh processes) ----------------------------------------------------------
-RSS_PROBE = """
-import json, os, sys, tempfile
-from pathlib import Path
-os.environ["AIRFLOW_CONN_BENCH"] = json.dumps({"conn_type": "openai_usage", "host": sys.argv[1], "password": sys.argv[2]})
-from airflow.sdk import ObjectStoragePath
-from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
-from airflow_provider_openai_usage.query import UsageQuery
-from airflow_provider_openai_usage.storage import PartitionWriter
-days, now = int(sys.argv[3]), int(sys.argv[4])
-query = UsageQuery.build("embeddings", now - days * 86400, now, bucket_width="1m", group_by=["project_id"])
-with tempfile.TemporaryDirectory() as tmp:
-    writer = PartitionWriter(ObjectStoragePath(Path(tmp).as_uri()), query.endpoint, "parquet")
-    rows = sum(d.rows for d in writer.write(query, OpenAIUsageHook("bench").iter_query_buckets(query)))
-# VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so it would report the parent's size.
-hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
-print(json.dumps({"rows": rows, "max_rss_kb": hwm}))
-"""
-
-
-def peak_rss(days: int, groups: int) -> dict[str, int]:
-    server = subprocess.Popen(
-        [sys.executable, "-m", "airflow_provider_openai_usage.testing", "serve", "--key", KEY, "--now", str(NOW), "--dense-groups", str(groups)],
-        stdout=subprocess.PIPE, text=True,
-    )
-    try:
-        base_url = server.stdout.readline().strip().rsplit(" ", 1)[1]
-        out = subprocess.run([sys.executable, "-c", RSS_PROBE, base_url, KEY, str(days), str(NOW)], capture_output=True, text=True, check=True)
-        return json.loads(out.stdout.strip().splitlines()[-1])
-    finally:
-        server.terminate()
-        server.wait()
+            fn(small, 1, Path(tmp))
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            with tempfile.TemporaryDirectory() as tmp:
+                t = time.perf_counter()
+                fn(pages, days, Path(tmp))
+                times[name].append(time.perf_counter() - t)
+    return {"rows": rows, **{name: rows / statistics.median(ts) for name, ts in times.items()}}
 
 
 def import_seconds(statement: str, repeats: int) -> float:
@@ -208,111 +402,110 @@ def import_seconds(statement: str, repeats: int) -> float:
     return statistics.median(times)
 
 
-# -- the report -------------------------------------------------------------------------------------
+# -- the run -----------------------------------------------------------------------------------------
 def run(latency: float, repeats: int, smoke: bool) -> dict[str, Any]:
-    from airflow_provider_openai_usage.testing import FakeOpenAIUsageAPI
-
     days = 40 if smoke else 365
     start = NOW - days * DAY
-    figures: dict[str, Any] = {"days": days, "latency": latency, "repeats": repeats}
-    # Imports are paid before timing: a figure measures pulling, not importing.
-    import openai  # noqa: F401
+    f: dict[str, Any] = {"days": days, "latency": latency, "repeats": repeats, "minimum_requests": math.ceil(days / MAX_LIMIT_1D)}
+    import openai  # noqa: F401 - imports are paid before timing
     import requests  # noqa: F401
-    import tenacity  # noqa: F401
 
-    from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook  # noqa: F401
+    from airflow_provider_openai_usage.operators.usage import OpenAIUsageOperator  # noqa: F401
 
-    with FakeOpenAIUsageAPI(key=KEY, seed=11, now=NOW) as api:
-        api.controls.latency = latency
-        figures["ours"] = measure(api, ours, start, NOW, repeats=repeats)
-        figures["minimum_requests"] = math.ceil(days / 31)
-        figures["sdk"] = measure(api, official_sdk_daily_loop, start, NOW, repeats=repeats)
-        figures["requests_daily"] = measure(api, hand_written_requests_daily, start, NOW, repeats=repeats)
-        figures["requests_whole"] = measure(api, hand_written_requests_whole_range, start, NOW, repeats=repeats)
-        for width, per_page in (("1h", 168), ("1m", 1440)):
-            api.clear_requests()
-            ours(api.base_url, NOW - 7 * DAY, NOW, bucket_width=width, group_by=None)
-            figures[f"requests_7d_{width}"] = {"ours": len(api.requests), "minimum": math.ceil(7 * DAY / {"1h": 3600, "1m": 60}[width] / per_page)}
+    with FakeServer(latency=latency) as server:
+        f["pull"] = interleaved(server, {
+            "ours_execute": (ours_execute, (start, NOW)),
+            "ours_hook": (ours, (start, NOW)),
+            "dlt": (dlt_rest_api, (start, NOW)),
+            "requests_whole": (requests_whole_range, (start, NOW)),
+            "sdk_whole": (sdk_whole_range, (start, NOW)),
+        }, repeats)
+        f["daily_loops"] = interleaved(server, {
+            "requests_daily": (requests_daily, (start, NOW)),
+            "sdk_daily": (sdk_daily, (start, NOW)),
+        }, 1 if smoke else max(1, repeats // 3) + (repeats >= 3))
+        f["fresh_process"] = fresh_process(server, start, NOW, repeats)
+        for width, per_page, seconds in (("1h", 168, 3600), ("1m", 1440, 60)):
+            server.requests_made(reset=True)
+            ours(server.base_url, NOW - 7 * DAY, NOW, bucket_width=width, group_by=None)
+            f[f"requests_7d_{width}"] = {"ours": server.requests_made(), "minimum": math.ceil(7 * DAY / seconds / per_page)}
+        f["all_endpoints"] = all_endpoints(server, start, NOW, 1 if smoke else repeats)
     if smoke:
-        return figures
-    figures["rss"] = {
-        label: {"rows": runs[0]["rows"], "max_rss_kb": statistics.median(r["max_rss_kb"] for r in runs)}
-        for label, runs in (("1d", [peak_rss(1, 50) for _ in range(repeats)]), ("30d", [peak_rss(30, 50) for _ in range(repeats)]))
-    }
-    buckets = synthetic_buckets(days=7, groups=1000)
-    figures["rows_per_second"] = {
-        "rows": sum(len(b["results"]) for b in buckets),
-        "ours": rows_per_second(rows_to_parquet_ours, buckets, 7, repeats),
-        "pandas": rows_per_second(rows_to_parquet_pandas, buckets, 7, repeats),
-    }
-    figures["import"] = {
+        return f
+    f["memory"] = {"1x": peak_rss(50, repeats), "5x": peak_rss(250, repeats)}
+    pages = page_bytes(days=7, groups=1000)
+    f["rows_per_second"] = rows_per_second({"ours": bytes_to_parquet_ours, "pandas": bytes_to_parquet_pandas}, pages, 7, repeats)
+    f["import"] = {
         "airflow.sdk": import_seconds("import airflow.sdk", 5),
         "ours": import_seconds("import airflow_provider_openai_usage.operators.usage, airflow_provider_openai_usage.sensors.usage", 5),
     }
-    return figures
+    return f
 
 
 def verdict(ok: bool) -> str:
     return "met" if ok else "**missed**"
 
 
+def _spread(s: dict[str, Any]) -> str:
+    return f"{s['seconds']:.2f} s ({s['min']:.2f}–{s['max']:.2f})"
+
+
 def report(f: dict[str, Any]) -> str:
-    ours, sdk, daily, whole = f["ours"], f["sdk"], f["requests_daily"], f["requests_whole"]
-    rps, rss, imp = f["rows_per_second"], f["rss"], f["import"]
-    req_ratio = min(sdk["requests"], daily["requests"]) / ours["requests"]
-    time_ratio = min(sdk["seconds"], daily["seconds"]) / ours["seconds"]
-    rss_ratio = rss["30d"]["max_rss_kb"] / rss["1d"]["max_rss_kb"]
-    import_ratio = imp["ours"] / imp["airflow.sdk"]
+    p = f["pull"]
+    ours_x, dlt, daily = p["ours_execute"], p["dlt"], f["daily_loops"]
+    mem, rps, imp, every = f["memory"], f["rows_per_second"], f["import"], f["all_endpoints"]
+    dlt_ratio = ours_x["seconds"] / dlt["seconds"]
+    mem_ratio = mem["5x"]["over_baseline_mb"] / mem["1x"]["over_baseline_mb"]
     rows_ratio = rps["ours"] / rps["pandas"]
+    import_ratio = imp["ours"] / imp["airflow.sdk"]
+    latency_floor = every["requests"] * f["latency"]
+    per_file_ms = max(0.0, every["seconds"] - latency_floor) / every["files"] * 1000
     lines = [
         "# Performance",
         "",
         f"Generated by `make bench` on {dt.date.today().isoformat()}: {platform.platform()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}. Fake API with {f['latency'] * 1000:.0f} ms injected latency per request; "
-        f"every figure is the median of {f['repeats']} runs (imports: 5), measured side by side in one run.",
+        f"Python {platform.python_version()}. The fake API runs in its own process with {f['latency'] * 1000:.0f} ms injected "
+        f"latency per request (TCP_NODELAY, one write per response). Contenders are interleaved; each figure is the median "
+        f"of {f['repeats']} runs with the spread (min–max) in brackets, measured side by side in one run.",
         "",
-        "| figure | ours | baseline | ratio | goal | verdict |",
-        "|---|---|---|---|---|---|",
-        f"| requests, {f['days']} days of 1d buckets grouped by project and model | {ours['requests']:.0f} (minimum {f['minimum_requests']}) | "
-        f"SDK loop {sdk['requests']:.0f}; requests loop {daily['requests']:.0f} | {req_ratio:.1f}x fewer | minimum and >= 30x | "
-        f"{verdict(ours['requests'] == f['minimum_requests'] and req_ratio >= 30)} |",
-        f"| wall time, same pull | {ours['seconds']:.2f} s | SDK loop {sdk['seconds']:.2f} s; requests loop {daily['seconds']:.2f} s | "
-        f"{time_ratio:.1f}x faster | >= 20x | {verdict(time_ratio >= 20)} |",
-        f"| requests, 7 days of 1h buckets | {f['requests_7d_1h']['ours']} | minimum {f['requests_7d_1h']['minimum']} | | the minimum | "
-        f"{verdict(f['requests_7d_1h']['ours'] == f['requests_7d_1h']['minimum'])} |",
-        f"| requests, 7 days of 1m buckets | {f['requests_7d_1m']['ours']} | minimum {f['requests_7d_1m']['minimum']} | | the minimum | "
-        f"{verdict(f['requests_7d_1m']['ours'] == f['requests_7d_1m']['minimum'])} |",
-        f"| peak RSS, 30 days of 1m buckets x 50 groups ({rss['30d']['rows']:,} rows) vs 1 day | {rss['30d']['max_rss_kb'] / 1024:.0f} MB | "
-        f"{rss['1d']['max_rss_kb'] / 1024:.0f} MB | {rss_ratio:.2f}x | <= 1.2x | {verdict(rss_ratio <= 1.2)} |",
-        f"| rows/s, API pages to Parquet ({rps['rows']:,} rows) | {rps['ours']:,.0f} | pandas.json_normalize + to_parquet {rps['pandas']:,.0f} | "
-        f"{rows_ratio:.1f}x | >= 200k rows/s and >= 5x | {verdict(rps['ours'] >= 200_000 and rows_ratio >= 5)} |",
-        f"| import of operators + sensors modules, fresh interpreter | {imp['ours']:.2f} s | `import airflow.sdk` {imp['airflow.sdk']:.2f} s | "
-        f"{import_ratio:.2f}x | <= 1.10x | {verdict(import_ratio <= 1.10)} |",
+        f"## One pull: {f['days']} days of completions, 1d buckets, grouped by project and model",
         "",
-        "Baselines, written as a competent user would: (1) the `openai` package's "
-        "`client.admin.organization.usage.completions` called page by page with its default `limit`, one "
-        "day per call as a daily task would; (2) a PythonOperator-style function with `requests`, default "
-        "`limit`, following `next_page`, once per day; (3) `pandas.json_normalize` + `to_parquet` per day.",
+        "| contender | what it does | requests | wall time |",
+        "|---|---|---|---|",
+        f"| **ours, `execute`** | typed, checked, one atomic Parquet partition per UTC day | {ours_x['requests']:.0f} | {_spread(ours_x)} |",
+        f"| ours, hook only | rows as dicts, no files | {p['ours_hook']['requests']:.0f} | {_spread(p['ours_hook'])} |",
+        f"| dlt 1.31 `rest_api` | cursor paging, limit=31, Parquet to a local folder (no day partitions, inferred types) | {dlt['requests']:.0f} | {_spread(dlt)} |",
+        f"| hand-written `requests` | whole range, limit=31, `next_page`, kept-alive session; pull only | {p['requests_whole']['requests']:.0f} | {_spread(p['requests_whole'])} |",
+        f"| `openai` SDK | whole range, limit=31; pull only | {p['sdk_whole']['requests']:.0f} | {_spread(p['sdk_whole'])} |",
+        f"| `requests`, once per day | default limit, as a day-by-day DAG runs it; pull only | {daily['requests_daily']['requests']:.0f} | {_spread(daily['requests_daily'])} |",
+        f"| `openai` SDK, once per day | default limit; pull only | {daily['sdk_daily']['requests']:.0f} | {_spread(daily['sdk_daily'])} |",
         "",
-        f"Variant of baseline 2 called once over the whole range (still default `limit` 7): "
-        f"{whole['requests']:.0f} requests, {whole['seconds']:.2f} s; ours is {whole['requests'] / ours['requests']:.1f}x fewer requests "
-        f"and {whole['seconds'] / ours['seconds']:.1f}x faster. The 30x goal is measured against the daily forms, which is how "
-        "these baselines run in a daily DAG; against a whole-range loop the gain is the ratio of page sizes (31/7).",
+        f"Fresh process (imports included, `execute` into files): {f['fresh_process']['total']:.2f} s, of which "
+        f"{f['fresh_process']['import']:.2f} s is importing the operator (Airflow's task SDK); the hook subclasses Airflow's "
+        "`BaseHook`, so there is no Airflow-free path — a Python process that already has Airflow loaded (a worker) pays only the warm figure.",
         "",
-        *(
-            [
-                f"Why the rows/s goal is missed: our writer reaches {rps['ours']:,.0f} rows/s ({rows_ratio:.1f}x the pandas "
-                "baseline) but not 5x. Per row it does work the baseline does not: it checks every result's `object` "
-                "and value types against the registry (so wrong data fails instead of landing), sorts each bucket's rows "
-                "by their dimensions (so re-runs are byte-identical) and writes exact decimals; pandas infers types and "
-                "keeps the API's order. The remaining cost is mostly reading the values out of the parsed JSON dicts, "
-                "one `dict.get` per cell; going further means a columnar JSON parser (e.g. pyarrow.json), which "
-                "cannot stream OpenAI's nested pages as they arrive.",
-                "",
-            ]
-            if rows_ratio < 5 or rps["ours"] < 200_000
-            else []
-        ),
+        "## Goals",
+        "",
+        "| goal | measured | verdict |",
+        "|---|---|---|",
+        f"| same pull as dlt: our warm `execute` ≤ 0.8× dlt's run, same request count | {dlt_ratio:.2f}× "
+        f"({ours_x['seconds']:.2f} s vs {dlt['seconds']:.2f} s; {ours_x['requests']:.0f} vs {dlt['requests']:.0f} requests) | "
+        f"{verdict(dlt_ratio <= 0.8 and ours_x['requests'] <= dlt['requests'])} |",
+        f"| requests: the minimum ({f['minimum_requests']}) for {f['days']} daily buckets | {ours_x['requests']:.0f} | {verdict(ours_x['requests'] == f['minimum_requests'])} |",
+        f"| requests, 7 days of 1h / 1m buckets: the minimum | {f['requests_7d_1h']['ours']} / {f['requests_7d_1m']['ours']} "
+        f"(minimum {f['requests_7d_1h']['minimum']} / {f['requests_7d_1m']['minimum']}) | "
+        f"{verdict(f['requests_7d_1h']['ours'] == f['requests_7d_1h']['minimum'] and f['requests_7d_1m']['ours'] == f['requests_7d_1m']['minimum'])} |",
+        f"| all {every['endpoints']} endpoints × {f['days']} days, warm `execute`, ≤ 8 s | {_spread(every)}; {every['requests']} requests "
+        f"(latency floor {latency_floor:.1f} s), {every['files']:,} files, ≈{per_file_ms:.2f} ms per file beyond latency | {verdict(every['seconds'] <= 8)} |",
+        f"| peak RSS over the import baseline, one day of 1m completions grouped by every dimension ({mem['1x']['rows']:,} rows), ≤ 60 MB | "
+        f"{mem['1x']['over_baseline_mb']:.0f} MB | {verdict(mem['1x']['over_baseline_mb'] <= 60)} |",
+        f"| the same at 5× the groups ({mem['5x']['rows']:,} rows), ≤ 1.5× | {mem['5x']['over_baseline_mb']:.0f} MB, {mem_ratio:.2f}× | {verdict(mem_ratio <= 1.5)} |",
+        f"| rows/s, page bytes → Parquet incl. JSON decoding ({rps['rows']:,} rows), ≥ 5× `json.loads` + `pandas.json_normalize` + "
+        f"`to_parquet` (zstd both) | {rps['ours']:,.0f} vs {rps['pandas']:,.0f}: {rows_ratio:.1f}× | {verdict(rows_ratio >= 5)} |",
+        f"| import of operators + sensors, fresh interpreter, ≤ 1.10× `import airflow.sdk` | {imp['ours']:.2f} s vs {imp['airflow.sdk']:.2f} s: "
+        f"{import_ratio:.2f}× | {verdict(import_ratio <= 1.10)} |",
+        "",
+        *MISSES_PLACEHOLDER,
         "Raw figures:",
         "",
         "```json",
@@ -323,19 +516,28 @@ def report(f: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+#: Filled in by hand after a run when a goal is missed: the measured reason (see docs/performance.md).
+MISSES_PLACEHOLDER: list[str] = []
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, print figures, write nothing")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as home:
-        _airflow_env(home)
+    home = tempfile.mkdtemp(prefix="bench-airflow-")
+    os.environ["AIRFLOW_HOME"] = home
+    os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+    os.environ.setdefault("RUNTIME__LOG_LEVEL", "WARNING")  # dlt's own logging
+    try:
         figures = run(args.latency, args.repeats, args.smoke)
-        if args.smoke:
-            print(json.dumps(figures, indent=2, default=str))
-            return 0
-        text = report(figures)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    if args.smoke:
+        print(json.dumps(figures, indent=2, default=str))
+        return 0
+    text = report(figures)
     (REPO / "docs" / "performance.md").write_text(text)
     print(text)
     return 0

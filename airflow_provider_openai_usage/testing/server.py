@@ -318,6 +318,10 @@ def _corrupt(body: bytes, kind: str, cursor: str | None) -> bytes:
     return _dumps(page)
 
 
+#: Not an OpenAI path: the fake's request count for clients in other processes (not logged itself).
+REQUEST_COUNT_PATH = "/_fake/requests"
+
+
 def _response_head(status: int, headers: Mapping[str, str], length: int) -> bytes:
     lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}", "Content-Type: application/json", f"Content-Length: {length}"]
     lines += [f"{k}: {v}" for k, v in headers.items()]
@@ -338,6 +342,13 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.server.fake
         parts = urlsplit(self.path)
         query = parse_qsl(parts.query, keep_blank_values=True)
+        if parts.path == REQUEST_COUNT_PATH:
+            # Out-of-process clients (the benchmarks) read the request count here; ?reset=1 clears it.
+            count = len(fake.requests)
+            if ("reset", "1") in query:
+                fake.clear_requests()
+            self.wfile.write(_response_head(200, {}, len(body := _dumps({"requests": count}))) + body)
+            return
         fault = fake.faults.next_for(parts.path)
         try:
             status, headers, body = fake.api.handle(parts.path, query, self.headers.get("Authorization"))

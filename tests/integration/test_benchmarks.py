@@ -1,0 +1,53 @@
+"""A small run of the benchmark harness: it works, and request counts are exactly the minimum.
+
+Timings are not asserted (a loaded machine makes them noise); counts and row equality are.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+
+spec = importlib.util.spec_from_file_location("bench_run", Path(__file__).resolve().parents[2] / "benchmarks" / "run.py")
+assert spec is not None and spec.loader is not None
+bench = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench)
+
+
+@pytest.fixture(scope="module")
+def server():
+    """The fake API in its own process, as the benchmarks run it."""
+    with bench.FakeServer() as s:
+        yield s
+
+
+def test_every_contender_reads_the_same_rows_and_ours_makes_the_minimum_requests(server):
+    days = 40
+    start = bench.NOW - days * bench.DAY
+    figures = bench.interleaved(server, {
+        "ours_execute": (bench.ours_execute, (start, bench.NOW)),
+        "ours_hook": (bench.ours, (start, bench.NOW)),
+        "requests_whole": (bench.requests_whole_range, (start, bench.NOW)),
+        "requests_daily": (bench.requests_daily, (start, bench.NOW)),
+    }, repeats=1)
+    assert figures["ours_execute"]["requests"] == figures["ours_hook"]["requests"] == math.ceil(days / 31) == 2
+    assert figures["requests_whole"]["requests"] == 2, "the whole-range baseline is as frugal as we are"
+    assert figures["requests_daily"]["requests"] == days
+    rows = {name: f["rows"] for name, f in figures.items()}
+    assert len(set(rows.values())) == 1 and rows["ours_hook"] > 0, rows
+
+
+@pytest.mark.parametrize(("width", "seconds", "per_page"), [("1h", 3600, 168), ("1m", 60, 1440)])
+def test_finer_widths_pull_seven_days_in_the_minimum_requests(server, width, seconds, per_page):
+    server.requests_made(reset=True)
+    bench.ours(server.base_url, bench.NOW - 7 * bench.DAY, bench.NOW, bucket_width=width, group_by=None)
+    assert server.requests_made() == math.ceil(7 * bench.DAY / seconds / per_page)
+
+
+def test_bytes_to_parquet_benchmark_runs_on_a_small_input():
+    pages = bench.page_bytes(days=1, groups=3)
+    figures = bench.rows_per_second({"ours": bench.bytes_to_parquet_ours}, pages, 1, 1)
+    assert figures["rows"] == 72 and figures["ours"] > 0
