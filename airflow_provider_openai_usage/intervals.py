@@ -8,13 +8,15 @@ Airflow 3 traps that this module turns into clear messages:
 
 from __future__ import annotations
 
-import datetime as dt
+import time
 from collections.abc import Mapping
 from typing import Any
 
 from airflow_provider_openai_usage.endpoints import WIDTH_SECONDS
 from airflow_provider_openai_usage.exceptions import OpenAIUsageValidationError
-from airflow_provider_openai_usage.query import to_unix_seconds
+from airflow_provider_openai_usage.query import iso, to_unix_seconds
+
+__all__ = ["DAILY_SCHEDULE_HINT", "check_restate_days", "iso", "resolve_range"]
 
 DAILY_SCHEDULE_HINT = (
     'schedule=CronDataIntervalTimetable("@daily", timezone="UTC") (from airflow.sdk), or '
@@ -22,8 +24,25 @@ DAILY_SCHEDULE_HINT = (
 )
 
 
-def iso(seconds: int) -> str:
-    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+DAY = WIDTH_SECONDS["1d"]
+
+
+def _restate_too_far(restate_days: int, start: int) -> OpenAIUsageValidationError:
+    return OpenAIUsageValidationError(
+        f"restate_days={restate_days} reaches back before 1970-01-01 (from {iso(start)}); it counts the days "
+        "before each run's range to re-pull because OpenAI revises recent buckets: use a few days, e.g. restate_days=3"
+    )
+
+
+def check_restate_days(restate_days: Any, *, now: float | None = None) -> int:
+    """Refuse a restate_days no run can use, naming it (checked at DAG parse time and again per run)."""
+    if not isinstance(restate_days, int) or isinstance(restate_days, bool) or restate_days < 0:
+        raise OpenAIUsageValidationError(f"restate_days={restate_days!r} must be an int >= 0 (days to re-pull before the range)")
+    now = time.time() if now is None else now
+    if restate_days * DAY > now:
+        # Even a run starting now would reach before 1970: no run of this DAG can work.
+        raise _restate_too_far(restate_days, int(now) // DAY * DAY)
+    return restate_days
 
 
 def _dag_timezone(context: Mapping[str, Any]) -> str | None:
@@ -86,6 +105,7 @@ def resolve_range(
                 f"{source} {name} {iso(value)} is not on {unit}, so it cannot map onto OpenAI's bucket_width="
                 f"{bucket_width} buckets.{tz_hint}"
             )
-    if not isinstance(restate_days, int) or isinstance(restate_days, bool) or restate_days < 0:
-        raise OpenAIUsageValidationError(f"restate_days={restate_days!r} must be an int >= 0")
-    return start - restate_days * WIDTH_SECONDS["1d"], end
+    check_restate_days(restate_days)
+    if start - restate_days * DAY < 0:
+        raise _restate_too_far(restate_days, start)
+    return start - restate_days * DAY, end

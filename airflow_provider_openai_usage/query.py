@@ -17,18 +17,44 @@ from airflow_provider_openai_usage.exceptions import OpenAIUsageValidationError
 TimeLike = Union[int, dt.datetime, str]
 
 
+#: 9999-12-31T23:59:59Z, the last second a datetime holds; anything later is not Unix seconds.
+MAX_UNIX_SECONDS = 253_402_300_799
+#: Units people pass by mistake, finest last: the first whose quotient fits is the likely one.
+_FINER_UNITS = (("milliseconds", 10**3), ("microseconds", 10**6), ("nanoseconds", 10**9))
+
+
+def iso(seconds: int) -> str:
+    """Unix seconds as the UTC ISO-8601 text every message of this provider uses."""
+    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _checked_seconds(value: int, name: str) -> int:
+    if value < 0:
+        raise OpenAIUsageValidationError(f"{name}={value!r} is negative (before 1970-01-01); pass Unix seconds >= 0")
+    if value > MAX_UNIX_SECONDS:
+        for unit, factor in _FINER_UNITS:
+            if value // factor <= MAX_UNIX_SECONDS:
+                seconds = value // factor
+                raise OpenAIUsageValidationError(
+                    f"{name}={value} looks like epoch {unit} (divided by {factor:,} it is {iso(seconds)}); "
+                    f"pass Unix seconds, e.g. {name}={seconds}"
+                )
+        raise OpenAIUsageValidationError(f"{name}={value} is after the year 9999; pass Unix seconds")
+    return value
+
+
 def to_unix_seconds(value: Any, name: str) -> int:
     """Accept int seconds, aware datetimes and ISO-8601 strings with an offset; refuse naive times.
 
     Naive datetimes are refused because OpenAI's buckets are UTC and guessing a zone shifts days.
-    Strings come from rendered templates (``{{ data_interval_start }}``).
+    Strings come from rendered templates (``{{ data_interval_start }}``). Epoch milliseconds (what
+    JavaScript and many loggers give) are refused with the seconds they probably meant, before
+    any request, rather than sent and answered with an opaque error.
     """
     if isinstance(value, bool):
         raise OpenAIUsageValidationError(f"{name}={value!r} is not a time; pass int Unix seconds or an aware datetime")
     if isinstance(value, int):
-        if value < 0:
-            raise OpenAIUsageValidationError(f"{name}={value!r} is negative; pass Unix seconds >= 0")
-        return value
+        return _checked_seconds(value, name)
     if isinstance(value, str):
         text = value.strip()
         if text.lstrip("-").isdigit():
@@ -49,7 +75,7 @@ def to_unix_seconds(value: Any, name: str) -> int:
         seconds = value.timestamp()
         if seconds != int(seconds):
             raise OpenAIUsageValidationError(f"{name}={value.isoformat()} has sub-second precision; buckets start on whole seconds")
-        return int(seconds)
+        return _checked_seconds(int(seconds), name)
     raise OpenAIUsageValidationError(
         f"{name}={value!r} ({type(value).__name__}) is not a time; pass int Unix seconds or an aware datetime"
     )
@@ -59,7 +85,16 @@ def _allowed(values: Iterable[str]) -> str:
     return ", ".join(values) or "(none)"
 
 
-def _normalize_group_by(endpoint: Endpoint, group_by: Any) -> tuple[str, ...]:
+def check_bucket_width(endpoint: Endpoint, bucket_width: Any) -> str:
+    if bucket_width not in endpoint.bucket_widths:
+        raise OpenAIUsageValidationError(
+            f"bucket_width={bucket_width!r} is not allowed for endpoint {endpoint.key!r}; allowed: "
+            f"{_allowed(endpoint.bucket_widths)}"
+        )
+    return bucket_width
+
+
+def normalize_group_by(endpoint: Endpoint, group_by: Any) -> tuple[str, ...]:
     if group_by is None:
         return ()
     if isinstance(group_by, str):
@@ -81,37 +116,52 @@ def _normalize_group_by(endpoint: Endpoint, group_by: Any) -> tuple[str, ...]:
     return tuple(g for g in endpoint.group_by if g in group_by)
 
 
-def _normalize_filters(endpoint: Endpoint, filters: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
-    out: list[tuple[str, Any]] = []
-    for name, value in filters.items():
-        if name not in endpoint.filter_names:
+def check_filters_mapping(filters: Any) -> Mapping[str, Any]:
+    if filters is None:
+        return {}
+    if not isinstance(filters, Mapping):
+        raise OpenAIUsageValidationError(
+            f"filters={filters!r} must be a mapping of filter name to value, e.g. {{'project_ids': ['proj_abc']}}"
+        )
+    return filters
+
+
+def check_filter_name(endpoint: Endpoint, name: Any) -> None:
+    if name not in endpoint.filter_names:
+        raise OpenAIUsageValidationError(
+            f"filter {name!r} is not accepted by endpoint {endpoint.key!r}; allowed: {_allowed(endpoint.filter_names)}"
+        )
+
+
+def normalize_filter(endpoint: Endpoint, name: str, value: Any) -> Any:
+    """One filter's value as sent (a bool or a tuple of strings), or None when it is left out."""
+    check_filter_name(endpoint, name)
+    spec = endpoint.filter(name)
+    if value is None:
+        return None
+    if spec.kind == "bool":
+        if not isinstance(value, bool):
             raise OpenAIUsageValidationError(
-                f"filter {name!r} is not accepted by endpoint {endpoint.key!r}; allowed: "
-                f"{_allowed(endpoint.filter_names)}"
+                f"filter {name}={value!r} must be a bool (True: only {spec.dimension} rows, False: only non-"
+                f"{spec.dimension} rows; leave it out for both)"
             )
-        spec = endpoint.filter(name)
-        if value is None:
-            continue
-        if spec.kind == "bool":
-            if not isinstance(value, bool):
-                raise OpenAIUsageValidationError(
-                    f"filter {name}={value!r} must be a bool (True: only {spec.dimension} rows, False: only non-"
-                    f"{spec.dimension} rows; leave it out for both)"
-                )
-            out.append((name, value))
-            continue
-        values = [value] if isinstance(value, str) else value
-        if not isinstance(values, (list, tuple)) or not values or not all(isinstance(v, str) and v for v in values):
-            raise OpenAIUsageValidationError(
-                f"filter {name}={value!r} must be a non-empty list of non-empty strings"
-            )
-        if spec.enum is not None:
-            for v in values:
-                if v not in spec.enum:
-                    raise OpenAIUsageValidationError(
-                        f"filter {name} value {v!r} is not allowed; allowed: {_allowed(spec.enum)}"
-                    )
-        out.append((name, tuple(values)))
+        return value
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, (list, tuple)) or not values or not all(isinstance(v, str) and v for v in values):
+        raise OpenAIUsageValidationError(f"filter {name}={value!r} must be a non-empty list of non-empty strings")
+    if spec.enum is not None:
+        for v in values:
+            if v not in spec.enum:
+                raise OpenAIUsageValidationError(f"filter {name} value {v!r} is not allowed; allowed: {_allowed(spec.enum)}")
+    return tuple(values)
+
+
+def _normalize_filters(endpoint: Endpoint, filters: Any) -> tuple[tuple[str, Any], ...]:
+    out = []
+    for name, value in check_filters_mapping(filters).items():
+        normalized = normalize_filter(endpoint, name, value)
+        if normalized is not None:
+            out.append((name, normalized))
     return tuple(sorted(out))
 
 
@@ -138,13 +188,8 @@ class UsageQuery:
         filters: Mapping[str, Any] | None = None,
     ) -> UsageQuery:
         ep = get_endpoint(endpoint)
-        if bucket_width not in ep.bucket_widths:
-            raise OpenAIUsageValidationError(
-                f"bucket_width={bucket_width!r} is not allowed for endpoint {ep.key!r}; allowed: "
-                f"{_allowed(ep.bucket_widths)}"
-            )
-        if filters is not None and not isinstance(filters, Mapping):
-            raise OpenAIUsageValidationError(f"filters={filters!r} must be a mapping of filter name to value")
+        check_bucket_width(ep, bucket_width)
+        check_filters_mapping(filters)
         start = to_unix_seconds(start_time, "start_time")
         end = to_unix_seconds(end_time, "end_time")
         if end <= start:
@@ -157,8 +202,8 @@ class UsageQuery:
             start_time=start,
             end_time=end,
             bucket_width=bucket_width,
-            group_by=_normalize_group_by(ep, group_by),
-            filters=_normalize_filters(ep, filters or {}),
+            group_by=normalize_group_by(ep, group_by),
+            filters=_normalize_filters(ep, filters),
         )
 
     @property
@@ -197,7 +242,4 @@ class UsageQuery:
         return buckets
 
     def describe(self) -> str:
-        def iso(t: int) -> str:
-            return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
         return f"{self.endpoint.key} [{iso(self.start_time)}, {iso(self.end_time)}) {self.bucket_width}"

@@ -1,11 +1,15 @@
 """What operators and sensors share: which endpoint they read and how a run's range becomes a query.
 
 Both resolve the range and validate it here, so a DAG gets the same refusal, in the same words,
-from a sensor and from the operator behind it.
+from a sensor and from the operator behind it. Parameters are checked twice with the same rules
+(``query.py``): the literal ones when the DAG file is parsed, so ``airflow dags list-import-errors``
+shows a typo before any run, and all of them, rendered, before each run's first request.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_openai_usage.endpoints import get_endpoint
@@ -13,6 +17,23 @@ from airflow_provider_openai_usage.exceptions import OpenAIUsageValidationError
 
 if TYPE_CHECKING:
     from airflow_provider_openai_usage.query import UsageQuery
+
+
+def is_templated(value: Any) -> bool:
+    """True when Airflow will render part of ``value`` at run time, so it cannot be judged at parse.
+
+    That is a Jinja string, or a value Airflow resolves itself (an ``XComArg`` such as
+    ``task.output``: anything with a ``resolve`` method, the test Airflow's templater applies).
+    """
+    if not isinstance(value, (str, os.PathLike)) and callable(getattr(value, "resolve", None)):
+        return True
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    if isinstance(value, Mapping):
+        return any(is_templated(k) or is_templated(v) for k, v in value.items())
+    if isinstance(value, (list, tuple, set)):
+        return any(is_templated(v) for v in value)
+    return False
 
 
 class UsageRangeTask:
@@ -45,3 +66,34 @@ class UsageRangeTask:
 
         start, end = resolve_range(context, self.start_time, self.end_time, self.bucket_width, restate_days=restate_days)
         return UsageQuery.build(self.endpoint, start, end, bucket_width=self.bucket_width, group_by=self.group_by, filters=self.filters)
+
+    def check_literal_parameters(self, *, restate_days: int = 0) -> None:
+        """Validate every parameter that is not templated, with the rules ``build_query`` applies at run time.
+
+        Called from the constructors, i.e. at DAG parse time. A templated value (``"{{ ... }}"``) is
+        left for the run; inside ``filters`` only the templated values are, not their names.
+        """
+        from airflow_provider_openai_usage import query
+        from airflow_provider_openai_usage.intervals import resolve_range
+
+        ep = get_endpoint(self.endpoint)
+        if not is_templated(self.bucket_width):
+            query.check_bucket_width(ep, self.bucket_width)
+        if not is_templated(self.group_by):
+            query.normalize_group_by(ep, self.group_by)
+        if not (isinstance(self.filters, str) and is_templated(self.filters)):
+            for name, value in query.check_filters_mapping(self.filters).items():
+                if is_templated(value):
+                    query.check_filter_name(ep, name)
+                else:
+                    query.normalize_filter(ep, name, value)
+        start, end = self.start_time, self.end_time
+        one_missing = (start is None) != (end is None)
+        if one_missing or not (start is None or is_templated(start) or is_templated(end)):
+            # Both literal (or one missing): the run-time range rules, without a run.
+            width = "1m" if is_templated(self.bucket_width) else self.bucket_width
+            resolve_range({}, start, end, width, restate_days=restate_days)
+        else:
+            for name, value in (("start_time", start), ("end_time", end)):
+                if value is not None and not is_templated(value):
+                    query.to_unix_seconds(value, name)

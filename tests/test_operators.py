@@ -199,41 +199,11 @@ def test_summary_reports_days_files_and_metric_totals(fake_api, conn_id, tmp_pat
     json.dumps(summary)
 
 
-@pytest.mark.parametrize(
-    ("context", "kwargs", "fragment"),
-    [
-        (ctx(NOW, NOW), {}, r"data interval is empty .*CronDataIntervalTimetable\(\"@daily\", timezone=\"UTC\"\)"),
-        ({}, {}, r"no data interval \(a manual trigger without a logical date\).*Pass start_time and end_time"),
-        (ctx(NOW - DAY - 3600, NOW - 3600), {}, r"start 2025-11-08T23:00:00Z is not on UTC midnight"),
-        (ctx(NOW - DAY, NOW), {"bucket_width": "1h", "start_time": NOW - 1800, "end_time": NOW}, r"start .* is not on a whole UTC hour"),
-        (ctx(NOW - DAY, NOW), {"start_time": NOW - DAY}, r"give both or neither"),
-        (ctx(NOW - DAY, NOW), {"bucket_width": "1h"}, r"bucket_width='1h' is not allowed for endpoint 'costs'"),
-        (ctx(NOW - DAY, NOW), {"group_by": ["model"]}, r"group_by value 'model' is not allowed for endpoint 'costs'"),
-        (ctx(NOW - DAY, NOW), {"filters": {"models": ["x"]}}, r"filter 'models' is not accepted by endpoint 'costs'"),
-        (ctx(NOW - DAY, NOW), {"output_path": "/tmp/x", "file_format": "xlsx"}, r"file_format='xlsx' is not supported; allowed: parquet, jsonl, csv"),
-        (ctx(NOW - DAY, NOW), {"output_path": "relative/dir"}, r"output_path='relative/dir' is relative"),
-    ],
-)
-def test_bad_ranges_and_parameters_are_refused_before_any_request(fake_api, conn_id, context, kwargs, fragment):
-    with pytest.raises(OpenAIUsageValidationError, match=fragment):
-        OpenAICostsOperator(task_id="t", **kwargs).execute(context)
+def test_a_relative_output_path_is_refused_before_any_request(fake_api, conn_id):
+    # Range and parameter refusals: tests/unit/test_intervals.py, test_task_range.py, test_query.py.
+    with pytest.raises(OpenAIUsageValidationError, match=r"output_path='relative/dir' is relative"):
+        OpenAICostsOperator(task_id="t", output_path="relative/dir").execute(ctx(NOW - DAY, NOW))
     assert fake_api.requests == []
-
-
-def test_a_non_utc_dag_gets_told_about_its_timezone(fake_api, conn_id):
-    class Dag:
-        timezone = pendulum.timezone("Europe/Berlin")
-
-    context = {**ctx(NOW - DAY - 3600, NOW - 3600), "dag": Dag()}
-    with pytest.raises(OpenAIUsageValidationError, match="timezone is Europe/Berlin: OpenAI's buckets are UTC"):
-        OpenAICostsOperator(task_id="t").execute(context)
-
-
-def test_endpoint_typos_fail_at_dag_parse_time():
-    with pytest.raises(OpenAIUsageValidationError, match="endpoint='completion' is not"):
-        OpenAIUsageOperator(task_id="t", endpoint="completion")
-    with pytest.raises(OpenAIUsageValidationError, match="always reads 'costs'"):
-        OpenAICostsOperator(task_id="t", endpoint="images")
 
 
 def test_one_thin_operator_class_per_registry_entry():

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_provider_openai_usage.exceptions import OpenAIUsageValidationError
-from airflow_provider_openai_usage.task_range import UsageRangeTask
+from airflow_provider_openai_usage.task_range import UsageRangeTask, is_templated
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
@@ -26,6 +26,23 @@ DEFAULT_MAX_XCOM_ROWS = 10_000
 def json_safe(value: Any) -> Any:
     """XCom holds JSON: exact decimals travel as strings."""
     return format(value, "f") if isinstance(value, Decimal) else value
+
+
+def check_file_format(file_format: Any) -> str:
+    """Checked whether or not output_path is set: a format that is silently ignored is still a typo."""
+    from airflow_provider_openai_usage.storage import FILE_FORMATS
+
+    if file_format not in FILE_FORMATS:
+        raise OpenAIUsageValidationError(f"file_format={file_format!r} is not supported; allowed: {', '.join(FILE_FORMATS)}")
+    return file_format
+
+
+def check_max_xcom_rows(max_xcom_rows: Any) -> int:
+    if not isinstance(max_xcom_rows, int) or isinstance(max_xcom_rows, bool) or max_xcom_rows < 0:
+        raise OpenAIUsageValidationError(
+            f"max_xcom_rows={max_xcom_rows!r} must be an int >= 0 (the most rows pushed to XCom without output_path)"
+        )
+    return max_xcom_rows
 
 
 def output_location(output_path: Any, output_conn_id: str | None) -> ObjectStoragePath:
@@ -117,10 +134,22 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
         self.file_format = file_format
         self.restate_days = restate_days
         self.max_xcom_rows = max_xcom_rows
+        self._check_parameters()
+
+    def _check_parameters(self) -> None:
+        """At DAG parse time: every literal parameter, so list-import-errors names a bad one before any run."""
+        from airflow_provider_openai_usage.intervals import check_restate_days
+
+        check_restate_days(self.restate_days)
+        check_max_xcom_rows(self.max_xcom_rows)
+        if not is_templated(self.file_format):
+            check_file_format(self.file_format)
+        self.check_literal_parameters(restate_days=self.restate_days)
 
     def execute(self, context: Context) -> Any:
         from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
 
+        check_file_format(self.file_format)  # rendered now; the other rendered values are checked by build_query
         query = self.build_query(context, restate_days=self.restate_days)
         writer = None
         if self.output_path is not None:

@@ -65,6 +65,8 @@ class OpenAIUsageSensor(UsageRangeTask, BaseSensorOperator):
             raise OpenAIUsageValidationError(f"settle_period={settle_period!r} must be a timedelta >= 0")
         if not isinstance(stable_polls, int) or isinstance(stable_polls, bool) or stable_polls < 1:
             raise OpenAIUsageValidationError(f"stable_polls={stable_polls!r} must be an int >= 1")
+        if not isinstance(require_results, bool):
+            raise OpenAIUsageValidationError(f"require_results={require_results!r} must be True or False")
         super().__init__(**kwargs)
         if self.mode == "reschedule" and stable_polls > 1 and not deferrable:
             # Airflow clears a task's XComs on every reschedule, so nothing can remember earlier polls.
@@ -84,6 +86,7 @@ class OpenAIUsageSensor(UsageRangeTask, BaseSensorOperator):
         self.stable_polls = stable_polls
         self.deferrable = deferrable
         self._stability: Any = None
+        self.check_literal_parameters()  # at DAG parse time, so list-import-errors names a bad one
 
     def _rules(self) -> Any:
         from airflow_provider_openai_usage.settlement import SettleRules
