@@ -37,6 +37,18 @@ DAY = 86400
 SENTINEL_KEY = "sk-admin-SENTINEL-test-key-0123456789abcdef"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Everything under tests/integration starts real systems (Airflow, a scheduler, moto, the demo,
+    a browser, a validator): marked ``integration`` so ``pytest tests/unit`` stays a seconds-long loop.
+
+    Here, not in tests/integration/conftest.py: a second ``conftest`` module replaces this one in
+    ``sys.modules`` and breaks every ``from conftest import ...`` collected after it.
+    """
+    for item in items:
+        if "/tests/integration/" in str(item.path):
+            item.add_marker(pytest.mark.integration)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(_AIRFLOW_HOME, ignore_errors=True)
 
