@@ -31,6 +31,7 @@ import pytest  # noqa: E402
 from airflow_provider_openai_usage.testing import FakeOpenAIUsageAPI  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "openai-usage-api"
+ADMIN_SHARED = SHARED.parent / "openai-admin-api"
 #: 2025-11-10T00:00:00Z: tests run at a fixed "now" so data and buckets never depend on the clock.
 NOW = 1762732800
 DAY = 86400
@@ -147,6 +148,23 @@ def spec_examples() -> dict:
 @pytest.fixture(scope="session")
 def spec_validator(spec: dict):
     """Validates a decoded response against a ``components.schemas`` entry, $refs resolved in the spec."""
+    return schema_validator(spec)
+
+
+@pytest.fixture(scope="session")
+def admin_spec() -> dict:
+    """OpenAI's official admin API spec cut (the directory's paths), read where it lives."""
+    import yaml
+
+    return yaml.safe_load((ADMIN_SHARED / "openapi.yaml").read_text())
+
+
+@pytest.fixture(scope="session")
+def admin_spec_validator(admin_spec: dict):
+    return schema_validator(admin_spec)
+
+
+def schema_validator(spec: dict):
     from jsonschema import Draft202012Validator
     from referencing import Registry, Resource
 

@@ -276,7 +276,8 @@ class OpenAIUsageHook(BaseHook):
             page = json.loads(body, parse_float=Decimal)
         except ValueError:
             raise _Retryable("the answer was not complete JSON (truncated or not JSON)") from None
-        if not isinstance(page, dict) or not isinstance(page.get("data"), list):
+        # Directory paths that answer one object (spend_limit) say so on their request.
+        if not isinstance(page, dict) or not (isinstance(page.get("data"), list) or getattr(query, "single_object", False)):
             raise OpenAIUsageResponseError(
                 f"{query.endpoint.key}: the answer has no 'data' array (object={page.get('object') if isinstance(page, dict) else None!r}); nothing is written"
             )
@@ -358,6 +359,14 @@ class OpenAIUsageHook(BaseHook):
         """Yield one flat dict per result: bucket times, then the endpoint's columns in registry order."""
         query = UsageQuery.build(endpoint, start_time, end_time, bucket_width=bucket_width, group_by=group_by, filters=filters)
         return self.iter_query_rows(query)
+
+    # -- directory --------------------------------------------------------------------------------
+    def iter_directory(self, entity: str, **params: Any) -> Iterator[dict[str, Any]]:
+        """Yield one flat row per object of a directory entity (``directory.ENTITY_KEYS``), every page
+        and, for per-project entities, every project; bad entities or parameters fail before any request."""
+        from airflow_provider_openai_usage.hooks.directory_paging import iter_directory
+
+        return iter_directory(self, entity, **params)
 
     # -- connection test --------------------------------------------------------------------------
     def test_connection(self) -> tuple[bool, str]:

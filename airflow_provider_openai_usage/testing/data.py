@@ -53,6 +53,10 @@ class FakeOrganization:
         return dict(self.models).get(endpoint_key, GENERIC_MODELS)
     #: Mean events per endpoint and day; roughly one day in ten has none (empty buckets).
     events_per_day: int = 12
+    #: Ids the usage carries that the directory (testing/admin.py) no longer knows, as in real life:
+    #: a key deleted since it was used, a user removed from the organization.
+    deleted_api_keys: tuple[str, ...] = ("key_notebook",)
+    removed_users: tuple[str, ...] = ("user-linus",)
 
 
 @dataclass(frozen=True)

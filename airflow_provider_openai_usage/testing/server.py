@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from airflow_provider_openai_usage.endpoints import ENDPOINTS, WIDTH_SECONDS, Endpoint
+from airflow_provider_openai_usage.testing.admin import AdminAPI
 from airflow_provider_openai_usage.testing.data import (
     DAY,
     FakeOrganization,
@@ -128,10 +129,13 @@ class UsageAPI:
         self.project_keys = frozenset(project_keys)
         self.controls = controls
         self.routes: Mapping[str, Endpoint] = {f"/v1{e.path}": e for e in ENDPOINTS.values()}
+        #: The organization admin paths (directory), same organization and key.
+        self.admin = AdminAPI(org, key, controls)
 
     def handle(self, path: str, query: list[tuple[str, str]], authorization: str | None) -> tuple[int, dict[str, str], bytes]:
         endpoint = self.routes.get(path.rstrip("/"))
-        if endpoint is None:
+        admin_route = self.admin.route(path) if endpoint is None else None
+        if endpoint is None and admin_route is None:
             return 404, {}, _error_body(f"Invalid URL (GET {path})", "invalid_request_error")
         token = (authorization or "").removeprefix("Bearer ").strip() if (authorization or "").startswith("Bearer ") else None
         if token in self.project_keys:
@@ -149,6 +153,9 @@ class UsageAPI:
                 else "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
             )
             return 401, {}, _error_body(message, "invalid_request_error", code="invalid_api_key" if token else None)
+        if admin_route is not None:
+            return self.admin.handle(admin_route, query)
+        assert endpoint is not None
         try:
             page = self.page(endpoint, query)
         except BadRequest as exc:
