@@ -110,10 +110,9 @@ def _strings(entity: Entity, name: str, value: Any) -> tuple[str, ...]:
 
 def _connection_key(hook: OpenAIUsageHook) -> tuple[str, ...]:
     """The connection's own key, refused in any answer even if it does not look like ``sk-…``."""
-    try:
-        key = hook.settings.api_key
-    except AttributeError:
-        return ()
+    key: Any = hook.settings.api_key
+    if hasattr(key, "get_secret_value"):  # kept as a SecretStr so generic code cannot dump it
+        key = key.get_secret_value()
     return (key,) if isinstance(key, str) and key else ()
 
 

@@ -177,3 +177,15 @@ def test_a_full_key_in_an_answer_is_refused_and_never_repeated(fake_api, conn_id
         with pytest.raises(OpenAIUsageResponseError, match="full API key") as info:
             list(hook.iter_directory(key))
         assert SENTINEL_KEY not in str(info.value) and "sk-proj-" not in str(info.value)
+
+
+def test_the_connection_s_own_key_is_refused_even_if_it_does_not_look_like_an_openai_key(monkeypatch):
+    odd = "gateway-token-not-sk-shaped-42"
+    with FakeOpenAIUsageAPI(key=odd, seed=7) as api:
+        monkeypatch.setenv("AIRFLOW_CONN_ODD", api.connection_json(max_retries=0))
+        hook = OpenAIUsageHook("odd")
+        assert [k["redacted_value"] for k in hook.iter_directory("admin_api_keys")][0] == odd[:8] + "..." + odd[-4:]
+        api.api.admin.leak_full_key = True
+        with pytest.raises(OpenAIUsageResponseError, match="full API key") as info:
+            list(hook.iter_directory("admin_api_keys"))
+        assert odd not in str(info.value)
