@@ -20,6 +20,24 @@ FINOPS_DIMENSIONS = ("project_id", "user_id", "api_key_id", "model", "line_item"
 DEFAULT_OUTPUT = os.environ.get("OPENAI_USAGE_OUTPUT_PATH") or (Path(__file__).resolve().parents[1] / "demo-output").as_uri()
 _today = pendulum.today("UTC")
 
+
+def check_dates(start_date: str, end_date: str) -> None:
+    """Refuse params that cannot give a complete range, naming the params and the dates as typed."""
+    from airflow_provider_openai_usage.exceptions import OpenAIUsageValidationError
+
+    if end_date < start_date:  # ISO dates (the form enforces format=date) order as text
+        raise OpenAIUsageValidationError(
+            f"params end_date={end_date} is before start_date={start_date}; end_date is the last UTC day included, "
+            f"so swap them: start_date={end_date}, end_date={start_date}"
+        )
+    today = pendulum.today("UTC").to_date_string()
+    if end_date >= today:
+        raise OpenAIUsageValidationError(
+            f"params end_date={end_date} is not over yet in UTC (today is {today}): OpenAI has not reported the whole "
+            f"day, so it cannot be landed complete. Use end_date={pendulum.today('UTC').subtract(days=1).to_date_string()} "
+            "or earlier; the daily DAG lands each day once it has settled"
+        )
+
 with DAG(
     dag_id="openai_usage_backfill",
     schedule=None,
@@ -39,7 +57,9 @@ with DAG(
 
     @task
     def endpoints_to_pull(params: dict | None = None) -> list[dict]:
-        """One mapped pull per chosen endpoint, grouped like the daily DAG."""
+        """One mapped pull per chosen endpoint, grouped like the daily DAG; the dates checked first,
+        in the words of the form (the pulls see end_date + 1 day, the exclusive end_time)."""
+        check_dates(params["start_date"], params["end_date"])
         return [
             {"endpoint": key, "group_by": [d for d in FINOPS_DIMENSIONS if d in ENDPOINTS[key].group_by]}
             for key in params["endpoints"]

@@ -23,8 +23,20 @@ def snippets() -> list[tuple[str, int, str]]:
     return found
 
 
+def land_demo_output(root: Path) -> None:
+    """What query.md reads: ``./demo-output`` as ``make demo`` leaves it (two weeks, empty days included)."""
+    from airflow_provider_openai_usage.operators.usage import OpenAICompletionsUsageOperator, OpenAICostsOperator
+    from conftest import DAY, NOW
+
+    for cls, group_by in ((OpenAICostsOperator, ["project_id", "line_item"]), (OpenAICompletionsUsageOperator, ["project_id", "model"])):
+        cls(task_id="land", start_time=NOW - 14 * DAY, end_time=NOW, group_by=group_by, output_path=str(root)).execute({})
+
+
 @pytest.mark.parametrize(("page", "index", "code"), snippets(), ids=[f"{p}#{i}" for p, i, _ in snippets()])
-def test_python_snippets_run_against_the_fake_api(page, index, code, conn_id, monkeypatch):
+def test_python_snippets_run_against_the_fake_api(page, index, code, conn_id, monkeypatch, tmp_path):
+    if page == "query.md":
+        land_demo_output(tmp_path / "demo-output")
+        monkeypatch.chdir(tmp_path)
     exec(compile(code, f"{page}#{index}", "exec"), {"__name__": f"docs_{index}"})
 
 

@@ -8,10 +8,14 @@ Steps: a local AIRFLOW_HOME (sqlite) → the fake OpenAI usage API on 127.0.0.1 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
+import shlex
+import socket
 import sys
 import time
+import warnings
 from decimal import Decimal
 from pathlib import Path
 
@@ -36,6 +40,10 @@ def _configure_airflow(workdir: Path, dags: Path, output: Path, verbose: bool) -
     )
     if not verbose:
         os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
+    # Airflow's in-process execution API (used by dag.test) imports svcs, which imports starlette's
+    # test client, which warns about httpx on every run. Neither is ours to fix; this one message is
+    # noise in a demo, so it alone is silenced (our own modules never import the test client).
+    warnings.filterwarnings("ignore", message=r"Using `httpx` with `starlette\.testclient` is deprecated")
 
 
 def _report(output: Path) -> str:
@@ -44,12 +52,17 @@ def _report(output: Path) -> str:
 
     from airflow_provider_openai_usage.endpoints import ENDPOINTS
 
-    lines = [f"What landed in {output}:", f"  {'endpoint':28} {'days':>5} {'rows':>7} {'files':>6}"]
+    lines = [
+        f"What landed in {output} (an empty day is a file with 0 rows: that day had no usage):",
+        f"  {'endpoint':28} {'days':>5} {'empty':>6} {'rows':>7} {'files':>6}",
+    ]
     for key in ENDPOINTS:
         files = sorted((output / key).glob("date=*/*.parquet"))
-        days = {f.parent.name for f in files}
-        rows = sum(pq.read_metadata(f).num_rows for f in files)
-        lines.append(f"  {key:28} {len(days):>5} {rows:>7} {len(files):>6}")
+        rows_per_day: dict[str, int] = {}
+        for f in files:
+            rows_per_day[f.parent.name] = rows_per_day.get(f.parent.name, 0) + pq.read_metadata(f).num_rows
+        empty = sum(1 for n in rows_per_day.values() if n == 0)
+        lines.append(f"  {key:28} {len(rows_per_day):>5} {empty:>6} {sum(rows_per_day.values()):>7} {len(files):>6}")
     costs = pq.read_table(output / "costs", partitioning="hive")
     if costs.num_rows:
         dates = costs.column("date").to_pylist()
@@ -61,12 +74,46 @@ def _report(output: Path) -> str:
     return "\n".join(lines)
 
 
-NEXT_STEPS = """
-Point the same DAGs at the real API and at S3:
-  export AIRFLOW_CONN_OPENAI_USAGE_DEFAULT='{"conn_type": "openai_usage", "password": "sk-admin-..."}'
-  export AIRFLOW_CONN_AWS_DEFAULT='{"conn_type": "aws", "extra": {"region_name": "eu-west-1"}}'
-  export OPENAI_USAGE_OUTPUT_PATH=s3://my-bucket/openai OPENAI_USAGE_OUTPUT_CONN_ID=aws_default
-  airflow dags test openai_usage_daily $(date -u +%F)      # yesterday, UTC
+def _free_port(preferred: int = 8000) -> int:
+    """8000 when it is free (the docs use it), else any free port: the printed commands must work."""
+    for port in (preferred, 0):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise OSError("no free port on 127.0.0.1")
+
+
+def next_steps(workdir: Path, dags: Path, output: Path, today: dt.date) -> str:
+    """Commands that work pasted into fresh shells: every setting the demo made is spelled out."""
+    from airflow_provider_openai_usage.testing.server import connection_export
+
+    q = shlex.quote
+    python = Path(sys.executable)
+    port = _free_port()
+    yesterday = today - dt.timedelta(days=1)
+    export_conn = connection_export(f"http://127.0.0.1:{port}/v1")
+    return f"""
+Next steps: run the DAGs yourself. Paste into two fresh shells (the demo's fake API has stopped).
+  # shell 1: the fake OpenAI usage API (Ctrl-C stops it)
+  {q(str(python))} -m airflow_provider_openai_usage.testing serve --port {port} --seed {DEMO_SEED}
+
+  # shell 2: the demo's Airflow (metadata database already migrated by the demo)
+  export PATH={q(str(python.parent))}:"$PATH" AIRFLOW_HOME={q(str(workdir / ".demo-airflow"))}
+  export AIRFLOW__CORE__DAGS_FOLDER={q(str(dags))} AIRFLOW__CORE__LOAD_EXAMPLES=False
+  export AIRFLOW__CORE__TEST_CONNECTION=Enabled OPENAI_USAGE_SETTLE_MINUTES=0
+  export OPENAI_USAGE_OUTPUT_PATH={q(output.as_uri())}
+  {export_conn}
+  airflow connections test openai_usage_default
+  airflow dags test openai_usage_daily {today.isoformat()}   # lands {yesterday.isoformat()}, the UTC day that ends then
+
+Then point the same DAGs at the real API and at S3 (in shell 2, with your admin key and bucket):
+  export AIRFLOW_CONN_OPENAI_USAGE_DEFAULT='{{"conn_type": "openai_usage", "password": "sk-admin-..."}}'
+  export AIRFLOW_CONN_AWS_DEFAULT='{{"conn_type": "aws", "extra": {{"region_name": "eu-west-1"}}}}'
+  export OPENAI_USAGE_OUTPUT_PATH=s3://my-bucket/openai OPENAI_USAGE_OUTPUT_CONN_ID=aws_default OPENAI_USAGE_SETTLE_MINUTES=60
+  airflow dags test openai_usage_daily {today.isoformat()}
 (docs/quickstart.md has the details; the admin key must have the api.usage.read scope.)"""
 
 
@@ -117,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(_report(output))
     print(f"\n{requests} requests to the fake API; finished in {time.monotonic() - started:.1f}s.")
-    print(NEXT_STEPS)
+    print(next_steps(workdir, dags, output, today.date()))
     return 0
 
 

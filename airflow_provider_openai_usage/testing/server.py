@@ -18,6 +18,7 @@ from bisect import bisect_left
 import hashlib
 import json
 import re
+import shlex
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -463,10 +464,7 @@ class FakeOpenAIUsageAPI:
 
     def connection_json(self, **extra: Any) -> str:
         """An ``AIRFLOW_CONN_...`` value pointing at this server."""
-        conn: dict[str, Any] = {"conn_type": "openai_usage", "host": self.base_url, "password": self.key}
-        if extra:
-            conn["extra"] = extra
-        return json.dumps(conn)
+        return connection_json(self.base_url, self.key, **extra)
 
     # -- request log ------------------------------------------------------------------------------
     def _log(self, entry: LoggedRequest) -> None:
@@ -497,6 +495,19 @@ class FakeOpenAIUsageAPI:
         for name, value in FakeControls().__dict__.items():
             setattr(self.controls, name, value)
         self.controls.now = now
+
+
+def connection_json(base_url: str, key: str, **extra: Any) -> str:
+    """An ``AIRFLOW_CONN_...`` value for a fake API at ``base_url`` (also for one not started yet)."""
+    conn: dict[str, Any] = {"conn_type": "openai_usage", "host": base_url, "password": key}
+    if extra:
+        conn["extra"] = extra
+    return json.dumps(conn)
+
+
+def connection_export(base_url: str, key: str = DEFAULT_KEY) -> str:
+    """The shell line that points ``openai_usage_default`` at a fake API (its key is no secret)."""
+    return f"export AIRFLOW_CONN_OPENAI_USAGE_DEFAULT={shlex.quote(connection_json(base_url, key))}"
 
 
 def serve_forever(api: FakeOpenAIUsageAPI, on_ready: Callable[[FakeOpenAIUsageAPI], None] | None = None) -> None:

@@ -1,0 +1,113 @@
+"""``make demo`` end to end, and what it prints: the report (empty days shown) and "next steps"
+commands that work when pasted into fresh shells (each run here in a clean environment)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from airflow_provider_openai_usage.endpoints import ENDPOINTS
+
+REPO = Path(__file__).resolve().parents[2]
+DAGS = REPO / "dags"
+#: A fresh shell: no AIRFLOW_* / OPENAI_USAGE_* settings, no venv on PATH.
+CLEAN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> dict:
+    work = tmp_path_factory.mktemp("demo")
+    shutil.copytree(DAGS, work / "dags")
+    cmd = [sys.executable, "-m", "airflow_provider_openai_usage.testing.demo", "--workdir", str(work), "--days", "3"]
+    first = subprocess.run(cmd, capture_output=True, text=True, env={**CLEAN_ENV, "HOME": str(work)}, timeout=600)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    digest = tree_digest(work / "demo-output")
+    return {"work": work, "cmd": cmd, "run": first, "digest": digest}
+
+
+def test_demo_lands_every_endpoint_and_is_repeatable(demo):
+    out = demo["run"].stdout
+    assert "What landed in" in out and "Costs per project" in out and "s3://my-bucket/openai" in out
+    second = subprocess.run(demo["cmd"], capture_output=True, text=True, env={**CLEAN_ENV, "HOME": str(demo["work"])}, timeout=600)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert tree_digest(demo["work"] / "demo-output") == demo["digest"]
+
+
+def test_the_report_counts_days_empty_days_rows_and_files_as_on_disk(demo):
+    out, output = demo["run"].stdout, demo["work"] / "demo-output"
+    header = next(line for line in out.splitlines() if line.strip().startswith("endpoint "))
+    assert header.split() == ["endpoint", "days", "empty", "rows", "files"]
+    total_empty = 0
+    for key in ENDPOINTS:
+        line = next(line for line in out.splitlines() if line.strip().startswith(key + " "))
+        days, empty, rows, files = map(int, line.split()[1:])
+        paths = sorted((output / key).glob("date=*/*.parquet"))
+        per_day: dict[str, int] = {}
+        for p in paths:
+            per_day[p.parent.name] = per_day.get(p.parent.name, 0) + pq.read_metadata(p).num_rows
+        assert (days, empty, rows, files) == (len(per_day), sum(n == 0 for n in per_day.values()), sum(per_day.values()), len(paths))
+        assert days == 3
+        total_empty += empty
+    # The seed-42 organization has days without usage for some endpoints: the column is not always 0.
+    assert total_empty > 0, out
+
+
+def test_the_demo_prints_no_starlette_testclient_warning(demo):
+    assert "starlette.testclient" not in demo["run"].stdout + demo["run"].stderr
+
+
+def _block(out: str, title: str) -> list[str]:
+    """The command lines printed under ``# <title>`` (up to the next blank line), as pasted."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith(f"# {title}"))
+    block = []
+    for line in lines[start + 1:]:
+        if not line.strip():
+            break
+        block.append(line.strip())
+    return block
+
+
+def test_next_steps_work_pasted_into_fresh_shells(demo):
+    out = demo["run"].stdout
+    server_lines, airflow_lines = _block(out, "shell 1"), _block(out, "shell 2")
+    assert len(server_lines) == 1 and " serve --port " in server_lines[0]
+    assert any(line.startswith("airflow connections test") for line in airflow_lines)
+    day_run = next(line for line in airflow_lines if line.startswith("airflow dags test openai_usage_daily"))
+    landed_day = re.search(r"# lands (\d{4}-\d{2}-\d{2})", day_run).group(1)
+
+    server = subprocess.Popen(
+        ["bash", "-c", server_lines[0]], env={**CLEAN_ENV, "HOME": str(demo["work"])},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    try:
+        first = server.stdout.readline()
+        assert "listening on http://127.0.0.1:" in first, first + server.stdout.read()
+        printed_export = [server.stdout.readline() for _ in range(2)][1].strip()
+        # The server prints the same connection line the demo told shell 2 to paste.
+        assert printed_export in airflow_lines, (printed_export, airflow_lines)
+        day_file = demo["work"] / "demo-output" / "costs" / f"date={landed_day}"
+        before = tree_digest(demo["work"] / "demo-output")
+        shutil.rmtree(day_file)  # so the pasted run must land it again
+        script = "set -euo pipefail\n" + "\n".join(airflow_lines) + "\n"
+        result = subprocess.run(["bash", "-c", script], env={**CLEAN_ENV, "HOME": str(demo["work"])},
+                                capture_output=True, text=True, timeout=900, cwd=demo["work"])
+        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+        assert "Connection success" in result.stdout + result.stderr, result.stdout[-2000:]
+        assert tree_digest(demo["work"] / "demo-output") == before, "the pasted daily run lands the same bytes"
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)

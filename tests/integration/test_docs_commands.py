@@ -1,0 +1,112 @@
+"""Every shell command in README.md and docs/ works when pasted, or says why it cannot run here.
+
+A block runs as one ``bash -euo pipefail`` script, the blocks of a page in order, in a clean
+environment that stands for "Airflow is installed and set up": PATH has this venv (Airflow and the
+provider), AIRFLOW_HOME is a migrated home, the working directory is a copy of this repository, and
+``openai_usage_default`` points at a fake API (standing for the connection from the quick start).
+Everything else a block needs, it must set itself. A block that starts the fake API server runs in
+the background until the page is done. Port 8000 in a page is replaced by a free port (the machine
+is shared). A block that cannot run here (a real admin key, PyPI) is preceded by
+``<!-- not run by the tests: <reason> -->``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_openai_usage.testing import FakeOpenAIUsageAPI
+
+REPO = Path(__file__).resolve().parents[2]
+PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+BLOCK = re.compile(r"^( *)```bash\n(.*?)^ *```", re.S | re.M)
+NOT_RUN = re.compile(r"<!-- not run by the tests: (.+?) -->\s*$")
+
+
+def blocks(page: Path) -> list[tuple[str, str | None]]:
+    """(code, why it is not run or None) of every bash block of the page, in order."""
+    text = page.read_text()
+    found = []
+    for match in BLOCK.finditer(text):
+        before = text[: match.start()].rstrip().splitlines()
+        reason = NOT_RUN.search(before[-1]) if before else None
+        found.append((textwrap.dedent(match.group(2)), reason.group(1) if reason else None))
+    return found
+
+
+RUNNABLE = [page for page in PAGES if any(reason is None for _, reason in blocks(page))]
+
+
+def test_every_block_runs_or_says_why_not():
+    for page in PAGES:
+        for code, reason in blocks(page):
+            if reason is None:
+                assert "sk-admin-..." not in code, f"{page.name}: a block with a placeholder key cannot run:\n{code}"
+            else:
+                assert len(reason) > 10, f"{page.name}: say why the block cannot run"
+    assert {p.name for p in RUNNABLE} >= {"fake-api.md", "backfills.md"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def installation(tmp_path_factory):
+    """A migrated AIRFLOW_HOME and a copy of the repository, as a user has after the quick start."""
+    work = tmp_path_factory.mktemp("docs-commands")
+    shutil.copytree(REPO / "dags", work / "repo" / "dags")
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(work),
+        "LANG": "C.UTF-8",
+        "AIRFLOW_HOME": str(work / "airflow-home"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    }
+    result = subprocess.run(["airflow", "db", "migrate"], env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return work / "repo", env
+
+
+@pytest.mark.parametrize("page", RUNNABLE, ids=[p.name for p in RUNNABLE])
+def test_commands_work_when_pasted(page, installation):
+    """The page's blocks pasted in order into one shell (a server block into a shell of its own)."""
+    cwd, base_env = installation
+    port = str(_free_port())
+    runnable = [code.replace("8000", port) for code, reason in blocks(page) if reason is None]
+    servers = [code for code in runnable if " -m airflow_provider_openai_usage.testing serve" in code]
+    script = "\n".join(code for code in runnable if code not in servers)
+    started: list[subprocess.Popen] = []
+    with FakeOpenAIUsageAPI(seed=1) as api:
+        env = {**base_env, "AIRFLOW_CONN_OPENAI_USAGE_DEFAULT": api.connection_json()}
+        try:
+            started += [_start_server(code, env, cwd) for code in servers]
+            result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], env=env, cwd=cwd,
+                                    capture_output=True, text=True, timeout=1200)
+        finally:
+            for server in started:
+                os.killpg(server.pid, signal.SIGTERM)
+                server.wait(timeout=30)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"{page.name}:\n{script}\n--- stdout\n{result.stdout[-4000:]}\n--- stderr\n{result.stderr[-4000:]}"
+    if "airflow connections test" in script:
+        assert "Connection success" in output, output[-3000:]
+
+
+def _start_server(code: str, env: dict, cwd: Path) -> subprocess.Popen:
+    server = subprocess.Popen(["bash", "-c", code], env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, start_new_session=True)
+    first = server.stdout.readline()  # readiness is the printed line, not a sleep
+    assert "listening on http://127.0.0.1:" in first, first + server.stdout.read()
+    return server
