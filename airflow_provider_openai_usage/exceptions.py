@@ -17,12 +17,17 @@ class OpenAIUsageValidationError(OpenAIUsageError, ValueError):
 
 
 class OpenAIUsageAPIError(OpenAIUsageError):
-    """OpenAI answered with an error status (after retries, for retryable ones)."""
+    """OpenAI answered with an error status (after retries, for retryable ones).
 
-    def __init__(self, message: str, *, status: int | None = None, api_message: str | None = None) -> None:
+    ``status`` is the HTTP status, ``api_message`` and ``param`` come from OpenAI's error body
+    (``{"error": {"message", "param"}}``), already scrubbed of secrets like the message itself.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, api_message: str | None = None, param: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.api_message = api_message
+        self.param = param
 
 
 class OpenAIUsageAuthError(OpenAIUsageAPIError):

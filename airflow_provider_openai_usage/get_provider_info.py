@@ -2,7 +2,8 @@
 
 Connection form fields are declared here rather than through the hook's
 ``get_ui_field_behaviour``/``get_connection_form_widgets``: since Airflow 3.2 those methods are
-deprecated and silently ignored on installs without the FAB provider.
+deprecated and silently ignored on installs without the FAB provider. The fields themselves are
+declared in ``connection.py``, next to the code that reads them.
 """
 
 from __future__ import annotations
@@ -10,31 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_provider_openai_usage import __version__
+from airflow_provider_openai_usage.connection import CONN_TYPE, conn_fields
 
 PACKAGE = "airflow_provider_openai_usage"
-
-#: Connection extras, with their defaults; the hook reads the same table.
-CONNECTION_EXTRAS: dict[str, dict[str, Any]] = {
-    "timeout": {
-        "label": "Read timeout (seconds)",
-        "description": "Seconds to wait for each answer before retrying the page.",
-        "schema": {"type": ["number", "null"], "minimum": 1},
-        "default": 60,
-    },
-    "max_retries": {
-        "label": "Retries per page",
-        "description": "Retries of a page on 429, 5xx, timeouts and dropped connections.",
-        "schema": {"type": ["integer", "null"], "minimum": 0},
-        "default": 6,
-    },
-    "max_retry_wait": {
-        "label": "Retry wait budget (seconds)",
-        "description": "Total seconds a page may spend waiting between retries before the task fails.",
-        "schema": {"type": ["number", "null"], "minimum": 0},
-        "default": 300,
-    },
-}
-
 
 def get_provider_info() -> dict[str, Any]:
     return {
@@ -55,7 +34,7 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [{"integration-name": "OpenAI Usage", "python-modules": [f"{PACKAGE}.triggers.usage"]}],
         "connection-types": [
             {
-                "connection-type": "openai_usage",
+                "connection-type": CONN_TYPE,
                 "hook-class-name": f"{PACKAGE}.hooks.usage.OpenAIUsageHook",
                 "hook-name": "OpenAI Usage",
                 "ui-field-behaviour": {
@@ -66,10 +45,7 @@ def get_provider_info() -> dict[str, Any]:
                         "host": "https://api.openai.com/v1 (leave empty for OpenAI)",
                     },
                 },
-                "conn-fields": {
-                    name: {k: v for k, v in spec.items() if k != "default"} | {"schema": {**spec["schema"], "default": spec["default"]}}
-                    for name, spec in CONNECTION_EXTRAS.items()
-                },
+                "conn-fields": conn_fields(),
             }
         ],
     }

@@ -60,7 +60,17 @@ def operator_classes() -> str:
     return "\n".join(rows)
 
 
+def connection_extras() -> str:
+    from airflow_provider_openai_usage.connection import CONNECTION_EXTRAS
+
+    rows = ["| extra | meaning | default | in the UI form |", "|---|---|---|---|"]
+    for name, spec in CONNECTION_EXTRAS.items():
+        rows.append(f"| `{name}` | {spec.description} | {spec.default:g} | {'yes' if spec.in_ui else 'no (set it in the JSON)'} |")
+    return "\n".join(rows)
+
+
 BLOCKS = {"endpoints": endpoints_table, "row-columns": row_columns, "schemas": schemas, "classes": operator_classes}
+BLOCKS["connection-extras"] = connection_extras
 BLOCK_RE = re.compile(r"(<!-- generated:(?P<name>[a-z-]+) -->\n)(?P<body>.*?)(<!-- /generated:(?P=name) -->)", re.S)
 
 

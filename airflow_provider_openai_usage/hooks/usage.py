@@ -1,66 +1,92 @@
 """OpenAIUsageHook: the one way in and out of OpenAI's Usage and Costs API.
 
-Every request goes through ``_get_page``: auth, timeouts, retries of the failed page (never the
-whole range), error translation and one log line per page. Paging follows ``next_page`` with the
+Every request goes through ``get_json``: auth, a whole-request deadline, retries of the failed
+request (never the whole range) within a per-request and a per-pull wait budget, error translation
+with secrets scrubbed from anything the server sent back. Paging follows ``next_page`` with the
 original query resent, so a range of any length is read in ``ceil(buckets / max limit)`` requests.
+
+What each layer guarantees about the buckets it hands over:
+- ``iter_pages``: every page of the query, each with a ``data`` array and a boolean ``has_more``;
+  a cursor seen twice, or ``has_more`` without a ``next_page``, is an error.
+- ``iter_query_buckets`` / ``iter_query_rows``: buckets in time order, each once, inside the range,
+  contiguous from ``start_time`` (a missing bucket in the middle is an error); amounts of decimal
+  columns are exact ``Decimal``. With ``require_complete=False`` the buckets may stop before
+  ``end_time`` (not reported yet): the writer and the settle check look at the tail themselves.
+- ``iter_buckets`` / ``iter_rows``: the same, and by default the buckets must reach ``end_time``.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import random
-from collections.abc import Iterator, Mapping
+import re
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from airflow.sdk import BaseHook
 
+from airflow_provider_openai_usage.connection import (
+    ADMIN_KEY_HINT,
+    CONN_TYPE,
+    DEFAULT_CONN_ID,
+    ConnectionSettings,
+    read_settings,
+)
 from airflow_provider_openai_usage.exceptions import (
     OpenAIUsageAPIError,
     OpenAIUsageAuthError,
     OpenAIUsageError,
     OpenAIUsageResponseError,
-    OpenAIUsageValidationError,
 )
-from airflow_provider_openai_usage.get_provider_info import CONNECTION_EXTRAS
 from airflow_provider_openai_usage.query import UsageQuery
 from airflow_provider_openai_usage.rows import bucket_results, bucket_rows, check_result_object
 
 if TYPE_CHECKING:
     import requests
     from airflow.sdk import Connection
+    from tenacity import RetryCallState
 
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
+    from airflow_provider_openai_usage.endpoints import Endpoint
+
 CONNECT_TIMEOUT = 10.0
-#: No single Retry-After is obeyed beyond this; the total is bounded by ``max_retry_wait``.
-RETRY_AFTER_CAP = 60.0
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
-ADMIN_KEY_HINT = (
-    "The Usage and Costs API needs an organization *admin* key (sk-admin-...) with the api.usage.read "
-    "scope; project keys (sk-proj-...) and restricted keys are refused. Create one at "
-    "https://platform.openai.com/settings/organization/admin-keys and store it as the connection's password."
-)
+#: Seconds between two progress lines of one pull (the first and the last page are always logged).
+PROGRESS_INTERVAL = 5.0
+_READ_SIZE = 1 << 16
+
+# What a server may echo back that must never reach an error, a log or the UI: bearer tokens and
+# anything shaped like an OpenAI key (sk-..., sk-admin-..., sk-proj-...).
+_BEARER = re.compile(r"(?i)(bearer)(\s+|%20|\+)[^\s\"'<>,;&]+")
+# OpenAI keys carry 40+ characters after "sk-"; 16 spares our own hints ("sk-admin-...").
+_KEY_LIKE = re.compile(r"sk-[A-Za-z0-9_\-]{16,}")
 
 
-@dataclass(frozen=True)
-class ConnectionSettings:
-    base_url: str
-    api_key: str
-    timeout: float
-    max_retries: int
-    max_retry_wait: float
-    backoff_base: float
-    max_retry_after: float = 60.0
+def scrub(text: str, *secrets: str) -> str:
+    """``text`` with the given secrets, any ``Bearer …`` token and anything like ``sk-…`` replaced by ``***``."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    text = _BEARER.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
+    return _KEY_LIKE.sub("sk-***", text)
 
-    def __repr__(self) -> str:  # the key stays out of reprs and tracebacks
-        return f"ConnectionSettings(base_url={self.base_url!r}, api_key='***')"
+
+@dataclass
+class RetryBudget:
+    """Seconds all retries of one pull may still wait; shared by every request of that pull."""
+
+    total: float
+    spent: float = 0.0
+
+    @property
+    def remaining(self) -> float:
+        return max(0.0, self.total - self.spent)
 
 
 class _Retryable(Exception):
-    """A page failure worth retrying; carries what the final error must say."""
+    """A failed attempt worth retrying; carries what the final error must say."""
 
     def __init__(self, reason: str, *, status: int | None = None, api_message: str | None = None, retry_after: float | None = None) -> None:
         super().__init__(reason)
@@ -70,47 +96,67 @@ class _Retryable(Exception):
         self.retry_after = retry_after
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def validate_base_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise OpenAIUsageValidationError(f"connection host {url!r} is not a URL; use {DEFAULT_BASE_URL} (or leave it empty)")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise OpenAIUsageValidationError(
-            f"connection host {url!r} uses plain http to a non-loopback host; the admin key would travel "
-            "unencrypted. Use https (plain http is only allowed for 127.0.0.1/localhost, e.g. the fake API)"
-        )
-    return url.rstrip("/")
-
-
-def _api_error_message(body: bytes) -> str | None:
+def _api_error(body: bytes) -> tuple[str | None, str | None]:
+    """(message, param) of OpenAI's error body ``{"error": {"message", "param", ...}}``, if it is one."""
     try:
         error = json.loads(body)["error"]
-        return str(error.get("message")) if isinstance(error, Mapping) else str(error)
     except Exception:
-        return None
+        return None, None
+    if isinstance(error, Mapping):
+        param = error.get("param")
+        return (None if error.get("message") is None else str(error["message"])), (param if isinstance(param, str) else None)
+    return str(error), None
+
+
+def _excerpt(body: bytes, limit: int = 300) -> str:
+    """The start of a non-JSON body (a proxy's HTML page) as one readable line."""
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]*>", " ", body[:4096].decode("utf-8", "replace"))).strip()
+    return (text[:limit] + "…") if len(text) > limit else text
+
+
+def _set_read_timeout(response: requests.Response, seconds: float) -> None:
+    """Shorten the socket's per-read timeout to what is left of the request's deadline."""
+    try:
+        sock = response.raw.connection.sock  # urllib3's connection of this response
+        if sock is not None:
+            sock.settimeout(max(0.001, seconds))
+    except (AttributeError, OSError):
+        pass  # the deadline check between reads still holds
+
+
+def _bucket_count(query: UsageQuery) -> int:
+    width = query.width_seconds
+    return (query.end_time - 1) // width - query.start_time // width + 1
+
+
+def _exact(value: Any, endpoint: Endpoint, column: str) -> Decimal | None:
+    if value is None or type(value) is Decimal and value.is_finite():
+        return value
+    try:
+        if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
+            raise InvalidOperation
+        number = Decimal(value)
+        if not number.is_finite():
+            raise InvalidOperation
+    except InvalidOperation:
+        raise OpenAIUsageResponseError(f"{endpoint.key}: {column}={str(value)[:40]!r} is not a finite number; nothing is written") from None
+    return number
 
 
 class OpenAIUsageHook(BaseHook):
     """Reads OpenAI's organization usage and costs for any registry endpoint and range.
 
     :param openai_usage_conn_id: connection of type ``openai_usage``: password = admin API key,
-        host = base URL (empty: ``https://api.openai.com/v1``), extras ``timeout``, ``max_retries``,
-        ``max_retry_wait``.
+        host = base URL (empty: ``https://api.openai.com/v1``), extras as in docs/connection.md
+        (``timeout``, ``max_retries``, ``max_retry_wait``, ``max_total_retry_wait``, ...).
     """
 
     conn_name_attr = "openai_usage_conn_id"
-    default_conn_name = "openai_usage_default"
-    conn_type = "openai_usage"
+    default_conn_name = DEFAULT_CONN_ID
+    conn_type = CONN_TYPE
     hook_name = "OpenAI Usage"
+    #: Seconds between progress lines of one pull.
+    progress_interval = PROGRESS_INTERVAL
 
     def __init__(self, openai_usage_conn_id: str = default_conn_name, *, connection: Connection | None = None) -> None:
         super().__init__()
@@ -127,42 +173,10 @@ class OpenAIUsageHook(BaseHook):
     def settings(self) -> ConnectionSettings:
         if self._settings is None:
             conn = self._connection or self.get_connection(self.openai_usage_conn_id)
-            key = (conn.password or "").strip()
-            if not key:
-                raise OpenAIUsageValidationError(
-                    f"connection {self.openai_usage_conn_id!r} has no password; put the admin API key there. {ADMIN_KEY_HINT}"
-                )
+            settings = read_settings(self.openai_usage_conn_id, conn)
             from airflow.sdk.log import mask_secret
 
-            mask_secret(key)
-            extra = conn.extra_dejson or {}
-
-            def extra_value(name: str) -> Any:
-                value = extra.get(name, extra.get(f"extra__openai_usage__{name}"))
-                return CONNECTION_EXTRAS[name]["default"] if value in (None, "") else value
-
-            host = (conn.host or "").strip()
-            if host and "://" not in host:
-                # URI-form connections split the URL into host, port and schema and drop its scheme.
-                scheme = "http" if _is_loopback(host) else "https"
-                host = f"{scheme}://{host}" + (f":{conn.port}" if conn.port else "") + (f"/{conn.schema}" if conn.schema else "")
-            try:
-                settings = ConnectionSettings(
-                    base_url=validate_base_url(host or DEFAULT_BASE_URL),
-                    api_key=key,
-                    timeout=float(extra_value("timeout")),
-                    max_retries=int(extra_value("max_retries")),
-                    max_retry_wait=float(extra_value("max_retry_wait")),
-                    backoff_base=float(extra.get("backoff_base", 1.0)),
-                    max_retry_after=float(extra.get("max_retry_after", RETRY_AFTER_CAP)),
-                )
-            except (TypeError, ValueError) as exc:
-                if isinstance(exc, OpenAIUsageValidationError):
-                    raise
-                raise OpenAIUsageValidationError(
-                    f"connection {self.openai_usage_conn_id!r} has a bad extra: {exc}; expected numbers for "
-                    f"{', '.join(CONNECTION_EXTRAS)}"
-                ) from None
+            mask_secret(settings.api_key.get_secret_value())
             self._settings = settings
         return self._settings
 
@@ -174,7 +188,7 @@ class OpenAIUsageHook(BaseHook):
             session = requests.Session()
             session.headers.update(
                 {
-                    "Authorization": f"Bearer {self.settings.api_key}",
+                    "Authorization": f"Bearer {self.settings.api_key.get_secret_value()}",
                     "Accept": "application/json",
                     "User-Agent": "airflow-provider-openai-usage",
                 }
@@ -187,73 +201,151 @@ class OpenAIUsageHook(BaseHook):
             self._session.close()
             self._session = None
 
+    def scrub(self, text: str) -> str:
+        """``text`` without the key, bearer tokens or key-like strings: for anything a server sent."""
+        secret = self._settings.api_key.get_secret_value() if self._settings is not None else ""
+        return scrub(text, secret)
+
+    def _scrub_error(self, exc: OpenAIUsageError) -> None:
+        exc.args = tuple(self.scrub(a) if isinstance(a, str) else a for a in exc.args)
+        if isinstance(exc, OpenAIUsageAPIError) and exc.api_message:
+            exc.api_message = self.scrub(exc.api_message)
+
     # -- one request ------------------------------------------------------------------------------
-    def _get_page(self, query: UsageQuery, cursor: str | None, params: list[tuple[str, str]] | None = None) -> dict[str, Any]:
-        """Fetch one page, retrying that page (same query, same cursor) on transient failures."""
-        from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt, stop_before_delay
+    def new_retry_budget(self) -> RetryBudget:
+        """The wait budget of one pull (``max_total_retry_wait``); pass it to every ``get_json`` of the pull."""
+        return RetryBudget(self.settings.max_total_retry_wait)
+
+    def get_json(self, path: str, params: Sequence[tuple[str, str]], *, what: str, budget: RetryBudget | None = None) -> Any:
+        """GET ``base_url + path`` and return the decoded JSON (floats as exact ``Decimal``).
+
+        Retries 429, 5xx, timeouts, dropped connections and incomplete bodies with the same
+        parameters, honouring ``Retry-After``; 401/403 raise ``OpenAIUsageAuthError`` at once, other
+        statuses ``OpenAIUsageAPIError`` (with ``status``, ``api_message`` and ``param``). Every text
+        taken from the answer is scrubbed of secrets. ``what`` names the resource in logs and errors;
+        ``budget`` is shared by the requests of one pull (default: a fresh one for this request).
+        """
+        try:
+            return self._get_json(path, list(params), what, budget if budget is not None else self.new_retry_budget())
+        except OpenAIUsageError as exc:
+            self._scrub_error(exc)
+            raise
+
+    def _get_json(self, path: str, params: list[tuple[str, str]], what: str, budget: RetryBudget) -> Any:
+        from tenacity import RetryError, Retrying, retry_if_exception_type
 
         settings = self.settings
         session = self.get_conn()
-        url = settings.base_url + query.endpoint.path
-        params = list(params if params is not None else query.params())
-        if cursor is not None:
-            params.append(("page", cursor))
+        url = settings.base_url + path
+        why_stopped: list[str] = []
 
-        def wait(state: Any) -> float:
-            exc = state.outcome.exception()
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
             if isinstance(exc, _Retryable) and exc.retry_after is not None:
                 return min(exc.retry_after, settings.max_retry_after)
             # Exponential backoff with full jitter: concurrent tasks do not retry in lockstep.
             return random.uniform(0, settings.backoff_base * 2 ** (state.attempt_number - 1))
 
-        def log_retry(state: Any) -> None:
-            exc = state.outcome.exception()
+        def stop(state: RetryCallState) -> bool:
+            if state.attempt_number > settings.max_retries:
+                return True
+            sleep = state.upcoming_sleep
+            exc = state.outcome.exception() if state.outcome else None
+            asked = (
+                f"the server asked to wait {exc.retry_after:g}s (Retry-After"
+                + (f", capped at max_retry_after={settings.max_retry_after:g}s)" if exc.retry_after > settings.max_retry_after else ")")
+                if isinstance(exc, _Retryable) and exc.retry_after is not None
+                else f"the next backoff is {sleep:.1f}s"
+            )
+            page_left = settings.max_retry_wait - (state.idle_for or 0.0)
+            if sleep > page_left:
+                why_stopped.append(f"{asked}, more than this request's retry budget allows ({max(0.0, page_left):.1f}s left of max_retry_wait={settings.max_retry_wait:g}s)")
+                return True
+            if sleep > budget.remaining:
+                why_stopped.append(f"{asked}, more than this pull's retry budget allows ({budget.remaining:.1f}s left of max_total_retry_wait={settings.max_total_retry_wait:g}s)")
+                return True
+            return False
+
+        def before_sleep(state: RetryCallState) -> None:
+            budget.spent += state.upcoming_sleep
+            exc = state.outcome.exception() if state.outcome else None
             self.log.warning(
-                "%s: %s; retrying the same page in %.1fs (attempt %d of %d)",
-                query.endpoint.key, exc, state.upcoming_sleep, state.attempt_number + 1, settings.max_retries + 1,
+                "%s: %s; retrying the same request in %.1fs (attempt %d of %d)",
+                what, self.scrub(str(exc)), state.upcoming_sleep, state.attempt_number + 1, settings.max_retries + 1,
             )
 
-        retrying = Retrying(
-            retry=retry_if_exception_type(_Retryable),
-            stop=stop_after_attempt(settings.max_retries + 1) | stop_before_delay(settings.max_retry_wait),
-            wait=wait,
-            before_sleep=log_retry,
-        )
+        retrying = Retrying(retry=retry_if_exception_type(_Retryable), stop=stop, wait=wait, before_sleep=before_sleep)
         try:
-            return retrying(self._request_once, session, url, params, query, settings)
+            return retrying(self._request_once, session, url, params, what, settings)
         except RetryError as exc:
             last = exc.last_attempt.exception()
             assert isinstance(last, _Retryable)
             detail = f"HTTP {last.status}" if last.status else last.reason
             message = f" OpenAI said: {last.api_message}" if last.api_message else ""
             waited = float(retrying.statistics.get("idle_for", 0.0))
+            attempts = exc.last_attempt.attempt_number
+            why = (
+                f"stopped because {why_stopped[-1]}"
+                if why_stopped
+                else f"max_retries={settings.max_retries} reached"
+            )
+            waited_text = f"; waited {waited:.1f}s between attempts" if attempts > 1 else ""
             raise OpenAIUsageAPIError(
-                f"{query.endpoint.key}: giving up after {exc.last_attempt.attempt_number} attempts on "
-                f"{query.endpoint.path}: {detail}.{message} (waited {waited:.1f}s between attempts; limits: "
-                f"max_retries={settings.max_retries}, max_retry_wait={settings.max_retry_wait:g}s)",
+                f"{what}: giving up after {attempts} attempt{'s' if attempts > 1 else ''} on {path}: {detail}.{message} "
+                f"({why}{waited_text})",
                 status=last.status,
                 api_message=last.api_message,
             ) from None
 
     def _request_once(
-        self, session: requests.Session, url: str, params: list[tuple[str, str]], query: UsageQuery, settings: ConnectionSettings
-    ) -> dict[str, Any]:
+        self, session: requests.Session, url: str, params: list[tuple[str, str]], what: str, settings: ConnectionSettings
+    ) -> Any:
         import requests
+        import urllib3
 
+        started = time.monotonic()
+        too_slow = f"the answer did not arrive within timeout={settings.timeout:g}s"
         try:
-            response = session.get(url, params=params, timeout=(CONNECT_TIMEOUT, settings.timeout))
-            body = response.content
+            response = session.get(url, params=params, timeout=(CONNECT_TIMEOUT, settings.timeout), stream=True)
         except requests.Timeout:
-            raise _Retryable(f"no answer within {settings.timeout:g}s") from None
+            raise _Retryable(too_slow) from None
         except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
             raise _Retryable(f"connection failed ({type(exc).__name__})") from None
+        # One deadline for the whole answer: a server trickling bytes never resets it, unlike the
+        # socket's per-read timeout.
+        deadline = started + settings.timeout
+        chunks: list[bytes] = []
+        complete = False
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise urllib3.exceptions.TimeoutError()
+                _set_read_timeout(response, remaining)
+                chunk = response.raw.read1(_READ_SIZE, decode_content=True)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            complete = True
+        except urllib3.exceptions.TimeoutError:
+            raise _Retryable(f"{too_slow} (the server sent {sum(map(len, chunks))} bytes of the body by then)") from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise _Retryable(f"connection failed while reading the answer ({type(exc).__name__})") from None
+        finally:
+            if complete:
+                response.raw.release_conn()  # back to the pool for the next page
+            else:
+                response.close()
+        body = b"".join(chunks)
         status = response.status_code
         if status in (401, 403):
+            api_message, param = _api_error(body)
+            said = (api_message or _excerpt(body) or "no message").rstrip(". ")
             raise OpenAIUsageAuthError(
-                f"{query.endpoint.key}: OpenAI refused the key with HTTP {status}: "
-                f"{_api_error_message(body) or 'no message'}. {ADMIN_KEY_HINT}",
+                f"{what}: OpenAI refused the key of connection {self.openai_usage_conn_id!r} with HTTP {status}: {said}. {ADMIN_KEY_HINT}",
                 status=status,
-                api_message=_api_error_message(body),
+                api_message=api_message,
+                param=param,
             )
         if status in RETRYABLE_STATUSES:
             retry_after = None
@@ -263,66 +355,151 @@ class OpenAIUsageHook(BaseHook):
                     retry_after = max(0.0, float(header))
                 except ValueError:
                     retry_after = None
-            raise _Retryable(f"HTTP {status}", status=status, api_message=_api_error_message(body), retry_after=retry_after)
+            api_message, _ = _api_error(body)
+            raise _Retryable(f"HTTP {status}", status=status, api_message=api_message or _excerpt(body) or None, retry_after=retry_after)
         if status != 200:
-            api_message = _api_error_message(body)
+            api_message, param = _api_error(body)
             raise OpenAIUsageAPIError(
-                f"{query.endpoint.key}: OpenAI answered HTTP {status} for {query.describe()}: {api_message or body[:200]!r}",
+                f"{what}: OpenAI answered HTTP {status}: {api_message or _excerpt(body) or 'no message'}",
                 status=status,
                 api_message=api_message,
+                param=param,
             )
         try:
             # parse_float=Decimal keeps costs exact, whatever the number of decimals.
-            page = json.loads(body, parse_float=Decimal)
+            return json.loads(body, parse_float=Decimal)
         except ValueError:
             raise _Retryable("the answer was not complete JSON (truncated or not JSON)") from None
-        # Directory paths that answer one object (spend_limit) say so on their request.
-        if not isinstance(page, dict) or not (isinstance(page.get("data"), list) or getattr(query, "single_object", False)):
-            raise OpenAIUsageResponseError(
-                f"{query.endpoint.key}: the answer has no 'data' array (object={page.get('object') if isinstance(page, dict) else None!r}); nothing is written"
-            )
-        return page
 
     # -- paging -----------------------------------------------------------------------------------
+    def _get_page(
+        self, query: UsageQuery, cursor: str | None, params: list[tuple[str, str]] | None = None, budget: RetryBudget | None = None
+    ) -> dict[str, Any]:
+        """One page of ``query`` (its first, or the one ``cursor`` points at)."""
+        params = list(params if params is not None else query.params())
+        if cursor is not None:
+            params.append(("page", cursor))
+        try:
+            page = self.get_json(query.endpoint.path, params, what=query.endpoint.key, budget=budget)
+        except OpenAIUsageAPIError as exc:
+            if exc.status == 400:
+                raise self._explain_bad_request(query, exc) from None
+            raise
+        if not isinstance(page, dict) or not isinstance(page.get("data"), list):
+            shown = self.scrub(repr(page.get("object") if isinstance(page, dict) else None))[:80]
+            raise OpenAIUsageResponseError(f"{query.endpoint.key}: the answer has no 'data' array (object={shown}); nothing is written")
+        return page
+
+    def _explain_bad_request(self, query: UsageQuery, exc: OpenAIUsageAPIError) -> OpenAIUsageAPIError:
+        """A 400 for a query the registry allowed: OpenAI's live API refuses something its spec lists.
+
+        Known case: costs ``group_by=api_key_id`` (in the spec and the SDK) is answered 400. The
+        error names the parameter OpenAI blamed (its ``param``, else one its message mentions).
+        """
+        said = exc.api_message or str(exc)
+        candidates = [("group_by", list(query.group_by))] if query.group_by else []
+        candidates += [(name, list(value) if isinstance(value, tuple) else value) for name, value in query.filters]
+        blamed = re.sub(r"\[\d*\]$", "", exc.param or "")
+        culprit = next((c for c in candidates if c[0] == blamed), None)
+        if culprit is None:
+            culprit = next((c for c in candidates if c[0] in said or any(isinstance(v, str) and repr(v) in said for v in (c[1] if isinstance(c[1], list) else []))), None)
+        if culprit is not None:
+            hint = (
+                f"OpenAI rejected {culprit[0]}={culprit[1]!r}, which this provider allows because OpenAI's spec and SDK "
+                f"list it for {query.endpoint.key}; OpenAI's live API has the last word: remove it from {culprit[0]} "
+                "(known case: costs group_by=['api_key_id'])"
+            )
+        elif blamed:
+            hint = f"OpenAI blamed {blamed!r}, which this provider computes itself: please report this with the message"
+        elif candidates:
+            hint = f"OpenAI rejected a parameter this provider allows; check {', '.join(c[0] for c in candidates)}"
+        else:
+            hint = "OpenAI rejected the request; no grouping or filter was sent, so this is likely a provider bug: please report it"
+        return OpenAIUsageAPIError(
+            f"{query.endpoint.key}: OpenAI answered HTTP 400 for {query.describe()}: {said.rstrip('. ')}. Hint: {hint}. Not retried.",
+            status=400,
+            api_message=exc.api_message,
+            param=exc.param,
+        )
+
     def iter_pages(self, query: UsageQuery) -> Iterator[dict[str, Any]]:
-        """Every page of the query, following ``next_page``; a repeated cursor is an error, not a loop."""
+        """Every page of the query, following ``next_page``; a repeated cursor is an error, not a loop.
+
+        All pages share one retry budget (``max_total_retry_wait``). Progress is logged against
+        the number of buckets in the range, at most every ``progress_interval`` seconds.
+        """
         cursor: str | None = None
         seen: set[str] = set()
         number = 0
         buckets = 0
+        total = _bucket_count(query)
+        budget = self.new_retry_budget()
+        started = last_log = time.monotonic()
         while True:
-            page = self._get_page(query, cursor)
+            page = self._get_page(query, cursor, budget=budget)
             number += 1
             buckets += len(page["data"])
-            self.log.info("%s: page %d, %d buckets so far", query.describe(), number, buckets)
             has_more, next_cursor = page.get("has_more"), page.get("next_page")
+            if not isinstance(has_more, bool):
+                raise OpenAIUsageResponseError(
+                    f"{query.describe()}: page {number} has has_more={self.scrub(repr(has_more))[:40]} instead of true/false; "
+                    "cannot tell whether more pages follow, so nothing from this pull is trusted"
+                )
+            now = time.monotonic()
+            if number == 1 or not has_more or now - last_log >= self.progress_interval:
+                last_log = now
+                self._log_progress(query, number, buckets, total, now - started, done=not has_more)
             yield page
             del page  # never hold two pages at once: memory stays flat however long the range
             if not has_more:
                 return
             cursor = next_cursor
-            if not cursor:
+            if not isinstance(cursor, str) or not cursor:
                 raise OpenAIUsageResponseError(f"{query.describe()}: page {number} says has_more but gives no next_page")
             if cursor in seen:
                 raise OpenAIUsageResponseError(
-                    f"{query.describe()}: page {number} repeated an earlier cursor {cursor!r}; stopping instead of looping"
+                    f"{query.describe()}: page {number} repeated an earlier cursor {self.scrub(repr(cursor))[:60]}; stopping instead of looping"
                 )
             seen.add(cursor)
 
-    def iter_query_buckets(self, query: UsageQuery) -> Iterator[dict[str, Any]]:
-        """Buckets in time order, each once; one outside the range or out of order is an error.
+    def _log_progress(self, query: UsageQuery, page: int, buckets: int, total: int, elapsed: float, *, done: bool) -> None:
+        share = min(buckets, total) / total if total else 1.0
+        if done:
+            eta = "done"
+        elif share > 0:
+            eta = f"ETA {elapsed / share - elapsed:.0f}s"
+        else:
+            eta = "ETA unknown"
+        self.log.info(
+            "%s: %d of %d buckets (%.0f%%) after page %d, %.1fs elapsed, %s", query.describe(), buckets, total, share * 100, page, elapsed, eta
+        )
+
+    def iter_query_buckets(self, query: UsageQuery, *, require_complete: bool = False) -> Iterator[dict[str, Any]]:
+        """Buckets in time order, each once, contiguous from ``start_time``; see the module docstring.
 
         A page is checked whole before any of its buckets is yielded, so a bad answer stops the
-        pull before anything from it can be written.
+        pull before anything from it can be written. ``require_complete``: the buckets must reach
+        ``end_time``; otherwise an error follows the last one (the writer and the settle check
+        leave it False and judge the tail themselves).
         """
+        try:
+            yield from self._checked_buckets(query, require_complete)
+        except OpenAIUsageError as exc:
+            self._scrub_error(exc)
+            raise
+
+    def _checked_buckets(self, query: UsageQuery, require_complete: bool) -> Iterator[dict[str, Any]]:
+        from airflow_provider_openai_usage.intervals import iso
+
+        decimals = [c for c in query.endpoint.columns if c.type == "decimal"]
         last_end = query.start_time
         for page in self.iter_pages(query):
             for bucket in page["data"]:
                 if not isinstance(bucket, dict):
                     raise OpenAIUsageResponseError(f"{query.describe()}: a bucket is {type(bucket).__name__}, not an object")
                 start, end = bucket.get("start_time"), bucket.get("end_time")
-                if not isinstance(start, int) or not isinstance(end, int) or end <= start:
-                    raise OpenAIUsageResponseError(f"{query.describe()}: bucket with bad times {start!r}–{end!r}")
+                if type(start) is not int or type(end) is not int or end <= start:
+                    raise OpenAIUsageResponseError(f"{query.describe()}: bucket with bad times {str(start)[:20]!r}–{str(end)[:20]!r}")
                 if start < query.start_time or end > query.end_time:
                     raise OpenAIUsageResponseError(
                         f"{query.describe()}: OpenAI returned bucket {start}–{end} outside the requested range; nothing is written"
@@ -331,34 +508,76 @@ class OpenAIUsageHook(BaseHook):
                     raise OpenAIUsageResponseError(
                         f"{query.describe()}: bucket {start}–{end} overlaps or repeats the previous one; refusing to double count"
                     )
-                bucket["results"] = bucket_results(bucket)
+                if start > last_end:
+                    raise OpenAIUsageResponseError(
+                        f"{query.describe()}: OpenAI returned no bucket from {iso(last_end)} to {iso(start)}; "
+                        "refusing to skip a gap that would read as no usage"
+                    )
+                bucket["results"] = results = bucket_results(bucket)
                 bucket.pop("result", None)
-                for result in bucket["results"]:
+                for result in results:
                     check_result_object(query.endpoint, result)
+                    for column in decimals:
+                        self._make_exact(query.endpoint, result, column.path, column.name)
                 last_end = end
             data = page["data"]
             del page
             data.reverse()
             while data:  # hand buckets over one by one, releasing each as it goes
                 yield data.pop()
+        if require_complete and last_end < query.end_time:
+            raise OpenAIUsageResponseError(
+                f"{query.describe()}: OpenAI reported buckets only up to {iso(last_end)}, not to {iso(query.end_time)} "
+                "(not reported yet, or the answer was cut short). Wait for it (OpenAIUsageSensor with a settle_period), "
+                "end the range earlier, or pass require_complete=False to take what is reported so far"
+            )
 
-    def iter_query_rows(self, query: UsageQuery) -> Iterator[dict[str, Any]]:
-        for bucket in self.iter_query_buckets(query):
+    @staticmethod
+    def _make_exact(endpoint: Endpoint, result: dict[str, Any], path: tuple[str, ...], name: str) -> None:
+        """Decimal columns as exact ``Decimal``, whether OpenAI sent a number or a string."""
+        node: Any = result
+        for part in path[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and path[-1] in node:
+            node[path[-1]] = _exact(node[path[-1]], endpoint, name)
+
+    def iter_query_rows(self, query: UsageQuery, *, require_complete: bool = False) -> Iterator[dict[str, Any]]:
+        for bucket in self.iter_query_buckets(query, require_complete=require_complete):
             yield from bucket_rows(query.endpoint, bucket)
 
     def iter_buckets(
-        self, endpoint: str, start_time: Any, end_time: Any, *, bucket_width: str = "1d", group_by: Any = None, **filters: Any
+        self,
+        endpoint: str,
+        start_time: Any,
+        end_time: Any,
+        *,
+        bucket_width: str = "1d",
+        group_by: Any = None,
+        require_complete: bool = True,
+        **filters: Any,
     ) -> Iterator[dict[str, Any]]:
-        """Yield the API's buckets (``start_time``, ``end_time``, ``results``) of [start, end) in time order."""
+        """Yield the API's buckets (``start_time``, ``end_time``, ``results``) of [start, end) in time order.
+
+        Amounts are exact ``Decimal``. Every bucket of the range comes, or an error: with
+        ``require_complete=False`` the range may end early where OpenAI has not reported yet.
+        """
         query = UsageQuery.build(endpoint, start_time, end_time, bucket_width=bucket_width, group_by=group_by, filters=filters)
-        return self.iter_query_buckets(query)
+        return self.iter_query_buckets(query, require_complete=require_complete)
 
     def iter_rows(
-        self, endpoint: str, start_time: Any, end_time: Any, *, bucket_width: str = "1d", group_by: Any = None, **filters: Any
+        self,
+        endpoint: str,
+        start_time: Any,
+        end_time: Any,
+        *,
+        bucket_width: str = "1d",
+        group_by: Any = None,
+        require_complete: bool = True,
+        **filters: Any,
     ) -> Iterator[dict[str, Any]]:
         """Yield one flat dict per result: bucket times, then the endpoint's columns in registry order."""
         query = UsageQuery.build(endpoint, start_time, end_time, bucket_width=bucket_width, group_by=group_by, filters=filters)
-        return self.iter_query_rows(query)
+        return self.iter_query_rows(query, require_complete=require_complete)
 
     # -- directory --------------------------------------------------------------------------------
     def iter_directory(self, entity: str, **params: Any) -> Iterator[dict[str, Any]]:
@@ -371,15 +590,13 @@ class OpenAIUsageHook(BaseHook):
     # -- connection test --------------------------------------------------------------------------
     def test_connection(self) -> tuple[bool, str]:
         """One cheap call (one daily bucket of costs) and an answer a user can act on."""
-        import time
-
         now = int(time.time())
         try:
             query = UsageQuery.build("costs", now - 86400, now, bucket_width="1d")
             params = [(k, v) for k, v in query.params() if k != "limit"] + [("limit", "1")]
             self._get_page(query, None, params=params)
         except OpenAIUsageAuthError as exc:
-            return False, str(exc)
+            return False, self.scrub(str(exc))
         except OpenAIUsageError as exc:
-            return False, f"Could not read usage: {exc}"
+            return False, self.scrub(f"Could not read usage: {exc}")
         return True, f"Connected to {self.settings.base_url}: the key can read organization usage and costs."

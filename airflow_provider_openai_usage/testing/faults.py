@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 FaultKind = Literal[
-    "pass", "status", "drop", "truncate", "garbage", "slow", "loop", "shift", "legacy", "drift", "wrong_object", "no_data"
+    "pass", "status", "drop", "truncate", "garbage", "slow", "loop", "shift", "legacy", "drift", "wrong_object", "no_data",
+    "echo", "echo_html", "trickle", "no_has_more", "gap",
 ]
 RETRYABLE_STATUSES = (429, 500, 502, 503, 504)
 
@@ -33,8 +34,14 @@ class Fault:
     - ``shift``: move the page's last bucket a week later, outside the requested range;
     - ``legacy``: old spellings (``result``, ``sessions``); ``drift``: an unknown field on every
       result and optional fields left out; ``wrong_object``: results of another type;
-      ``no_data``: a page without ``data``.
-    ``path`` limits the fault to requests whose path ends with it.
+      ``no_data``: a page without ``data``;
+    - ``echo``: answer ``status`` with an OpenAI-shaped error body that quotes the request's
+      Authorization header (a misbehaving server or gateway); ``echo_html``: the same as a proxy's
+      HTML error page;
+    - ``trickle``: answer normally, but send the body one byte every ``delay`` seconds;
+    - ``no_has_more``: a page without ``has_more``; ``gap``: a page missing its middle bucket.
+    ``message``/``param`` replace the error body's message and param of a ``status`` fault (e.g. a
+    400 refusing a grouping). ``path`` limits the fault to requests whose path ends with it.
     """
 
     kind: FaultKind
@@ -42,6 +49,8 @@ class Fault:
     retry_after: int | None = None
     delay: float = 0.0
     path: str | None = None
+    message: str | None = None
+    param: str | None = None
 
     def applies_to(self, path: str) -> bool:
         return self.path is None or path.endswith(self.path)
@@ -49,7 +58,9 @@ class Fault:
     def describe(self) -> str:
         if self.kind == "status":
             return f"{self.status}" + (f" retry-after={self.retry_after}" if self.retry_after is not None else "")
-        return self.kind if self.kind != "slow" else f"slow {self.delay}s"
+        if self.kind in ("echo", "echo_html"):
+            return f"{self.kind} {self.status}"
+        return self.kind if self.kind not in ("slow", "trickle") else f"{self.kind} {self.delay}s"
 
 
 def status(code: int, retry_after: int | None = None, path: str | None = None) -> Fault:

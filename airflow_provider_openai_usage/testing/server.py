@@ -43,7 +43,7 @@ from airflow_provider_openai_usage.testing.data import (
 from airflow_provider_openai_usage.testing.faults import Fault, FaultPlan
 
 DEFAULT_KEY = "sk-admin-fake-openai-usage-key"
-CORRUPTIONS = ("loop", "shift", "legacy", "drift", "wrong_object", "no_data")
+CORRUPTIONS = ("loop", "shift", "legacy", "drift", "wrong_object", "no_data", "no_has_more", "gap")
 SCALARS = ("start_time", "end_time", "bucket_width", "limit", "page")
 
 
@@ -323,6 +323,10 @@ def _corrupt(body: bytes, kind: str, cursor: str | None) -> bytes:
                 r["object"] = "organization.usage.something_else.result"
     elif kind == "no_data":
         page.pop("data")
+    elif kind == "no_has_more":
+        page.pop("has_more")
+    elif kind == "gap" and len(page["data"]) >= 3:
+        del page["data"][len(page["data"]) // 2]
     return _dumps(page)
 
 
@@ -331,8 +335,9 @@ REQUEST_COUNT_PATH = "/_fake/requests"
 
 
 def _response_head(status: int, headers: Mapping[str, str], length: int) -> bytes:
-    lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}", "Content-Type: application/json", f"Content-Length: {length}"]
-    lines += [f"{k}: {v}" for k, v in headers.items()]
+    content_type = headers.get("Content-Type", "application/json")
+    lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}", f"Content-Type: {content_type}", f"Content-Length: {length}"]
+    lines += [f"{k}: {v}" for k, v in headers.items() if k != "Content-Type"]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
@@ -363,11 +368,25 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # a bug in the fake must look like a server error, not a hang
             status, headers, body = 500, {}, _error_body(f"fake API error: {exc!r}", "server_error")
         if fault is not None and fault.kind == "status":
+            default = "Rate limit reached for requests" if fault.status == 429 else "The server had an error while processing your request."
             status, body = fault.status, _error_body(
-                "Rate limit reached for requests" if fault.status == 429 else "The server had an error while processing your request.",
-                "requests" if fault.status == 429 else "server_error",
+                fault.message or default,
+                "requests" if fault.status == 429 else "invalid_request_error" if fault.status < 500 else "server_error",
+                param=fault.param,
             )
             headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+        if fault is not None and fault.kind in ("echo", "echo_html"):
+            auth = self.headers.get("Authorization") or ""
+            status, headers = fault.status, {}
+            if fault.kind == "echo":
+                body = _error_body(f"Invalid request (GET {parts.path}); headers received: Authorization: {auth}", "server_error")
+            else:
+                headers = {"Content-Type": "text/html; charset=utf-8"}
+                body = (
+                    f"<html><head><title>{status} Not Found</title></head><body><h1>{status}</h1>"
+                    f"<p>nginx could not route GET {parts.path}</p><pre>Authorization: {auth}\nX-Api-Key: {fake.key}</pre>"
+                    "</body></html>"
+                ).encode()
         if fault is not None and fault.kind in CORRUPTIONS and status == 200:
             body = _corrupt(body, fault.kind, dict(query).get("page"))
         if fault is not None and fault.kind == "garbage":
@@ -382,6 +401,15 @@ class _Handler(BaseHTTPRequestHandler):
             return
         truncate = fault is not None and fault.kind == "truncate"
         try:
+            if fault is not None and fault.kind == "trickle":
+                # The head at once, then the body one byte per ``delay``: each read succeeds quickly,
+                # so only a whole-request deadline ends it.
+                self.close_connection = True
+                self.wfile.write(_response_head(status, headers, len(body)))
+                for i in range(len(body)):
+                    self.wfile.write(body[i : i + 1])
+                    time.sleep(fault.delay)
+                return
             # Head and body in one write (with TCP_NODELAY, see the class): written apart, Nagle's
             # algorithm plus the client's delayed ACK stall every kept-alive response ~40 ms, and the
             # benchmarks would measure our test server instead of the clients.

@@ -1,0 +1,436 @@
+"""OpenAIUsageHook against the fake API over real HTTP: paging, rows, retries, validation, secrets."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import math
+from decimal import Decimal
+
+import pytest
+from conftest import DAY, NOW, SENTINEL_KEY
+
+from airflow_provider_openai_usage.endpoints import ENDPOINTS
+from airflow_provider_openai_usage.exceptions import (
+    OpenAIUsageAPIError,
+    OpenAIUsageAuthError,
+    OpenAIUsageResponseError,
+    OpenAIUsageValidationError,
+)
+from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
+from airflow_provider_openai_usage.testing import Fault, status
+
+START = NOW - 10 * DAY
+
+
+def test_a_year_of_daily_buckets_takes_the_minimum_number_of_requests(fake_api, conn_id):
+    buckets = list(OpenAIUsageHook(conn_id).iter_buckets("completions", NOW - 365 * DAY, NOW, group_by=["project_id", "model"]))
+    assert len(buckets) == 365
+    assert len(fake_api.requests) == math.ceil(365 / 31) == 12
+    assert {r.params()["limit"][0] for r in fake_api.requests} == {"31"}
+
+
+@pytest.mark.parametrize(("width", "maximum"), [("1h", 168), ("1m", 1440)])
+def test_finer_widths_use_their_maximum_limit(fake_api, conn_id, width, maximum):
+    start = NOW - 7 * DAY
+    buckets = list(OpenAIUsageHook(conn_id).iter_buckets("embeddings", start, NOW, bucket_width=width))
+    assert len(buckets) == 7 * DAY // {"1h": 3600, "1m": 60}[width]
+    assert len(fake_api.requests) == math.ceil(len(buckets) / maximum)
+
+
+def test_many_small_pages_give_the_same_buckets_and_resend_the_whole_query(fake_api, conn_id):
+    hook = OpenAIUsageHook(conn_id)
+    args = ("completions", START, NOW)
+    kwargs = {"group_by": ["project_id", "batch"], "project_ids": ["proj_alpha", "proj_beta"], "batch": False}
+    whole = list(hook.iter_buckets(*args, **kwargs))
+    fake_api.clear_requests()
+    fake_api.controls.page_size_cap = 2
+    paged = list(hook.iter_buckets(*args, **kwargs))
+    assert paged == whole
+    log = fake_api.requests
+    assert len(log) == 5
+    first = [kv for kv in log[0].query]
+    for later in log[1:]:
+        assert [kv for kv in later.query if kv[0] != "page"] == first
+        assert "page" in later.params()
+    assert first.count(("group_by[]", "project_id")) == 1 and ("project_ids[]", "proj_beta") in first and ("batch", "false") in first
+
+
+def test_buckets_are_yielded_lazily_page_by_page(fake_api, conn_id):
+    fake_api.controls.page_size_cap = 1
+    buckets = OpenAIUsageHook(conn_id).iter_buckets("costs", START, NOW)
+    next(buckets)
+    assert len(fake_api.requests) == 1
+
+
+@pytest.mark.parametrize("key", list(ENDPOINTS))
+def test_every_group_by_and_filter_of_every_endpoint(fake_api, conn_id, key):
+    endpoint = ENDPOINTS[key]
+    hook = OpenAIUsageHook(conn_id)
+    rows = list(hook.iter_rows(key, START, NOW, group_by=list(endpoint.group_by)))
+    assert rows and all(tuple(r) == endpoint.column_names for r in rows)
+    for column in endpoint.dimensions:
+        assert any(r[column.name] is not None for r in rows), column.name
+    for f in endpoint.filters:
+        value = next(r[f.dimension] for r in rows if r[f.dimension] is not None)
+        filtered = list(hook.iter_rows(key, START, NOW, group_by=[f.dimension], **{f.name: value if f.kind == "bool" else [value]}))
+        assert filtered and {r[f.dimension] for r in filtered} == {value}, f.name
+
+
+def test_rows_are_flat_with_bucket_times_and_none_for_ungrouped_dimensions(fake_api, conn_id):
+    rows = list(OpenAIUsageHook(conn_id).iter_rows("images", START, NOW, group_by=["size"]))
+    assert rows and all(r["project_id"] is None and r["size"] for r in rows)
+    assert all((r["end_time"] - r["start_time"]) == DAY and r["start_time"] % DAY == 0 for r in rows)
+    assert "object" not in rows[0]
+
+
+def test_partial_first_and_last_buckets_keep_their_api_times(fake_api, conn_id):
+    start, end = START + 3600, NOW - 7200
+    buckets = list(OpenAIUsageHook(conn_id).iter_buckets("vector_stores", start, end))
+    assert buckets[0]["start_time"] == start and buckets[-1]["end_time"] == end
+    assert len(buckets) == 10
+
+
+def test_costs_amounts_are_exact_decimals_from_numbers_and_strings(fake_api, conn_id):
+    hook = OpenAIUsageHook(conn_id)
+    numbers = list(hook.iter_rows("costs", START, NOW, group_by=["project_id", "line_item"]))
+    fake_api.controls.amount_format = "string"
+    strings = list(hook.iter_rows("costs", START, NOW, group_by=["project_id", "line_item"]))
+    assert numbers == strings
+    assert all(isinstance(r["amount_value"], Decimal) and r["amount_currency"] == "usd" for r in numbers)
+    assert sum(r["amount_value"] for r in numbers) == sum(Decimal(str(r["amount_value"])) for r in numbers)
+
+
+def test_datetimes_and_iso_strings_are_accepted(fake_api, conn_id):
+    hook = OpenAIUsageHook(conn_id)
+    as_int = list(hook.iter_rows("costs", START, NOW))
+    as_dt = list(hook.iter_rows("costs", dt.datetime.fromtimestamp(START, dt.timezone.utc), dt.datetime.fromtimestamp(NOW, dt.timezone.utc)))
+    as_iso = list(hook.iter_rows("costs", "2025-10-31T00:00:00Z", "2025-11-10T00:00:00+00:00"))
+    assert as_int == as_dt == as_iso and as_int
+
+
+@pytest.mark.parametrize(
+    ("call", "fragment"),
+    [
+        (lambda h: h.iter_rows("chat", START, NOW), r"endpoint='chat'.*allowed: completions"),
+        (lambda h: h.iter_rows("costs", START, NOW, bucket_width="1h"), r"bucket_width='1h'.*'costs'.*allowed: 1d"),
+        (lambda h: h.iter_rows("completions", START, NOW, bucket_width="5m"), r"bucket_width='5m'.*allowed: 1d, 1h, 1m"),
+        (lambda h: h.iter_rows("embeddings", START, NOW, group_by=["batch"]), r"group_by value 'batch'.*'embeddings'.*allowed: project_id"),
+        (lambda h: h.iter_rows("vector_stores", START, NOW, models=["gpt-4o"]), r"filter 'models'.*'vector_stores'.*allowed: project_ids"),
+        (lambda h: h.iter_rows("images", START, NOW, sizes=["100x100"]), r"sizes value '100x100'.*allowed: 256x256"),
+        (lambda h: h.iter_rows("web_search_calls", START, NOW, context_levels=["huge"]), r"context_levels value 'huge'.*low, medium, high"),
+        (lambda h: h.iter_rows("completions", START, NOW, batch="yes"), r"batch='yes' must be a bool"),
+        (lambda h: h.iter_rows("completions", NOW, NOW), r"end_time .* must be after start_time"),
+        (lambda h: h.iter_rows("completions", NOW, START), r"end_time .* must be after start_time"),
+        (lambda h: h.iter_rows("completions", dt.datetime(2025, 11, 1), NOW), r"start_time=.*naive datetime"),
+        (lambda h: h.iter_buckets("completions", START, "yesterday"), r"end_time='yesterday' is not a time"),
+        (lambda h: h.iter_rows("completions", START, NOW, project_ids=[]), r"project_ids=\[\] must be a non-empty list"),
+    ],
+)
+def test_bad_input_is_refused_before_any_request(fake_api, conn_id, call, fragment):
+    with pytest.raises(OpenAIUsageValidationError, match=fragment):
+        call(OpenAIUsageHook(conn_id))
+    assert fake_api.requests == []
+
+
+def test_429_honours_retry_after_and_retries_only_the_failed_page(fake_api, conn_id):
+    fake_api.controls.page_size_cap = 3
+    fake_api.schedule_faults(Fault("status", status=429, retry_after=1, path="/organization/costs"))
+    hook = OpenAIUsageHook(conn_id)
+    buckets = list(hook.iter_buckets("costs", START, NOW))
+    log = fake_api.requests
+    assert [r.status for r in log] == [429, 200, 200, 200, 200]
+    assert log[1].at - log[0].at >= 1.0, "Retry-After: 1 must be waited out"
+    assert log[0].query == log[1].query
+    assert len(buckets) == 10
+
+
+def test_5xx_drops_truncation_and_garbage_are_retried_to_identical_results(fake_api, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_PATIENT", fake_api.connection_json(max_retries=8, backoff_base=0.01))
+    hook = OpenAIUsageHook("patient")
+    fake_api.controls.page_size_cap = 4
+    clean = list(hook.iter_rows("completions", START, NOW, group_by=["model"]))
+    fake_api.clear_requests()
+    fake_api.schedule_faults(status(500), Fault("drop"), status(502), Fault("truncate"), status(503), Fault("garbage"), status(504))
+    assert list(hook.iter_rows("completions", START, NOW, group_by=["model"])) == clean
+    assert sum(r.status == 200 and r.fault is None for r in fake_api.requests) == 3
+
+
+def test_read_timeouts_are_retried(fake_api, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_SLOW", fake_api.connection_json(timeout=1, max_retries=2, backoff_base=0.01))
+    fake_api.schedule_faults(Fault("slow", delay=1.6))
+    assert len(list(OpenAIUsageHook("slow").iter_buckets("costs", START, NOW))) == 10
+    assert len(fake_api.requests) == 2
+
+
+def test_after_the_last_attempt_the_error_names_endpoint_status_and_openais_message(fake_api, conn_id):
+    fake_api.schedule_faults(*[status(503)] * 5)
+    with pytest.raises(OpenAIUsageAPIError, match=r"completions: giving up after 5 attempts on /organization/usage/completions: HTTP 503\. OpenAI said: The server had an error") as info:
+        list(OpenAIUsageHook(conn_id).iter_rows("completions", START, NOW))
+    assert info.value.status == 503 and len(fake_api.requests) == 5
+
+
+def test_retry_wait_budget_bounds_the_total_wait(fake_api, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_BUDGET", fake_api.connection_json(max_retries=10, max_retry_wait=1.5))
+    fake_api.schedule_faults(*[status(429, retry_after=1)] * 10)
+    with pytest.raises(OpenAIUsageAPIError, match="HTTP 429"):
+        list(OpenAIUsageHook("budget").iter_rows("costs", START, NOW))
+    log = fake_api.requests
+    assert len(log) == 2 and log[-1].at - log[0].at < 1.5
+
+
+def test_401_fails_fast_with_the_admin_key_hint_and_the_connection_id(fake_api, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_PROJECT", json.dumps({"conn_type": "openai_usage", "host": fake_api.base_url, "password": "sk-proj-fake-project-key"}))
+    with pytest.raises(OpenAIUsageAuthError, match=r"key of connection 'project' with HTTP 401: You have insufficient permissions.*api\.usage\.read.*admin\* key") as info:
+        list(OpenAIUsageHook("project").iter_rows("costs", START, NOW))
+    assert len(fake_api.requests) == 1 and info.value.status == 401
+    assert "necessary scopes. The Usage and Costs API needs" in str(info.value), "one period between OpenAI's words and ours"
+    ok, message = OpenAIUsageHook("project").test_connection()
+    assert not ok and "admin* key" in message and "sk-proj-fake-project-key" not in message
+
+
+def test_other_4xx_fail_at_once_with_openais_message(fake_api, conn_id):
+    fake_api.schedule_faults(Fault("status", status=404))
+    with pytest.raises(OpenAIUsageAPIError, match="HTTP 404"):
+        list(OpenAIUsageHook(conn_id).iter_rows("costs", START, NOW))
+    assert len(fake_api.requests) == 1
+
+
+def test_a_cursor_seen_twice_is_an_error_not_a_loop(fake_api, conn_id):
+    fake_api.controls.page_size_cap = 2
+    hook = OpenAIUsageHook(conn_id)
+    buckets = hook.iter_buckets("costs", START, NOW)
+    next(buckets)  # page 1 ok, its cursor is remembered
+    fake_api.schedule_faults(Fault("loop"))
+    with pytest.raises(OpenAIUsageResponseError, match="repeated an earlier cursor"):
+        list(buckets)
+    assert len(fake_api.requests) == 2
+
+
+def test_a_bucket_outside_the_range_is_refused(fake_api, conn_id):
+    fake_api.schedule_faults(Fault("shift"))
+    with pytest.raises(OpenAIUsageResponseError, match="outside the requested range"):
+        list(OpenAIUsageHook(conn_id).iter_rows("costs", START, NOW))
+
+
+def test_test_connection_makes_one_cheap_call(fake_api, conn_id):
+    ok, message = OpenAIUsageHook(conn_id).test_connection()
+    assert ok and "can read organization usage" in message
+    (request,) = fake_api.requests
+    assert request.path.endswith("/organization/costs") and request.params()["limit"] == ["1"]
+
+
+def test_the_key_never_appears_in_reprs_logs_or_errors(fake_api, conn_id, caplog, capsys):
+    caplog.set_level(logging.DEBUG)
+    hook = OpenAIUsageHook(conn_id)
+    fake_api.schedule_faults(status(429, retry_after=0), status(500))
+    list(hook.iter_rows("costs", START, NOW))
+    fake_api.schedule_faults(*[status(503)] * 5)
+    with pytest.raises(OpenAIUsageAPIError) as info:
+        list(hook.iter_rows("costs", START, NOW))
+    captured = capsys.readouterr()
+    texts = [repr(hook), repr(hook.settings), str(info.value), repr(info.value), caplog.text, captured.out, captured.err]
+    assert "page 1" in caplog.text + captured.out + captured.err, "the check must see the hook's logs"
+    assert all(SENTINEL_KEY not in t for t in texts)
+
+
+# -- secrets in anything built from an answer -------------------------------------------------------
+def assert_no_secret(*texts: str) -> None:
+    for text in texts:
+        assert SENTINEL_KEY not in text and "Bearer sk-" not in text and SENTINEL_KEY[-16:] not in text, text
+
+
+@pytest.mark.parametrize(
+    ("fault", "error", "shown"),
+    [
+        (Fault("echo", status=500), OpenAIUsageAPIError, r"giving up after 5 attempts.*HTTP 500\. OpenAI said: .*Authorization: Bearer \*\*\*"),
+        (Fault("echo", status=400), OpenAIUsageAPIError, r"HTTP 400 .*Authorization: Bearer \*\*\*"),
+        (Fault("echo", status=401), OpenAIUsageAuthError, r"HTTP 401: .*Authorization: Bearer \*\*\*"),
+        (Fault("echo_html", status=404), OpenAIUsageAPIError, r"HTTP 404: 404 Not Found 404 nginx could not route .*Bearer \*\*\* X-Api-Key: \*\*\*"),
+    ],
+)
+def test_a_server_echoing_the_key_never_gets_it_into_errors_logs_or_the_ui(fake_api, conn_id, capsys, fault, error, shown):
+    fake_api.schedule_faults(*[fault] * (5 if fault.status == 500 else 1))
+    hook = OpenAIUsageHook(conn_id)
+    with pytest.raises(error, match=shown) as info:
+        list(hook.iter_rows("costs", START, NOW))
+    fake_api.schedule_faults(*[fault] * (5 if fault.status == 500 else 1))
+    ok, message = hook.test_connection()
+    assert not ok
+    captured = capsys.readouterr()
+    assert_no_secret(str(info.value), repr(info.value), str(info.value.api_message), message, captured.out, captured.err)
+    assert fake_api.faults.pending == 0, "the fault must have been served, or the test proves nothing"
+
+
+def test_retry_logs_of_an_echoing_server_are_scrubbed(fake_api, conn_id, capsys):
+    fake_api.schedule_faults(Fault("echo", status=503), Fault("echo", status=502))
+    assert len(list(OpenAIUsageHook(conn_id).iter_buckets("costs", START, NOW))) == 10
+    captured = capsys.readouterr()
+    assert "retrying the same request" in captured.out + captured.err
+    assert_no_secret(captured.out, captured.err)
+
+
+def test_the_scrubber_catches_tokens_and_key_like_strings_in_any_spelling():
+    from airflow_provider_openai_usage.hooks.usage import scrub
+
+    text = f"a {SENTINEL_KEY} b bearer%20tok123 c Bearer\tabc.def-ghi d sk-proj-AbCdEf0123456789 e 'Bearer xyz' f"
+    assert scrub(text, SENTINEL_KEY) == "a *** b bearer%20*** c Bearer\t*** d sk-*** e 'Bearer ***' f"
+    assert scrub("sk-ad****cdef and Incorrect API key provided") == "sk-ad****cdef and Incorrect API key provided"
+
+
+# -- deadlines and budgets --------------------------------------------------------------------------
+def test_a_trickling_server_cannot_hold_a_request_past_its_timeout(fake_api, monkeypatch):
+    import time
+
+    monkeypatch.setenv("AIRFLOW_CONN_TRICKLE", fake_api.connection_json(timeout=1, max_retries=0))
+    fake_api.schedule_faults(Fault("trickle", delay=0.4))
+    started = time.monotonic()
+    with pytest.raises(OpenAIUsageAPIError, match=r"did not arrive within timeout=1s \(the server sent \d+ bytes of the body by then\)"):
+        list(OpenAIUsageHook("trickle").iter_buckets("costs", START, NOW))
+    elapsed = time.monotonic() - started
+    # The body is thousands of bytes at one per 0.4 s; the per-read timeout alone would wait for all of it.
+    assert elapsed < 1 + 0.4 + 1.0, elapsed
+
+
+def test_a_trickled_page_is_retried_and_the_pull_completes(fake_api, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_TRICKLE", fake_api.connection_json(timeout=1, max_retries=2, backoff_base=0.01))
+    fake_api.schedule_faults(Fault("trickle", delay=0.4))
+    assert len(list(OpenAIUsageHook("trickle").iter_buckets("costs", START, NOW))) == 10
+    assert [r.fault for r in fake_api.requests] == ["trickle 0.4s", None]
+
+
+def test_the_pull_wide_retry_budget_bounds_retries_across_pages(fake_api, monkeypatch):
+    import time
+
+    # Each page alone stays within max_retry_wait (2 waits of 1 s), but 6 pages of them would wait 12 s.
+    monkeypatch.setenv("AIRFLOW_CONN_OUTAGE", fake_api.connection_json(max_retries=4, max_retry_wait=3, max_total_retry_wait=2.5))
+    fake_api.controls.page_size_cap = 2
+    one_page = [status(503, retry_after=1), status(503, retry_after=1), Fault("pass")]
+    fake_api.schedule_faults(*one_page * 6)
+    started = time.monotonic()
+    hook = OpenAIUsageHook("outage")
+    with pytest.raises(OpenAIUsageAPIError) as info:
+        list(hook.iter_buckets("costs", START, NOW))
+    elapsed = time.monotonic() - started
+    message = str(info.value)
+    assert "giving up after 1 attempt on /organization/costs: HTTP 503" in message
+    assert "the server asked to wait 1s (Retry-After), more than this pull's retry budget allows (0.5s left of max_total_retry_wait=2.5s)" in message
+    assert [r.status for r in fake_api.requests] == [503, 503, 200, 503]
+    assert elapsed < 2.5 + 2.0, elapsed
+    # The budget belongs to one pull, not to the hook: a trigger polling with one hook starts afresh.
+    fake_api.faults.clear()
+    fake_api.controls.page_size_cap = None
+    fake_api.schedule_faults(status(503, retry_after=1), status(503, retry_after=1))
+    assert len(list(hook.iter_buckets("costs", START, NOW))) == 10
+
+
+@pytest.mark.parametrize(
+    ("extra", "retry_after", "said"),
+    [
+        ({"max_retry_wait": 5}, 30, "the server asked to wait 30s (Retry-After), more than this request's retry budget allows (5.0s left of max_retry_wait=5s)"),
+        ({"max_retry_wait": 5, "max_retry_after": 10}, 30, "the server asked to wait 30s (Retry-After, capped at max_retry_after=10s), more than this request's retry budget allows"),
+        ({"max_retry_wait": 300, "max_total_retry_wait": 20}, 30, "more than this pull's retry budget allows (20.0s left of max_total_retry_wait=20s)"),
+    ],
+)
+def test_a_retry_after_beyond_the_budget_fails_at_once_and_says_why(fake_api, monkeypatch, extra, retry_after, said):
+    monkeypatch.setenv("AIRFLOW_CONN_IMPATIENT", fake_api.connection_json(max_retries=5, **extra))
+    fake_api.schedule_faults(status(429, retry_after=retry_after))
+    with pytest.raises(OpenAIUsageAPIError) as info:
+        list(OpenAIUsageHook("impatient").iter_rows("costs", START, NOW))
+    assert said in str(info.value) and "waited 0.0s" not in str(info.value)
+    assert "giving up after 1 attempt on /organization/costs: HTTP 429. OpenAI said: Rate limit reached" in str(info.value)
+    assert len(fake_api.requests) == 1
+
+
+def progress_lines(capsys) -> list[str]:
+    captured = capsys.readouterr()
+    return [line for line in (captured.out + captured.err).splitlines() if " buckets (" in line]
+
+
+def test_progress_is_logged_against_the_total_with_an_eta(fake_api, conn_id, capsys):
+    hook = OpenAIUsageHook(conn_id)
+    hook.progress_interval = 0  # every page
+    assert len(list(hook.iter_buckets("completions", NOW - 365 * DAY, NOW))) == 365
+    lines = progress_lines(capsys)
+    assert len(lines) == 12
+    assert "31 of 365 buckets (8%) after page 1" in lines[0] and "ETA" in lines[0]
+    assert all("ETA " in line for line in lines[:-1])
+    assert "365 of 365 buckets (100%) after page 12" in lines[-1] and lines[-1].rstrip().split("elapsed, ")[1].startswith("done")
+
+
+def test_progress_is_logged_at_most_every_few_seconds(fake_api, conn_id, capsys):
+    assert OpenAIUsageHook.progress_interval >= 3
+    assert len(list(OpenAIUsageHook(conn_id).iter_buckets("completions", NOW - 365 * DAY, NOW))) == 365
+    lines = progress_lines(capsys)
+    # Twelve quick pages: the first and the last line only (a loaded machine may add one in between).
+    assert 2 <= len(lines) <= 3 and "after page 1," in lines[0] and "365 of 365" in lines[-1]
+
+
+# -- strict buckets through the hook alone ----------------------------------------------------------
+def test_a_page_without_has_more_is_an_error_not_the_end(fake_api, conn_id):
+    fake_api.controls.page_size_cap = 3
+    fake_api.schedule_faults(Fault("no_has_more"))
+    with pytest.raises(OpenAIUsageResponseError, match=r"page 1 has has_more=None instead of true/false"):
+        list(OpenAIUsageHook(conn_id).iter_rows("costs", START, NOW))
+
+
+def test_a_missing_middle_bucket_is_an_error_not_skipped(fake_api, conn_id):
+    fake_api.schedule_faults(Fault("gap"))
+    with pytest.raises(OpenAIUsageResponseError, match=r"no bucket from 2025-11-05T00:00:00Z to 2025-11-06T00:00:00Z"):
+        list(OpenAIUsageHook(conn_id).iter_rows("costs", START, NOW))
+
+
+def test_buckets_that_stop_early_are_an_error_unless_asked_for_what_is_reported(fake_api, conn_id):
+    fake_api.controls.available_until = NOW - 3 * DAY
+    hook = OpenAIUsageHook(conn_id)
+    got = []
+    with pytest.raises(OpenAIUsageResponseError, match=r"reported buckets only up to 2025-11-07T00:00:00Z, not to 2025-11-10T00:00:00Z.*require_complete=False"):
+        for bucket in hook.iter_buckets("costs", START, NOW):
+            got.append(bucket)
+    assert len(got) == 7, "the buckets before the end still come, in order"
+    assert len(list(hook.iter_buckets("costs", START, NOW, require_complete=False))) == 7
+    with pytest.raises(OpenAIUsageResponseError, match="reported buckets only up to"):
+        list(hook.iter_rows("costs", START, NOW))
+    assert {r["start_time"] for r in hook.iter_rows("costs", START, NOW, require_complete=False)} <= {START + i * DAY for i in range(7)}
+
+
+# -- one type per field: exact amounts in buckets too -----------------------------------------------
+@pytest.mark.parametrize("amount_format", ["number", "string", "mixed"])
+def test_iter_buckets_yields_exact_decimal_amounts_like_iter_rows(fake_api, conn_id, amount_format):
+    hook = OpenAIUsageHook(conn_id)
+    reference = [r["amount_value"] for r in hook.iter_rows("costs", START, NOW, group_by=["line_item"])]
+    fake_api.controls.amount_format = amount_format
+    buckets = list(hook.iter_buckets("costs", START, NOW, group_by=["line_item"]))
+    amounts = [r["amount"]["value"] for b in buckets for r in b["results"]]
+    quantities = [r["quantity"] for b in buckets for r in b["results"] if r.get("quantity") is not None]
+    assert amounts and all(type(a) is Decimal for a in amounts)
+    assert all(type(q) is Decimal for q in quantities)
+    assert amounts == reference
+    assert [r["amount_value"] for r in hook.iter_rows("costs", START, NOW, group_by=["line_item"])] == amounts
+
+
+# -- a 400 for something the registry allows --------------------------------------------------------
+def test_a_400_refusing_an_allowed_grouping_names_it_and_is_not_retried(fake_api, conn_id):
+    said = "Invalid value for 'group_by': 'api_key_id' is not supported for this endpoint."
+    fake_api.schedule_faults(Fault("status", status=400, message=said, param="group_by"))
+    with pytest.raises(OpenAIUsageAPIError) as info:
+        list(OpenAIUsageHook(conn_id).iter_rows("costs", START, NOW, group_by=["api_key_id"]))
+    message = str(info.value)
+    assert f"costs: OpenAI answered HTTP 400 for costs [2025-10-31T00:00:00Z, 2025-11-10T00:00:00Z) 1d: {said[:-1]}. Hint:" in message
+    assert "OpenAI rejected group_by=['api_key_id']" in message and "remove it from group_by" in message
+    assert info.value.status == 400 and info.value.param == "group_by" and info.value.api_message == said
+    assert len(fake_api.requests) == 1
+
+
+def test_a_400_without_param_finds_the_filter_its_message_mentions(fake_api, conn_id):
+    fake_api.schedule_faults(Fault("status", status=400, message="Filtering by project_ids is not available for your organization."))
+    with pytest.raises(OpenAIUsageAPIError, match=r"Hint: OpenAI rejected project_ids=\['proj_alpha'\]"):
+        list(OpenAIUsageHook(conn_id).iter_rows("costs", START, NOW, project_ids=["proj_alpha"]))
+    assert len(fake_api.requests) == 1
+
+
+def test_a_400_blaming_a_parameter_the_provider_computes_asks_for_a_report(fake_api, conn_id):
+    fake_api.schedule_faults(Fault("status", status=400, message="Invalid 'limit': 31.", param="limit"))
+    with pytest.raises(OpenAIUsageAPIError, match=r"Invalid 'limit': 31\. Hint: OpenAI blamed 'limit', which this provider computes itself"):
+        list(OpenAIUsageHook(conn_id).iter_rows("completions", START, NOW, group_by=["model"]))
