@@ -1,18 +1,26 @@
 """API buckets → the registry's columns, and the checks that keep wrong data out.
 
 A bucket's results become columns (one list per column: ``start_time``/``end_time`` of the bucket,
-then every dimension and metric of the endpoint in registry order); rows are the same values
-transposed. Working column by column keeps the per-value cost to a list comprehension, which is
-what lets a year of minute buckets reach Parquet at hundreds of thousands of rows per second.
+then every column of the endpoint in registry order); rows are the same values transposed. Working
+column by column keeps the per-value cost to a list comprehension, which is what lets a year of
+minute buckets reach Parquet at hundreds of thousands of rows per second.
 
-What the spec's history spelled differently (``result``, ``sessions``) is read too; fields we do
-not know are left out and logged once.
+What the spec's history spelled differently (``result``, ``sessions``) is read too. Fields the
+registry does not type are **kept**: each row's ``extra`` column holds them as canonical JSON
+(sorted keys, compact, exact numbers; null when there are none), and one warning per run names
+them. Values that cannot be usage are refused: amounts that are not finite numbers (``NaN``,
+``Infinity``), integers outside int64, and a result repeated identically inside one bucket (it
+would be summed twice; see docs/design.md).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from decimal import Decimal, InvalidOperation
 from itertools import repeat
 from typing import Any
@@ -21,9 +29,84 @@ from airflow_provider_openai_usage.endpoints import Column, Endpoint
 from airflow_provider_openai_usage.exceptions import OpenAIUsageResponseError
 
 log = logging.getLogger(__name__)
+
+_NONE = type(None)
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+#: A JSON number, the only text an amount may be sent as (no NaN, Infinity, underscores, blanks).
+_NUMBER_TEXT = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+
+
+def json_safe(value: Any) -> Any:
+    """JSON (XCom, summaries, fingerprints) holds exact decimals as strings."""
+    return format(value, "f") if isinstance(value, Decimal) else value
+
+
+def canonical_json(value: Any) -> str:
+    """Sorted keys, no blanks, numbers exactly as sent: the same text for the same data.
+
+    Decimals (how the hook parses JSON numbers) are written as their literal; a non-finite number
+    (JSON has none) as its name in a string, so it is kept rather than failing the row.
+    """
+    if value is None:
+        return "null"
+    if value is True or value is False:
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(int(value))
+    if isinstance(value, (Decimal, float)):
+        if value != value or value in (float("inf"), float("-inf")):
+            return json.dumps(str(value))
+        return format(value, "f") if isinstance(value, Decimal) else repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, Mapping):
+        items = sorted((str(k), v) for k, v in value.items())
+        return "{" + ",".join(json.dumps(k, ensure_ascii=False) + ":" + canonical_json(v) for k, v in items) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(canonical_json(v) for v in value) + "]"
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+# -- fields this release does not type ----------------------------------------------------------------
+#: Inside ``unknown_fields_warning()``: endpoint key → unknown field names seen in this run.
+_run_unknown: ContextVar[dict[str, set[str]] | None] = ContextVar("openai_usage_unknown_fields", default=None)
+#: Outside a run (the hook used directly, sensors, triggers): each field is warned once per process.
 _warned_unknown: set[tuple[str, str]] = set()
 
 
+def _unknown_message(endpoint_key: str, names: set[str]) -> str:
+    listed = ", ".join(repr(n) for n in sorted(names))
+    return (
+        f"{endpoint_key}: OpenAI sent result fields this provider release does not type: {listed}. They are kept, "
+        "not dropped, as canonical JSON in the 'extra' column; a newer airflow-provider-openai-usage release types them as columns"
+    )
+
+
+def _note_unknown(endpoint_key: str, names: set[str]) -> None:
+    run = _run_unknown.get()
+    if run is not None:
+        run.setdefault(endpoint_key, set()).update(names)
+        return
+    new = {n for n in names if (endpoint_key, n) not in _warned_unknown}
+    if new:
+        _warned_unknown.update((endpoint_key, n) for n in new)
+        log.warning("%s", _unknown_message(endpoint_key, new))
+
+
+@contextmanager
+def unknown_fields_warning() -> Iterator[None]:
+    """Collect the unknown result fields of one run, then log one warning naming them all."""
+    seen: dict[str, set[str]] = {}
+    token = _run_unknown.set(seen)
+    try:
+        yield
+    finally:
+        _run_unknown.reset(token)
+        for endpoint_key in sorted(seen):
+            log.warning("%s", _unknown_message(endpoint_key, seen[endpoint_key]))
+
+
+# -- results -------------------------------------------------------------------------------------------
 def bucket_results(bucket: Mapping[str, Any]) -> list[Any]:
     """The bucket's results; the first spec versions named the array ``result``."""
     if "results" in bucket:
@@ -39,14 +122,22 @@ def bucket_results(bucket: Mapping[str, Any]) -> list[Any]:
     return results
 
 
-_KNOWN_KEYS: dict[str, frozenset[str]] = {}
+_SHAPES: dict[str, tuple[frozenset[str], dict[str, frozenset[str]]]] = {}
 
 
-def _known_keys(endpoint: Endpoint) -> frozenset[str]:
-    known = _KNOWN_KEYS.get(endpoint.key)
-    if known is None:
-        known = _KNOWN_KEYS[endpoint.key] = frozenset({"object"} | {c.path[0] for c in endpoint.columns} | set(endpoint.legacy_fields))
-    return known
+def _shape(endpoint: Endpoint) -> tuple[frozenset[str], dict[str, frozenset[str]]]:
+    """(top-level keys the registry reads, nested object → its keys) for an endpoint's results."""
+    shape = _SHAPES.get(endpoint.key)
+    if shape is None:
+        nested: dict[str, set[str]] = {}
+        for column in endpoint.dimensions + endpoint.values:
+            if len(column.path) > 1:
+                nested.setdefault(column.path[0], set()).add(column.path[1])
+        shape = _SHAPES[endpoint.key] = (
+            frozenset({"object"} | endpoint.result_fields),
+            {parent: frozenset(keys) for parent, keys in nested.items()},
+        )
+    return shape
 
 
 def check_result_object(endpoint: Endpoint, result: Any) -> None:
@@ -62,31 +153,58 @@ def check_result_object(endpoint: Endpoint, result: Any) -> None:
         )
 
 
-def _normalized(endpoint: Endpoint, results: list[Any]) -> list[Any]:
-    """Check every result's type, rename legacy fields, note unknown ones.
+def _nested_known(results: list[dict[str, Any]], parent: str, keys: frozenset[str]) -> bool:
+    nodes = list(map(dict.get, results, repeat(parent)))
+    if not set(map(type, nodes)) <= {dict, _NONE}:
+        return False
+    return set().union(*filter(None, nodes)) <= keys
 
-    The common case (plain dicts of the right object with known keys) is checked with set
+
+def _normalized(endpoint: Endpoint, results: list[Any]) -> tuple[list[Any], list[str | None] | None]:
+    """Check every result's type, rename legacy fields, and set aside the fields we do not know.
+
+    Returns the results (plain dicts) and each one's ``extra`` JSON, or None when no result has
+    any. The common case (plain dicts of the right object with known keys) is checked with set
     operations over the whole bucket instead of a Python loop per result.
     """
-    known = _known_keys(endpoint)
+    known, nested = _shape(endpoint)
     if set(map(type, results)) <= {dict}:
         objects = set(map(dict.get, results, repeat("object")))
         all_keys = set().union(*results) if results else set()
-        if objects <= {endpoint.result_object} and all_keys <= known and not (all_keys & endpoint.legacy_fields.keys()):
-            return results
+        if (
+            objects <= {endpoint.result_object}
+            and all_keys <= known
+            and all(_nested_known(results, parent, keys) for parent, keys in nested.items())
+        ):
+            return results, None
     out = list(results)
+    extras: list[str | None] = [None] * len(results)
+    unknown_names: set[str] = set()
     for i, result in enumerate(results):
         check_result_object(endpoint, result)
         out[i] = result = dict(result)  # plain dicts from here on: columns are read with dict.get
-        for key in sorted(result.keys() - known):
-            if (endpoint.key, key) not in _warned_unknown:
-                _warned_unknown.add((endpoint.key, key))
-                log.warning("%s: ignoring field %r that this provider version does not know", endpoint.key, key)
-        if endpoint.legacy_fields and result.keys() & endpoint.legacy_fields.keys():
-            for old, new in endpoint.legacy_fields.items():
-                if old in result and result.get(new) is None:
-                    result[new] = result.pop(old)
-    return out
+        for old, new in endpoint.legacy_fields.items():
+            if old in result and result.get(new) is None:
+                result[new] = result.pop(old)
+        extra = {key: result[key] for key in result.keys() - known}
+        for parent, keys in nested.items():
+            node = result.get(parent)
+            if node is None:
+                continue
+            if not isinstance(node, Mapping):
+                raise OpenAIUsageResponseError(
+                    f"{endpoint.key}: result field {parent!r} is {type(node).__name__} ({node!r}), expected an object"
+                )
+            inner = {key: node[key] for key in node.keys() - keys}
+            if inner:
+                extra[parent] = inner
+                unknown_names.update(f"{parent}.{key}" for key in inner)
+        if extra:
+            unknown_names.update(key for key in extra if key not in nested)
+            extras[i] = canonical_json(extra)
+    if unknown_names:
+        _note_unknown(endpoint.key, unknown_names)
+    return out, (extras if unknown_names else None)
 
 
 def _dig(result: Mapping[str, Any], path: tuple[str, ...]) -> Any:
@@ -101,30 +219,51 @@ def _dig(result: Mapping[str, Any], path: tuple[str, ...]) -> Any:
 def _to_decimal(value: Any, column: str) -> Decimal:
     if isinstance(value, bool):
         raise OpenAIUsageResponseError(f"{column}={value!r} is not a number")
+    if isinstance(value, str) and not _NUMBER_TEXT.fullmatch(value):
+        if value.strip().lstrip("+-").lower() in ("nan", "snan", "inf", "infinity"):
+            raise _not_finite(column, value)
+        raise OpenAIUsageResponseError(f"{column}={value!r} is not a number")
     try:
-        # Strings and Decimals convert exactly; a float (never produced by our JSON parsing) via its repr.
+        # Strings and Decimals convert exactly; a float (only NaN/Infinity from JSON parsing) via its repr.
         return Decimal(value) if isinstance(value, (str, int)) else Decimal(str(value))
     except InvalidOperation:
         raise OpenAIUsageResponseError(f"{column}={value!r} is not a number") from None
 
 
-_NONE = type(None)
+
+def _not_finite(column: str, value: Any) -> OpenAIUsageResponseError:
+    return OpenAIUsageResponseError(
+        f"{column}={value!r} is not a finite number; OpenAI's answer cannot be usage, so nothing of it is written"
+    )
 
 
 def _typed(values: list[Any], column: Column) -> list[Any]:
     kind = column.type
     types = set(map(type, values))
     if kind == "decimal":
-        if types <= {Decimal, _NONE}:
-            return values
-        return [v if v is None or type(v) is Decimal else _to_decimal(v, column.name) for v in values]
-    if kind == "int64":
-        if types <= {int, _NONE}:
-            return values
+        if not types <= {Decimal, _NONE}:
+            values = [v if v is None or type(v) is Decimal else _to_decimal(v, column.name) for v in values]
         for v in values:
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, Decimal)) or int(v) != v):
-                raise OpenAIUsageResponseError(f"{column.name}={v!r} is not an integer")
-        return [None if v is None else int(v) for v in values]
+            if v is not None and not v.is_finite():
+                raise _not_finite(column.name, v)
+        return values
+    if kind == "int64":
+        if not types <= {int, _NONE}:
+            for v in values:
+                if v is None:
+                    continue
+                if isinstance(v, bool) or not isinstance(v, (int, Decimal)):
+                    raise OpenAIUsageResponseError(f"{column.name}={v!r} is not an integer")
+                if isinstance(v, Decimal) and not v.is_finite():
+                    raise _not_finite(column.name, v)
+                if int(v) != v:
+                    raise OpenAIUsageResponseError(f"{column.name}={v!r} is not an integer")
+            values = [None if v is None else int(v) for v in values]
+        present = [v for v in values if v is not None] if None in values else values
+        if present and (min(present) < INT64_MIN or max(present) > INT64_MAX):
+            bad = next(v for v in present if not INT64_MIN <= v <= INT64_MAX)
+            raise OpenAIUsageResponseError(f"{column.name}={bad} does not fit a 64-bit integer column; nothing of it is written")
+        return values
     if kind == "bool":
         if not types <= {bool, _NONE}:
             bad = next(v for v in values if v is not None and type(v) is not bool)
@@ -137,17 +276,36 @@ def _typed(values: list[Any], column: Column) -> list[Any]:
 
 def bucket_columns(endpoint: Endpoint, bucket: Mapping[str, Any]) -> tuple[int, dict[str, list[Any]]]:
     """(number of rows, column name → values) for one bucket, in registry column order."""
-    results = _normalized(endpoint, bucket_results(bucket))
+    results, extras = _normalized(endpoint, bucket_results(bucket))
     n = len(results)
     columns: dict[str, list[Any]] = {"start_time": [bucket["start_time"]] * n, "end_time": [bucket["end_time"]] * n}
     for column in endpoint.columns:
+        if column.role == "extra":
+            columns[column.name] = extras if extras is not None else [None] * n
+            continue
         path = column.path
         if len(path) == 1:
             values = list(map(dict.get, results, repeat(path[0])))
         else:
             values = [_dig(r, path) for r in results]
         columns[column.name] = _typed(values, column)
+    if n > 1 and len(set(zip(*columns.values()))) < n:
+        raise _duplicate(endpoint, bucket, n, columns)
     return n, columns
+
+
+def _duplicate(endpoint: Endpoint, bucket: Mapping[str, Any], n: int, columns: dict[str, list[Any]]) -> OpenAIUsageResponseError:
+    seen: set[tuple[Any, ...]] = set()
+    for row in zip(*columns.values()):
+        if row in seen:
+            shown = {k: json_safe(v) for k, v in zip(columns, row) if v is not None and k not in ("start_time", "end_time")}
+            break
+        seen.add(row)
+    return OpenAIUsageResponseError(
+        f"{endpoint.key}: bucket {bucket.get('start_time')}–{bucket.get('end_time')} holds the same result twice ({shown}); "
+        "summing it would count that usage double, so nothing of this answer is written. Re-run later; if OpenAI keeps "
+        "sending it, report the duplicate to OpenAI"
+    )
 
 
 def sort_columns(endpoint: Endpoint, n: int, columns: dict[str, list[Any]]) -> dict[str, list[Any]]:

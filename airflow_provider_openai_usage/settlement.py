@@ -13,12 +13,11 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 from airflow_provider_openai_usage.intervals import iso
 from airflow_provider_openai_usage.query import UsageQuery
-from airflow_provider_openai_usage.rows import bucket_rows
+from airflow_provider_openai_usage.rows import bucket_rows, json_safe
 
 
 @dataclass(frozen=True)
@@ -44,10 +43,6 @@ class SettleResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def _json_safe(value: Any) -> Any:
-    return format(value, "f") if isinstance(value, Decimal) else value
-
-
 def check_settled(hook: Any, query: UsageQuery, rules: SettleRules, *, now: float, state: StabilityState) -> SettleResult:
     """One poll. Makes no request while the settle period is still running."""
     ready_at = query.end_time + rules.settle_period_seconds
@@ -66,7 +61,7 @@ def check_settled(hook: Any, query: UsageQuery, rules: SettleRules, *, now: floa
         seen.append((bucket["start_time"], bucket["end_time"]))
         for row in bucket_rows(query.endpoint, bucket):
             rows += 1
-            digest.update(json.dumps({k: _json_safe(v) for k, v in row.items()}, sort_keys=True).encode())
+            digest.update(json.dumps({k: json_safe(v) for k, v in row.items()}, sort_keys=True).encode())
             for name in totals:
                 if row[name] is not None:
                     totals[name] += row[name]
@@ -77,7 +72,7 @@ def check_settled(hook: Any, query: UsageQuery, rules: SettleRules, *, now: floa
         "bucket_width": query.bucket_width,
         "buckets": len(seen),
         "rows": rows,
-        "totals": {k: _json_safe(v) for k, v in totals.items()},
+        "totals": {k: json_safe(v) for k, v in totals.items()},
     }
     fingerprint = digest.hexdigest()
     streak = state.streak + 1 if fingerprint == state.fingerprint else 1
@@ -88,9 +83,9 @@ def check_settled(hook: Any, query: UsageQuery, rules: SettleRules, *, now: floa
             False, f"{query.describe()}: OpenAI returned {complete} of {len(expected)} buckets complete; waiting for the rest", new_state, summary
         )
     if rules.require_results:
-        nonzero = totals["amount_value"] != 0 if "amount_value" in totals else rows > 0
-        if not nonzero:
-            what = "a non-zero amount" if "amount_value" in totals else "any result"
+        reported_by = query.endpoint.reported_by
+        if not (totals[reported_by] != 0 if reported_by else rows > 0):
+            what = f"a non-zero {reported_by}" if reported_by else "any result"
             return SettleResult(False, f"{query.describe()}: no {what} reported yet (require_results=True)", new_state, summary)
     if streak < rules.stable_polls:
         return SettleResult(

@@ -1,4 +1,4 @@
-"""Every UTC day of OpenAI usage and costs, for all 11 endpoints: wait until settled, then land it.
+"""Every UTC day of OpenAI usage and costs, for all 12 endpoints: wait until settled, then land it.
 
 Configuration (read at parse time from the environment, so parsing stays free of network and DB):
 - ``OPENAI_USAGE_OUTPUT_PATH``: where partitions land, e.g. ``s3://my-bucket/openai``

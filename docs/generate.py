@@ -38,8 +38,8 @@ def row_columns() -> str:
     out = []
     for e in ENDPOINTS.values():
         dims = ", ".join(f"`{c.name}`" for c in e.dimensions)
-        metrics = ", ".join(f"`{c.name}`" for c in e.metrics)
-        out.append(f"- **{e.key}** (`{e.result_object}`): `start_time`, `end_time`, dimensions {dims}; values {metrics}")
+        values = ", ".join(f"`{c.name}`" for c in e.values)
+        out.append(f"- **{e.key}** (`{e.result_object}`): `start_time`, `end_time`, dimensions {dims}; values {values}; `extra`")
     return "\n".join(out)
 
 
@@ -48,15 +48,26 @@ def schemas() -> str:
     for e in ENDPOINTS.values():
         out.append(f"### `{e.key}`\n\n| column | Parquet type | from the API |\n|---|---|---|")
         sources = {c.name: ".".join(c.path) for c in e.columns} | {"start_time": "bucket start_time", "end_time": "bucket end_time"}
+        sources["extra"] = "fields this release does not type, as JSON"
         for field in arrow_schema(e):
             out.append(f"| `{field.name}` | `{field.type}`{'' if field.nullable else ' not null'} | `{sources[field.name]}` |")
         out.append("")
     return "\n".join(out).rstrip() + "\n"
 
 
+def endpoint_classes() -> dict[str, tuple[str, str]]:
+    """endpoint key → (operator class, sensor class), read from the modules that define them."""
+    from airflow_provider_openai_usage.operators.usage import OpenAIUsageOperator
+    from airflow_provider_openai_usage.sensors.usage import OpenAIUsageSensor
+
+    operators = {c.endpoint_key: c.__name__ for c in OpenAIUsageOperator.__subclasses__()}
+    sensors = {c.endpoint_key: c.__name__ for c in OpenAIUsageSensor.__subclasses__()}
+    return {key: (operators[key], sensors[key]) for key in ENDPOINTS}
+
+
 def operator_classes() -> str:
     rows = ["| endpoint | operator | sensor |", "|---|---|---|"]
-    rows += [f"| `{e.key}` | `{e.operator_class_name}` | `{e.sensor_class_name}` |" for e in ENDPOINTS.values()]
+    rows += [f"| `{key}` | `{operator}` | `{sensor}` |" for key, (operator, sensor) in endpoint_classes().items()]
     return "\n".join(rows)
 
 

@@ -19,7 +19,6 @@ from airflow_provider_openai_usage.operators.usage import OpenAICostsOperator, O
 from airflow_provider_openai_usage.testing import Fault, status
 from conftest import DAY, NOW
 
-import airflow_provider_openai_usage.operators.usage as operator_module
 
 START = NOW - 4 * DAY
 
@@ -204,14 +203,6 @@ def test_a_relative_output_path_is_refused_before_any_request(fake_api, conn_id)
     with pytest.raises(OpenAIUsageValidationError, match=r"output_path='relative/dir' is relative"):
         OpenAICostsOperator(task_id="t", output_path="relative/dir").execute(ctx(NOW - DAY, NOW))
     assert fake_api.requests == []
-
-
-def test_one_thin_operator_class_per_registry_entry():
-    for endpoint in ENDPOINTS.values():
-        cls = getattr(operator_module, endpoint.operator_class_name)
-        assert issubclass(cls, OpenAIUsageOperator) and cls.endpoint_key == endpoint.key
-        assert cls.__doc__ and endpoint.path in cls.__doc__
-        assert {k for k in vars(cls) if not k.startswith("_")} == {"endpoint_key"}, "no copied bodies"
 
 
 def test_a_literal_output_path_is_declared_as_an_asset(tmp_path):

@@ -110,16 +110,6 @@ def test_old_spellings_are_read_like_todays(fake_api, conn_id):
         assert list(hook.iter_rows(key, NOW - 5 * DAY, NOW)) == today and today
 
 
-def test_unknown_fields_are_left_out_and_logged_once_missing_ones_become_null(fake_api, conn_id, caplog, capsys):
-    hook = OpenAIUsageHook(conn_id)
-    fake_api.schedule_faults(Fault("drift"), Fault("drift"))
-    rows = list(hook.iter_rows("completions", NOW - 5 * DAY, NOW, group_by=["service_tier"]))
-    rows += list(hook.iter_rows("completions", NOW - 5 * DAY, NOW, group_by=["service_tier"]))
-    assert rows and all("api_source" not in r and r["service_tier"] is None and r["input_image_tokens"] is None for r in rows)
-    logged = caplog.text + capsys.readouterr().out
-    assert logged.count("ignoring field 'api_source'") == 1
-
-
 @pytest.mark.parametrize(
     ("kind", "fragment"),
     [("wrong_object", "result object 'organization.usage.something_else.result' is not"), ("no_data", "no 'data' array"), ("shift", "outside the requested range")],

@@ -12,7 +12,6 @@ import pytest
 from airflow_provider_openai_usage.exceptions import OpenAIUsageValidationError
 from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
 from airflow_provider_openai_usage.query import UsageQuery
-from airflow_provider_openai_usage.sensors import usage as sensor_module
 from airflow_provider_openai_usage.sensors.usage import OpenAICostsSensor, OpenAIUsageSensor
 from airflow_provider_openai_usage.settlement import SettleRules, StabilityState, check_settled
 from airflow_provider_openai_usage.triggers.usage import OpenAIUsageTrigger
@@ -208,13 +207,6 @@ def test_trigger_reports_validation_errors_as_error_events(fake_api, conn_id):
     payload = asyncio.run(first())
     assert payload["status"] == "error" and "bucket_width='1h'" in payload["message"]
     assert fake_api.requests == []
-
-
-def test_one_thin_sensor_class_per_registry_entry():
-    for endpoint in ENDPOINTS.values():
-        cls = getattr(sensor_module, endpoint.sensor_class_name)
-        assert issubclass(cls, OpenAIUsageSensor) and cls.endpoint_key == endpoint.key
-        assert {k for k in vars(cls) if not k.startswith("_")} == {"endpoint_key"}
 
 
 def test_deferrable_sensor_returns_at_once_when_already_settled(fake_api, conn_id):

@@ -9,23 +9,18 @@ per-day files that daily runs write, byte for byte.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
 from airflow_provider_openai_usage.exceptions import OpenAIUsageValidationError
+from airflow_provider_openai_usage.rows import json_safe, unknown_fields_warning
 from airflow_provider_openai_usage.task_range import UsageRangeTask, is_templated
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
 
 DEFAULT_MAX_XCOM_ROWS = 10_000
-
-
-def json_safe(value: Any) -> Any:
-    """XCom holds JSON: exact decimals travel as strings."""
-    return format(value, "f") if isinstance(value, Decimal) else value
 
 
 def check_file_format(file_format: Any) -> str:
@@ -161,9 +156,10 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
         hook = OpenAIUsageHook(self.openai_usage_conn_id)
         self.log.info("Pulling %s", query.describe())
         try:
-            if writer is None:
-                return self._rows_to_xcom(hook, query)
-            return self._write(hook, query, writer)
+            with unknown_fields_warning():  # one warning per run naming fields kept in `extra`
+                if writer is None:
+                    return self._rows_to_xcom(hook, query)
+                return self._write(hook, query, writer)
         finally:
             hook.close()
 
@@ -266,3 +262,9 @@ class OpenAICostsOperator(OpenAIUsageOperator):
     """Spend in currency per day (``/organization/costs``): the numbers that reconcile to the invoice."""
 
     endpoint_key = "costs"
+
+
+class OpenAIDecisionsUsageOperator(OpenAIUsageOperator):
+    """Decisions API token and request usage (``/organization/usage/decisions``)."""
+
+    endpoint_key = "decisions"

@@ -225,3 +225,9 @@ class OpenAICostsSensor(OpenAIUsageSensor):
     """Waits for settled costs (``/organization/costs``)."""
 
     endpoint_key = "costs"
+
+
+class OpenAIDecisionsUsageSensor(OpenAIUsageSensor):
+    """Waits for settled Decisions API usage (``/organization/usage/decisions``)."""
+
+    endpoint_key = "decisions"

@@ -32,6 +32,7 @@ DEFAULT_MODELS: Mapping[str, tuple[str, ...]] = {
     "audio_speeches": ("gpt-4o-mini-tts", "tts-1"),
     "audio_transcriptions": ("gpt-4o-transcribe", "whisper-1"),
     "web_search_calls": ("gpt-4o-2024-08-06", "gpt-4.1-2025-04-14"),
+    "decisions": ("gpt-5-2025-08-07", "gpt-5-mini-2025-08-07"),
 }
 GENERIC_MODELS = ("gpt-4o-2024-08-06",)
 
@@ -79,6 +80,9 @@ def _dimension_pool(org: FakeOrganization, endpoint: Endpoint, dimension: str) -
     for f in endpoint.filters:
         if f.dimension == dimension and f.enum:
             return f.enum
+    column = endpoint.column(dimension)
+    if column.enum:
+        return column.enum
     pools: dict[str, Sequence[Any]] = {
         "project_id": org.projects,
         "user_id": org.users,
@@ -94,7 +98,7 @@ def _dimension_pool(org: FakeOrganization, endpoint: Endpoint, dimension: str) -
 
 def _metrics(endpoint: Endpoint, rng: random.Random, dims: Mapping[str, Any], org: FakeOrganization) -> dict[str, Any]:
     """Realistic metric values; completions keep the spec's token identities."""
-    names = [c.name for c in endpoint.metrics]  # a list: set order changes per process (PYTHONHASHSEED)
+    names = [c.name for c in endpoint.values]  # a list: set order changes per process (PYTHONHASHSEED)
     out: dict[str, Any] = {}
     if "input_cached_tokens" in names:
         text, audio, image = rng.randint(200, 40000), rng.choice((0, 0, rng.randint(10, 900))), rng.choice((0, rng.randint(50, 3000)))
@@ -104,7 +108,8 @@ def _metrics(endpoint: Endpoint, rng: random.Random, dims: Mapping[str, Any], or
         out.update(
             input_text_tokens=text, input_audio_tokens=audio, input_image_tokens=image,
             input_cached_text_tokens=c_text, input_cached_audio_tokens=c_audio, input_cached_image_tokens=c_image,
-            input_cache_write_tokens=write, output_text_tokens=o_text, output_audio_tokens=o_audio,
+            input_cache_write_tokens=write, input_cache_write_12h_tokens=write // 3,
+            input_cache_write_30m_tokens=write - write // 3, output_text_tokens=o_text, output_audio_tokens=o_audio,
             output_image_tokens=o_image,
             input_uncached_tokens=text + audio + image,
             input_cached_tokens=c_text + c_audio + c_image,
@@ -158,7 +163,7 @@ def dense_results(endpoint: Endpoint, bucket_start: int, groups: int) -> list[di
     for i in range(groups):
         result: dict[str, Any] = {"object": endpoint.result_object}
         value = (bucket_start // 60 * 31 + i * 7) % 997 + 1
-        for column in endpoint.metrics:
+        for column in endpoint.values:
             if column.type == "int64":
                 _set_path(result, column.path, value)
             elif column.type == "decimal":
@@ -198,7 +203,7 @@ def aggregate(
             # A quantity only has a unit per line item; the API sends both as null otherwise.
             totals = {**totals, "quantity": None, "quantity_unit": None}
         result: dict[str, Any] = {"object": endpoint.result_object}
-        for column in endpoint.metrics:
+        for column in endpoint.values:
             value = totals.get(column.name)
             _set_path(result, column.path, value)
         for column in endpoint.dimensions:

@@ -44,6 +44,7 @@ from airflow_provider_openai_usage.testing.faults import Fault, FaultPlan
 
 DEFAULT_KEY = "sk-admin-fake-openai-usage-key"
 CORRUPTIONS = ("loop", "shift", "legacy", "drift", "wrong_object", "no_data", "no_has_more", "gap")
+_COMMA_LIST = re.compile(r",(?! )")
 SCALARS = ("start_time", "end_time", "bucket_width", "limit", "page")
 
 
@@ -73,6 +74,9 @@ class FakeControls:
     #: Benchmarks only: every bucket carries this many synthetic results (one per project
     #: ``proj_000``...), computed arithmetically instead of from events; grouping is ignored.
     dense_groups: int = 0
+    #: Result fields a newer API sends that the registry does not type: every result of every
+    #: endpoint carries these (copied), to prove nothing is dropped (the rows' ``extra`` column).
+    unknown_result_fields: dict[str, Any] = field(default_factory=dict)
 
     def current_time(self) -> int:
         return int(time.time()) if self.now is None else self.now
@@ -172,8 +176,10 @@ class UsageAPI:
         for raw_key, value in query:
             key = raw_key[:-2] if raw_key.endswith("[]") else raw_key
             if key in arrays:
-                # All three encodings seen in the wild: k=a&k=b, k[]=a&k[]=b, k=a,b.
-                lists.setdefault(key, []).extend(v for v in value.split(",") if v)
+                # All three encodings seen in the wild: k=a&k=b, k[]=a&k[]=b, k=a,b. A bracketed value
+                # is one value, and ", " never separates (costs line items read "gpt-4o, input").
+                parts = [value] if raw_key.endswith("[]") else _COMMA_LIST.split(value)
+                lists.setdefault(key, []).extend(v for v in parts if v)
             elif key in SCALARS or key in bools:
                 if key in scalars or raw_key.endswith("[]"):
                     raise BadRequest(f"Parameter '{key}' must be given once.", key)
@@ -286,6 +292,9 @@ class UsageAPI:
             events += [e for e in day_list[lo:hi] if matches(e, filters)]
             day += DAY
         results = aggregate(endpoint, events, group_by)
+        if self.controls.unknown_result_fields:
+            for r in results:
+                r.update(json.loads(_dumps(self.controls.unknown_result_fields), parse_float=Decimal))
         fmt = self.controls.amount_format
         if fmt == "string" or (fmt == "mixed" and (start // 86400) % 2):
             for r in results:
@@ -314,7 +323,7 @@ def _corrupt(body: bytes, kind: str, cursor: str | None) -> bytes:
         # A newer API: an unknown field on every result, and optional fields left out.
         for bucket in page["data"]:
             for r in bucket["results"]:
-                r["api_source"] = "responses"
+                r["drift_field"] = "responses"
                 for optional in ("service_tier", "quantity_unit", "input_image_tokens"):
                     r.pop(optional, None)
     elif kind == "wrong_object":

@@ -18,6 +18,8 @@ from airflow_provider_openai_usage.testing.faults import Fault
 from conftest import DAY, NOW, SENTINEL_KEY, result_schema_name
 
 START = NOW - 10 * DAY
+#: The public spec copy predates these; tests/integration/test_openai_sdk.py validates them with the SDK's types.
+SPEC_KEYS = [key for key in ENDPOINTS if key != "decisions"]
 
 
 def get(api: FakeOpenAIUsageAPI, key: str, params, token: str | None = SENTINEL_KEY) -> requests.Response:
@@ -51,7 +53,7 @@ def totals(endpoint_key: str, buckets: list[dict]) -> dict[str, Decimal]:
     return out
 
 
-@pytest.mark.parametrize("key", list(ENDPOINTS))
+@pytest.mark.parametrize("key", SPEC_KEYS)
 def test_every_answer_of_every_endpoint_is_valid_against_the_official_spec(fake_api, spec_validator, key):
     endpoint = ENDPOINTS[key]
     groupings = [[]] + [[g] for g in endpoint.group_by] + [list(endpoint.group_by)]
@@ -66,7 +68,7 @@ def test_every_answer_of_every_endpoint_is_valid_against_the_official_spec(fake_
                     assert result["object"] == endpoint.result_object
 
 
-@pytest.mark.parametrize("key", list(ENDPOINTS))
+@pytest.mark.parametrize("key", SPEC_KEYS)
 def test_spec_examples_parse_as_the_registry_expects(spec, spec_examples, key):
     endpoint = ENDPOINTS[key]
     page = spec_examples["endpoint_examples"][endpoint.path]["response"]
@@ -118,6 +120,37 @@ def test_filters_narrow_to_the_requested_values(fake_api):
     assert rows and {(r["project_id"], r["batch"]) for r in rows} == {("proj_beta", True)}
     images = [r for b in all_buckets(fake_api, "images", [("start_time", START), ("end_time", NOW), ("group_by[]", "size"), ("sizes[]", "256x256")]) for r in b["results"]]
     assert images and {r["size"] for r in images} == {"256x256"}
+
+
+def test_sdk_only_groupings_and_filters_are_served(fake_api):
+    """What only the SDK knows (issue #14): api_source groupings, costs by user and line item, decisions."""
+    base = [("start_time", START), ("end_time", NOW)]
+    for key in ("completions", "web_search_calls", "costs", "decisions"):
+        results = [r for b in all_buckets(fake_api, key, base + [("group_by[]", "api_source")]) for r in b["results"]]
+        assert {r["api_source"] for r in results} == {"agents_api", "unlabeled"}, key
+    ungrouped = [r for b in all_buckets(fake_api, "completions", base) for r in b["results"]]
+    assert ungrouped and {r["api_source"] for r in ungrouped} == {None}
+    users = [r for b in all_buckets(fake_api, "costs", base + [("group_by[]", "user_id")]) for r in b["results"]]
+    assert users and {r["user_id"] for r in users} <= {"user-ada", "user-grace", "user-alan", "user-linus"}
+    by_item = [r for b in all_buckets(fake_api, "costs", base + [("group_by[]", "line_item")]) for r in b["results"]]
+    item = sorted({r["line_item"] for r in by_item})[0]
+    assert len({r["line_item"] for r in by_item}) > 1
+    narrowed = [r for b in all_buckets(fake_api, "costs", base + [("group_by[]", "line_item"), ("line_items[]", item)]) for r in b["results"]]
+    assert narrowed and {r["line_item"] for r in narrowed} == {item}
+    decisions = [r for b in all_buckets(fake_api, "decisions", base + [("group_by[]", "model")]) for r in b["results"]]
+    assert decisions and {r["object"] for r in decisions} == {"organization.usage.decisions.result"}
+    assert all(r["input_cache_write_tokens"] == r["input_cache_write_12h_tokens"] + r["input_cache_write_30m_tokens"] for r in decisions)
+
+
+def test_unknown_result_fields_control_adds_fields_to_every_result(fake_api):
+    fake_api.controls.unknown_result_fields = {"future_dimension": "x", "nested": {"b": 1, "a": Decimal("0.125")}}
+    for key in ("costs", "vector_stores"):
+        results = [r for b in all_buckets(fake_api, key, [("start_time", START), ("end_time", NOW)]) for r in b["results"]]
+        assert results and all(r["future_dimension"] == "x" and r["nested"] == {"b": 1, "a": Decimal("0.125")} for r in results)
+    fake_api.reset()
+    assert fake_api.controls.unknown_result_fields == {}
+    results = [r for b in all_buckets(fake_api, "costs", [("start_time", START), ("end_time", NOW)]) for r in b["results"]]
+    assert results and not any("future_dimension" in r for r in results)
 
 
 def test_partial_edge_buckets_and_empty_buckets(fake_api):
