@@ -289,9 +289,16 @@ def bucket_columns(endpoint: Endpoint, bucket: Mapping[str, Any]) -> tuple[int, 
         else:
             values = [_dig(r, path) for r in results]
         columns[column.name] = _typed(values, column)
-    if n > 1 and len(set(zip(*columns.values()))) < n:
+    if n > 1 and _repeats(endpoint, n, columns):
         raise _duplicate(endpoint, bucket, n, columns)
     return n, columns
+
+
+def _repeats(endpoint: Endpoint, n: int, columns: dict[str, list[Any]]) -> bool:
+    """Does a result repeat exactly? Groups are usually distinct, so the dimensions alone settle it."""
+    if len(set(zip(*(columns[d.name] for d in endpoint.dimensions)))) == n:
+        return False
+    return len(set(zip(*columns.values()))) < n
 
 
 def _duplicate(endpoint: Endpoint, bucket: Mapping[str, Any], n: int, columns: dict[str, list[Any]]) -> OpenAIUsageResponseError:

@@ -22,7 +22,7 @@ FINOPS = ("project_id", "user_id", "api_key_id", "model", "line_item")
 
 
 def grouping(key: str) -> list[str]:
-    return [d for d in FINOPS if d in ENDPOINTS[key].group_by]
+    return [d for d in FINOPS if d in ENDPOINTS[key].group_by and (key, d) != ("costs", "user_id")]
 
 
 def airflow(*args: str, env: dict) -> subprocess.CompletedProcess:
