@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -54,7 +55,7 @@ def canonical_json(value: Any) -> str:
     if isinstance(value, int):
         return str(int(value))
     if isinstance(value, (Decimal, float)):
-        if value != value or value in (float("inf"), float("-inf")):
+        if not (value.is_finite() if isinstance(value, Decimal) else math.isfinite(value)):
             return json.dumps(str(value))
         return format(value, "f") if isinstance(value, Decimal) else repr(value)
     if isinstance(value, str):

@@ -85,7 +85,7 @@ def check_settled(hook: Any, query: UsageQuery, rules: SettleRules, *, now: floa
     if rules.require_results:
         reported_by = query.endpoint.reported_by
         if not (totals[reported_by] != 0 if reported_by else rows > 0):
-            what = f"a non-zero {reported_by}" if reported_by else "any result"
+            what = f"non-zero {reported_by}" if reported_by else "result"
             return SettleResult(False, f"{query.describe()}: no {what} reported yet (require_results=True)", new_state, summary)
     if streak < rules.stable_polls:
         return SettleResult(

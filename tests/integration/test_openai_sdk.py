@@ -12,14 +12,14 @@ import json
 from decimal import Decimal
 from typing import Any
 
+import openai_sdk
 import pytest
+from conftest import DAY, NOW
 from openai import OpenAI
 from pydantic import ValidationError
 
-import openai_sdk
 from airflow_provider_openai_usage.endpoints import ENDPOINTS, Endpoint
 from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
-from conftest import DAY, NOW
 
 WINDOWS = {"1d": (NOW - 10 * DAY, NOW), "1h": (NOW - 30 * 3600, NOW), "1m": (NOW - 90 * 60, NOW)}
 
@@ -92,7 +92,7 @@ def _filter_value(fake_api, endpoint: Endpoint, name: str, width: str) -> Any:
         return [f.enum[0]]
     start, end = WINDOWS[width]
     rows = [r for r in _ours(fake_api, endpoint.key, start, end, width, [f.dimension], {}) if r[f.dimension] is not None]
-    return [sorted({r[f.dimension] for r in rows})[0]] if rows else ["none-such"]
+    return [min(r[f.dimension] for r in rows)] if rows else ["none-such"]
 
 
 def _ours(fake_api, key: str, start: int, end: int, width: str, group_by: list[str], filters: dict) -> list[dict]:

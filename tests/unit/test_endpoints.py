@@ -8,12 +8,19 @@ exception below. The next drift in either source fails here instead of surprisin
 
 from __future__ import annotations
 
-import pytest
-
 import openai_sdk
-from airflow_provider_openai_usage.endpoints import API_SOURCES, ENDPOINT_KEYS, ENDPOINTS, EXTRA, WIDTH_SECONDS, get_endpoint
-from airflow_provider_openai_usage.exceptions import OpenAIUsageValidationError
+import pytest
 from conftest import result_schema_name
+
+from airflow_provider_openai_usage.endpoints import (
+    API_SOURCES,
+    ENDPOINT_KEYS,
+    ENDPOINTS,
+    EXTRA,
+    WIDTH_SECONDS,
+    get_endpoint,
+)
+from airflow_provider_openai_usage.exceptions import OpenAIUsageValidationError
 
 EXPECTED_KEYS = (
     "completions", "embeddings", "moderations", "images", "audio_speeches", "audio_transcriptions",

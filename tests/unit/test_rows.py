@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pendulum
 import pytest
+from conftest import DAY, NOW
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -18,9 +19,14 @@ from airflow_provider_openai_usage.endpoints import ENDPOINTS
 from airflow_provider_openai_usage.exceptions import OpenAIUsageResponseError
 from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
 from airflow_provider_openai_usage.operators.usage import OpenAIUsageOperator
-from airflow_provider_openai_usage.rows import bucket_columns, bucket_rows, canonical_json, json_safe, unknown_fields_warning
+from airflow_provider_openai_usage.rows import (
+    bucket_columns,
+    bucket_rows,
+    canonical_json,
+    json_safe,
+    unknown_fields_warning,
+)
 from airflow_provider_openai_usage.testing import Fault
-from conftest import DAY, NOW
 
 COSTS, COMPLETIONS, SESSIONS = ENDPOINTS["costs"], ENDPOINTS["completions"], ENDPOINTS["code_interpreter_sessions"]
 
@@ -87,12 +93,11 @@ def test_json_safe_keeps_decimals_exact_as_strings():
 
 # -- one warning per run -----------------------------------------------------------------------------
 def test_one_warning_per_run_names_every_unknown_field_and_the_remedy(caplog):
-    with caplog.at_level(logging.WARNING, logger="airflow_provider_openai_usage.rows"):
-        with unknown_fields_warning():
-            for _ in range(3):
-                rows(COSTS, cost(Decimal(1), new_b=1), cost(Decimal(2), new_a=2))
-            rows(COMPLETIONS, {"object": COMPLETIONS.result_object, "input_tokens": 1, "fresh": True})
-            assert caplog.records == [], "nothing is logged before the run ends"
+    with caplog.at_level(logging.WARNING, logger="airflow_provider_openai_usage.rows"), unknown_fields_warning():
+        for _ in range(3):
+            rows(COSTS, cost(Decimal(1), new_b=1), cost(Decimal(2), new_a=2))
+        rows(COMPLETIONS, {"object": COMPLETIONS.result_object, "input_tokens": 1, "fresh": True})
+        assert caplog.records == [], "nothing is logged before the run ends"
     messages = [r.getMessage() for r in caplog.records]
     assert len(messages) == 2
     assert messages[0].startswith("completions:") and "'fresh'" in messages[0]
@@ -154,14 +159,14 @@ def test_valid_amounts_in_every_spelling_are_exact():
 def test_a_result_repeated_identically_inside_a_bucket_is_refused():
     same = cost(Decimal("1.25"), project_id="proj_a", line_item="gpt-4o, input")
     with pytest.raises(OpenAIUsageResponseError, match=r"costs: bucket 0–86400 holds the same result twice .*'proj_a'.*count that usage double"):
-        rows(COSTS, same, cost(Decimal("9"), project_id="proj_b"), dict(same))
+        rows(COSTS, same, cost(Decimal(9), project_id="proj_b"), dict(same))
 
 
 def test_same_group_with_different_values_is_kept_not_summed_away():
     """Two results for one group that differ (e.g. per currency) are both real: neither is dropped."""
-    out = rows(COSTS, cost(Decimal("1"), "usd", project_id="p"), cost(Decimal("1"), "eur", project_id="p"))
+    out = rows(COSTS, cost(Decimal(1), "usd", project_id="p"), cost(Decimal(1), "eur", project_id="p"))
     assert sorted(r["amount_currency"] for r in out) == ["eur", "usd"]
-    extra = rows(COSTS, cost(Decimal("1"), project_id="p", note="a"), cost(Decimal("1"), project_id="p", note="b"))
+    extra = rows(COSTS, cost(Decimal(1), project_id="p", note="a"), cost(Decimal(1), project_id="p", note="b"))
     assert len(extra) == 2, "results differing only in an unknown field are different results"
 
 

@@ -10,12 +10,12 @@ from itertools import combinations
 
 import pytest
 import requests
+from conftest import DAY, NOW, SENTINEL_KEY, result_schema_name
 
 from airflow_provider_openai_usage.endpoints import ENDPOINTS
 from airflow_provider_openai_usage.rows import bucket_rows
 from airflow_provider_openai_usage.testing import FakeOpenAIUsageAPI, status
 from airflow_provider_openai_usage.testing.faults import Fault
-from conftest import DAY, NOW, SENTINEL_KEY, result_schema_name
 
 START = NOW - 10 * DAY
 #: The public spec copy predates these; tests/integration/test_openai_sdk.py validates them with the SDK's types.
@@ -133,7 +133,7 @@ def test_sdk_only_groupings_and_filters_are_served(fake_api):
     users = [r for b in all_buckets(fake_api, "costs", base + [("group_by[]", "user_id")]) for r in b["results"]]
     assert users and {r["user_id"] for r in users} <= {"user-ada", "user-grace", "user-alan", "user-linus"}
     by_item = [r for b in all_buckets(fake_api, "costs", base + [("group_by[]", "line_item")]) for r in b["results"]]
-    item = sorted({r["line_item"] for r in by_item})[0]
+    item = min(r["line_item"] for r in by_item)
     assert len({r["line_item"] for r in by_item}) > 1
     narrowed = [r for b in all_buckets(fake_api, "costs", base + [("group_by[]", "line_item"), ("line_items[]", item)]) for r in b["results"]]
     assert narrowed and {r["line_item"] for r in narrowed} == {item}
