@@ -12,6 +12,7 @@ import re
 import sys
 from pathlib import Path
 
+from airflow_provider_openai_usage import focus
 from airflow_provider_openai_usage.endpoints import ENDPOINTS, Endpoint
 from airflow_provider_openai_usage.storage import arrow_schema
 
@@ -82,6 +83,7 @@ def connection_extras() -> str:
 
 BLOCKS = {"endpoints": endpoints_table, "row-columns": row_columns, "schemas": schemas, "classes": operator_classes}
 BLOCKS["connection-extras"] = connection_extras
+BLOCKS |= {"focus-columns": focus.columns_markdown, "focus-criteria": focus.criteria_markdown, "focus-units": focus.units_markdown}
 BLOCK_RE = re.compile(r"(<!-- generated:(?P<name>[a-z-]+) -->\n)(?P<body>.*?)(<!-- /generated:(?P=name) -->)", re.S)
 
 
