@@ -38,10 +38,11 @@ SUB_ACCOUNT_TYPE = "Project"
 
 _COSTS = ENDPOINTS["costs"]
 #: Same scales as the raw costs partitions, so FOCUS and raw amounts compare without rounding.
-COST_SCALE = next(c.scale for c in _COSTS.metrics if c.name == "amount_value")
-QUANTITY_SCALE = next(c.scale for c in _COSTS.metrics if c.name == "quantity")
-#: A unit price carries as many digits after the point as an amount; 10 digits remain before it.
-UNIT_PRICE_SCALE = COST_SCALE
+COST_SCALE = next(c.scale for c in _COSTS.columns if c.name == "amount_value")
+QUANTITY_SCALE = next(c.scale for c in _COSTS.columns if c.name == "quantity")
+#: Unit prices are tiny (per-token prices are ~1e-7): 28 digits after the point keep 20+ significant
+#: digits, and 10 remain before it.
+UNIT_PRICE_SCALE = 28
 
 #: OpenAI's ``quantity_unit`` values (listed in its spec) → FOCUS UnitFormat. Other values
 #: (the spec's enum is open) are converted by ``focus_unit``: ``some_unit`` → ``Some Unit``.
