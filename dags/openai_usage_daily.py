@@ -6,7 +6,15 @@ Configuration (read at parse time from the environment, so parsing stays free of
 - ``OPENAI_USAGE_OUTPUT_CONN_ID``: object-store connection (e.g. ``aws_default``), optional;
 - ``OPENAI_USAGE_SETTLE_MINUTES``: how long after a day ends to wait for OpenAI's late revisions (60);
 - ``OPENAI_USAGE_START_DATE`` (default 2025-01-01) and ``OPENAI_USAGE_CATCHUP=true``: let the scheduler
-  create every missed day since the start date when the DAG is unpaused.
+  create every missed day since the start date when the DAG is unpaused;
+- ``OPENAI_USAGE_END_DATE``: last day to schedule (default: none, keep going);
+- ``OPENAI_USAGE_ENDPOINTS``: comma-separated endpoint keys to land (default: all);
+- ``OPENAI_USAGE_MAX_ACTIVE_RUNS`` (4): days processed at once;
+- ``OPENAI_USAGE_POKE_SECONDS`` (300): how often a waiting sensor's trigger asks OpenAI again;
+- ``OPENAI_USAGE_POOL``: Airflow pool of every task, to cap concurrent requests to one organisation
+  (default: ``default_pool``; see docs/production.md);
+- ``OPENAI_USAGE_RETRIES`` (2) and ``OPENAI_USAGE_RETRY_DELAY_SECONDS`` (300): Airflow retries of every
+  task (a lost worker fails the attempts it was running; the retry lands the day).
 
 The schedule is an *interval* timetable: a plain ``"@daily"`` gives Airflow 3 runs an empty data
 interval. ``airflow dags test openai_usage_daily 2025-10-05`` pulls 2025-10-04 (the day that ends at
@@ -34,17 +42,28 @@ OUTPUT_CONN_ID = os.environ.get("OPENAI_USAGE_OUTPUT_CONN_ID") or None
 SETTLE = dt.timedelta(minutes=float(os.environ.get("OPENAI_USAGE_SETTLE_MINUTES", "60")))
 START_DATE = pendulum.parse(os.environ.get("OPENAI_USAGE_START_DATE", "2025-01-01"), tz="UTC")
 CATCHUP = os.environ.get("OPENAI_USAGE_CATCHUP", "false").strip().lower() in ("1", "true", "yes")
+END_DATE = pendulum.parse(os.environ["OPENAI_USAGE_END_DATE"], tz="UTC") if os.environ.get("OPENAI_USAGE_END_DATE") else None
+SELECTED = [k.strip() for k in os.environ.get("OPENAI_USAGE_ENDPOINTS", "").split(",") if k.strip()] or list(ENDPOINTS)
+if unknown := sorted(set(SELECTED) - set(ENDPOINTS)):
+    raise ValueError(f"OPENAI_USAGE_ENDPOINTS names unknown endpoints {unknown}; choose from {sorted(ENDPOINTS)}")
+MAX_ACTIVE_RUNS = int(os.environ.get("OPENAI_USAGE_MAX_ACTIVE_RUNS", "4"))
+POKE_SECONDS = float(os.environ.get("OPENAI_USAGE_POKE_SECONDS", "300"))
+POOL = os.environ.get("OPENAI_USAGE_POOL") or None
+RETRIES = int(os.environ.get("OPENAI_USAGE_RETRIES", "2"))
+RETRY_DELAY = dt.timedelta(seconds=float(os.environ.get("OPENAI_USAGE_RETRY_DELAY_SECONDS", "300")))
 
 with DAG(
     dag_id="openai_usage_daily",
     schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
     start_date=START_DATE,
+    end_date=END_DATE,
     catchup=CATCHUP,
-    max_active_runs=4,
+    max_active_runs=MAX_ACTIVE_RUNS,
     tags=["openai", "finops"],
     doc_md=__doc__,
 ) as dag:
-    for key, endpoint in ENDPOINTS.items():
+    for key in SELECTED:
+        endpoint = ENDPOINTS[key]
         # Costs by user_id together with project_id is answered 400 on some organizations (SDK docs).
         group_by = [d for d in FINOPS_DIMENSIONS if d in endpoint.group_by and (key, d) != ("costs", "user_id")]
         wait = OpenAIUsageSensor(
@@ -53,8 +72,11 @@ with DAG(
             group_by=group_by,
             settle_period=SETTLE,
             deferrable=True,
-            poke_interval=300,
+            poke_interval=POKE_SECONDS,
             timeout=12 * 3600,
+            retries=RETRIES,
+            retry_delay=RETRY_DELAY,
+            pool=POOL,
         )
         pull = OpenAIUsageOperator(
             task_id=f"pull_{key}",
@@ -62,7 +84,8 @@ with DAG(
             group_by=group_by,
             output_path=OUTPUT_PATH,
             output_conn_id=OUTPUT_CONN_ID,
-            retries=2,
-            retry_delay=dt.timedelta(minutes=5),
+            retries=RETRIES,
+            retry_delay=RETRY_DELAY,
+            pool=POOL,
         )
         wait >> pull

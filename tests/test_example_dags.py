@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -112,65 +111,6 @@ def test_backfill_dag_writes_to_s3_through_params(fake_api, conn_id, dag_env, s3
     ]
 
 
-def test_airflow_backfill_create_over_daily_runs_with_a_real_scheduler(fake_api, tmp_path):
-    """`airflow backfill create` needs a scheduler and the execution API: run both for real."""
-    import socket
-
-    home, out = tmp_path / "home", tmp_path / "out"
-    home.mkdir()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")},
-        "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db", "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-        "AIRFLOW__CORE__PARALLELISM": "4", "AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": str(port),
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
-        "AIRFLOW_CONN_OPENAI_USAGE_DEFAULT": fake_api.connection_json(),
-        "OPENAI_USAGE_OUTPUT_PATH": out.as_uri(), "OPENAI_USAGE_SETTLE_MINUTES": "60",
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
-    airflow("db", "migrate", env=env)
-    airflow("dags", "reserialize", env=env)
-    # Everything that writes to sqlite from the CLI happens before the scheduler starts writing too
-    # (concurrent writers get "database is locked"); the backfill's runs wait queued until then.
-    airflow("dags", "unpause", "openai_usage_daily", env=env)
-    airflow("backfill", "create", "--dag-id", "openai_usage_daily", "--from-date", "2025-11-01", "--to-date", "2025-11-02", env=env)
-    servers = []
-    try:
-        api = subprocess.Popen([sys.executable, "-m", "airflow", "api-server"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        servers.append(api)
-        for line in api.stdout:  # readiness from its own log line, not a sleep
-            if "Application startup complete" in line:
-                break
-        threading.Thread(target=api.stdout.read, daemon=True).start()
-        servers.append(subprocess.Popen([sys.executable, "-m", "airflow", "scheduler"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        deadline = time.monotonic() + 300
-        while True:  # each CLI call takes seconds by itself: this loop paces on the scheduler's progress
-            assert time.monotonic() < deadline, "backfill runs did not finish within 300 s"
-            listing = subprocess.run([sys.executable, "-m", "airflow", "dags", "list-runs", "openai_usage_daily", "--output", "json"],
-                                     capture_output=True, text=True, env=env, timeout=120)
-            if listing.returncode != 0:  # a read can meet the scheduler's write lock; look again
-                continue
-            runs = json.loads(next(line for line in listing.stdout.splitlines() if line.startswith("[")))
-            backfills = {r["run_id"]: r["state"] for r in runs if r["run_id"].startswith("backfill__")}
-            if len(backfills) == 2 and all(s in ("success", "failed") for s in backfills.values()):
-                break
-        assert set(backfills.values()) == {"success"}, backfills
-    finally:
-        for proc in servers:
-            proc.terminate()
-        for proc in servers:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=20)
-    for key in ENDPOINTS:
-        days = sorted(p.parent.name for p in (out / key).glob("date=*/*.parquet"))
-        assert days == ["date=2025-11-01", "date=2025-11-02"], key
 
 
 def test_daily_dag_catchup_and_start_date_come_from_the_environment(monkeypatch):
