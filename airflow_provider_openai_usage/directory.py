@@ -232,7 +232,11 @@ _ENTITY_LIST: tuple[Entity, ...] = (
         list_schema=None,
         columns=(
             PROJECT_ID,
-            _s("id", (FROM_PROJECT,), description="the API's object has no id; a project has at most one hard limit, so its id is the project's"),
+            _s(
+                "id",
+                (FROM_PROJECT,),
+                description="the API's object has no id; a project has at most one hard limit, so its id is the project's",
+            ),
             _i("threshold_amount", description="in cents"), _s("currency"), _s("interval"),
             _s("enforcement_status", ("enforcement", "status"), description="`inactive` or `enforcing`"),
         ),

@@ -9,12 +9,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from airflow_provider_openai_usage.endpoints import WIDTH_SECONDS, Endpoint, get_endpoint
 from airflow_provider_openai_usage.exceptions import OpenAIUsageValidationError
 
-TimeLike = Union[int, dt.datetime, str]
+TimeLike = int | dt.datetime | str
 
 
 #: 9999-12-31T23:59:59Z, the last second a datetime holds; anything later is not Unix seconds.

@@ -297,16 +297,16 @@ def bucket_columns(endpoint: Endpoint, bucket: Mapping[str, Any]) -> tuple[int, 
 
 def _repeats(endpoint: Endpoint, n: int, columns: dict[str, list[Any]]) -> bool:
     """Does a result repeat exactly? Groups are usually distinct, so the dimensions alone settle it."""
-    if len(set(zip(*(columns[d.name] for d in endpoint.dimensions)))) == n:
+    if len(set(zip(*(columns[d.name] for d in endpoint.dimensions), strict=True))) == n:
         return False
-    return len(set(zip(*columns.values()))) < n
+    return len(set(zip(*columns.values(), strict=True))) < n
 
 
 def _duplicate(endpoint: Endpoint, bucket: Mapping[str, Any], n: int, columns: dict[str, list[Any]]) -> OpenAIUsageResponseError:
     seen: set[tuple[Any, ...]] = set()
-    for row in zip(*columns.values()):
+    for row in zip(*columns.values(), strict=True):
         if row in seen:
-            shown = {k: json_safe(v) for k, v in zip(columns, row) if v is not None and k not in ("start_time", "end_time")}
+            shown = {k: json_safe(v) for k, v in zip(columns, row, strict=True) if v is not None and k not in ("start_time", "end_time")}
             break
         seen.add(row)
     return OpenAIUsageResponseError(
@@ -324,7 +324,7 @@ def sort_columns(endpoint: Endpoint, n: int, columns: dict[str, list[Any]]) -> d
     if any(None in col for col in active):
         order = sorted(range(n), key=lambda i: tuple((col[i] is None, str(col[i])) for col in active))
     else:
-        keys = list(zip(*active))  # no nulls: plain tuple comparison, in C
+        keys = list(zip(*active, strict=True))  # no nulls: plain tuple comparison, in C
         order = sorted(range(n), key=keys.__getitem__)
     if order == list(range(n)):
         return columns
@@ -333,7 +333,7 @@ def sort_columns(endpoint: Endpoint, n: int, columns: dict[str, list[Any]]) -> d
 
 def rows_of(columns: dict[str, list[Any]]) -> list[dict[str, Any]]:
     names = list(columns)
-    return [dict(zip(names, values)) for values in zip(*columns.values())]
+    return [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]
 
 
 def bucket_rows(endpoint: Endpoint, bucket: Mapping[str, Any]) -> Iterator[dict[str, Any]]:

@@ -80,7 +80,10 @@ def check_settled(hook: Any, query: UsageQuery, rules: SettleRules, *, now: floa
     if seen != expected:
         complete = len(set(expected) & set(seen))
         return SettleResult(
-            False, f"{query.describe()}: OpenAI returned {complete} of {len(expected)} buckets complete; waiting for the rest", new_state, summary
+            False,
+            f"{query.describe()}: OpenAI returned {complete} of {len(expected)} buckets complete; waiting for the rest",
+            new_state,
+            summary,
         )
     if rules.require_results:
         reported_by = query.endpoint.reported_by

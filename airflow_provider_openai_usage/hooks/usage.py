@@ -259,10 +259,16 @@ class OpenAIUsageHook(BaseHook):
             )
             page_left = settings.max_retry_wait - (state.idle_for or 0.0)
             if sleep > page_left:
-                why_stopped.append(f"{asked}, more than this request's retry budget allows ({max(0.0, page_left):.1f}s left of max_retry_wait={settings.max_retry_wait:g}s)")
+                why_stopped.append(
+                    f"{asked}, more than this request's retry budget allows "
+                    f"({max(0.0, page_left):.1f}s left of max_retry_wait={settings.max_retry_wait:g}s)"
+                )
                 return True
             if sleep > budget.remaining:
-                why_stopped.append(f"{asked}, more than this pull's retry budget allows ({budget.remaining:.1f}s left of max_total_retry_wait={settings.max_total_retry_wait:g}s)")
+                why_stopped.append(
+                    f"{asked}, more than this pull's retry budget allows "
+                    f"({budget.remaining:.1f}s left of max_total_retry_wait={settings.max_total_retry_wait:g}s)"
+                )
                 return True
             return False
 
@@ -402,7 +408,14 @@ class OpenAIUsageHook(BaseHook):
         blamed = re.sub(r"\[\d*\]$", "", exc.param or "")
         culprit = next((c for c in candidates if c[0] == blamed), None)
         if culprit is None:
-            culprit = next((c for c in candidates if c[0] in said or any(isinstance(v, str) and repr(v) in said for v in (c[1] if isinstance(c[1], list) else []))), None)
+            culprit = next(
+                (
+                    c
+                    for c in candidates
+                    if c[0] in said or any(isinstance(v, str) and repr(v) in said for v in (c[1] if isinstance(c[1], list) else []))
+                ),
+                None,
+            )
         if culprit is not None:
             hint = (
                 f"OpenAI rejected {culprit[0]}={culprit[1]!r}, which this provider allows because OpenAI's spec and SDK "
@@ -458,7 +471,8 @@ class OpenAIUsageHook(BaseHook):
                 raise OpenAIUsageResponseError(f"{query.describe()}: page {number} says has_more but gives no next_page")
             if cursor in seen:
                 raise OpenAIUsageResponseError(
-                    f"{query.describe()}: page {number} repeated an earlier cursor {self.scrub(repr(cursor))[:60]}; stopping instead of looping"
+                    f"{query.describe()}: page {number} repeated an earlier cursor {self.scrub(repr(cursor))[:60]}; "
+                    "stopping instead of looping"
                 )
             seen.add(cursor)
 
@@ -471,7 +485,8 @@ class OpenAIUsageHook(BaseHook):
         else:
             eta = "ETA unknown"
         self.log.info(
-            "%s: %d of %d buckets (%.0f%%) after page %d, %.1fs elapsed, %s", query.describe(), buckets, total, share * 100, page, elapsed, eta
+            "%s: %d of %d buckets (%.0f%%) after page %d, %.1fs elapsed, %s",
+            query.describe(), buckets, total, share * 100, page, elapsed, eta,
         )
 
     def iter_query_buckets(self, query: UsageQuery, *, require_complete: bool = False) -> Iterator[dict[str, Any]]:

@@ -164,7 +164,7 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
             hook.close()
 
     def _rows_to_xcom(self, hook: Any, query: Any) -> list[dict[str, Any]]:
-        rows = []
+        rows: list[dict[str, Any]] = []
         for row in hook.iter_query_rows(query):
             if len(rows) >= self.max_xcom_rows:
                 raise OpenAIUsageValidationError(

@@ -104,7 +104,9 @@ def _metrics(endpoint: Endpoint, rng: random.Random, dims: Mapping[str, Any], or
         text, audio, image = rng.randint(200, 40000), rng.choice((0, 0, rng.randint(10, 900))), rng.choice((0, rng.randint(50, 3000)))
         c_text, c_audio, c_image = rng.randint(0, text), rng.choice((0, audio // 2)), rng.choice((0, image // 3))
         write = rng.randint(0, 2000)
-        o_text, o_audio, o_image = rng.randint(20, 8000), rng.choice((0, 0, rng.randint(5, 400))), rng.choice((0, 0, 0, rng.randint(100, 4000)))
+        o_text = rng.randint(20, 8000)
+        o_audio = rng.choice((0, 0, rng.randint(5, 400)))
+        o_image = rng.choice((0, 0, 0, rng.randint(100, 4000)))
         out.update(
             input_text_tokens=text, input_audio_tokens=audio, input_image_tokens=image,
             input_cached_text_tokens=c_text, input_cached_audio_tokens=c_audio, input_cached_image_tokens=c_image,
@@ -197,7 +199,7 @@ def aggregate(
                 totals.setdefault(name, value)
     results = []
     for key in sorted(groups, key=lambda k: tuple((v is None, str(v)) for v in k)):
-        values = dict(zip(group_by, key))
+        values = dict(zip(group_by, key, strict=True))
         totals = groups[key]
         if "quantity" in totals and "line_item" not in group_by:
             # A quantity only has a unit per line item; the API sends both as null otherwise.

@@ -68,7 +68,8 @@ def _report(output: Path) -> str:
         dates = costs.column("date").to_pylist()
         lines.append(f"Costs per project, {min(dates)} to {max(dates)}:")
         by_project = costs.group_by("project_id").aggregate([("amount_value", "sum")]).sort_by("project_id")
-        for project, amount in zip(by_project.column("project_id").to_pylist(), by_project.column("amount_value_sum").to_pylist()):
+        projects, amounts = by_project.column("project_id").to_pylist(), by_project.column("amount_value_sum").to_pylist()
+        for project, amount in zip(projects, amounts, strict=True):
             lines.append(f"  {project or '(no project)':28} {amount.quantize(CENT):>12} usd")
         lines.append(f"  {'total':28} {pc.sum(costs.column('amount_value')).as_py().quantize(CENT):>12} usd")
     return "\n".join(lines)

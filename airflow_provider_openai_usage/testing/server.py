@@ -14,13 +14,13 @@ Choices where OpenAI documents nothing (written down in docs/fake-api.md):
 from __future__ import annotations
 
 import base64
-from bisect import bisect_left
 import hashlib
 import json
 import re
 import shlex
 import threading
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Context, Decimal
@@ -155,7 +155,8 @@ class UsageAPI:
             message = (
                 f"Incorrect API key provided: {shown}. You can find your API key at https://platform.openai.com/account/api-keys."
                 if token
-                else "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
+                else "You didn't provide an API key. You need to provide your API key in an Authorization header "
+                "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
             )
             return 401, {}, _error_body(message, "invalid_request_error", code="invalid_api_key" if token else None)
         if admin_route is not None:
@@ -279,7 +280,9 @@ class UsageAPI:
             next_page = "page_" + base64.urlsafe_b64encode(f"{offset + size}:{fingerprint}".encode()).decode()
         return {"object": "page", "data": buckets, "has_more": has_more, "next_page": next_page}
 
-    def _results(self, endpoint: Endpoint, start: int, end: int, group_by: list[str], filters: Mapping[str, set[Any]]) -> list[dict[str, Any]]:
+    def _results(
+        self, endpoint: Endpoint, start: int, end: int, group_by: list[str], filters: Mapping[str, set[Any]]
+    ) -> list[dict[str, Any]]:
         if self.controls.dense_groups:
             return dense_results(endpoint, start, self.controls.dense_groups)
         events = []

@@ -107,7 +107,12 @@ class OpenAIUsageTrigger(BaseTrigger):
                 remaining = None if self.deadline is None else self.deadline - time.time()
                 if remaining is not None and remaining <= 0:
                     yield TriggerEvent(
-                        {"status": "timeout", "message": f"gave up after {polls} polls: {result.reason}", "summary": result.summary, "polls": polls}
+                        {
+                            "status": "timeout",
+                            "message": f"gave up after {polls} polls: {result.reason}",
+                            "summary": result.summary,
+                            "polls": polls,
+                        }
                     )
                     return
                 await asyncio.sleep(self.poll_interval if remaining is None else min(self.poll_interval, remaining))
