@@ -25,8 +25,9 @@ def snippets() -> list[tuple[str, int, str]]:
 
 def land_demo_output(root: Path) -> None:
     """What query.md reads: ``./demo-output`` as ``make demo`` leaves it (two weeks, empty days included)."""
-    from airflow_provider_openai_usage.operators.usage import OpenAICompletionsUsageOperator, OpenAICostsOperator
     from conftest import DAY, NOW
+
+    from airflow_provider_openai_usage.operators.usage import OpenAICompletionsUsageOperator, OpenAICostsOperator
 
     for cls, group_by in ((OpenAICostsOperator, ["project_id", "line_item"]), (OpenAICompletionsUsageOperator, ["project_id", "model"])):
         cls(task_id="land", start_time=NOW - 14 * DAY, end_time=NOW, group_by=group_by, output_path=str(root)).execute({})

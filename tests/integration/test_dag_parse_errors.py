@@ -4,7 +4,6 @@ before any run: the real CLI over a real dags folder and metadata database."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,19 +22,24 @@ with DAG("{name}", schedule=None, start_date=pendulum.datetime(2025, 1, 1, tz="U
 
 #: DAG file name → (the task line, what the import error must say).
 BAD = {
-    "costs_hourly": ('OpenAICostsOperator(task_id="t", bucket_width="1h")', "bucket_width='1h' is not allowed for endpoint 'costs'"),
-    "costs_by_model": ('OpenAICostsOperator(task_id="t", group_by=["model"])', "group_by value 'model' is not allowed for endpoint 'costs'"),
-    "unknown_filter": ('OpenAICostsOperator(task_id="t", filters={"models": ["gpt-4o"]})', "filter 'models' is not accepted by endpoint 'costs'"),
+    "costs_hourly": ('OpenAICostsOperator(task_id="t", bucket_width="1h")',
+                     "bucket_width='1h' is not allowed for endpoint 'costs'"),
+    "costs_by_model": ('OpenAICostsOperator(task_id="t", group_by=["model"])',
+                       "group_by value 'model' is not allowed for endpoint 'costs'"),
+    "unknown_filter": ('OpenAICostsOperator(task_id="t", filters={"models": ["gpt-4o"]})',
+                       "filter 'models' is not accepted by endpoint 'costs'"),
     "filter_value": ('OpenAICompletionsUsageOperator(task_id="t", filters={"batch": "no"})', "filter batch='no' must be a bool"),
     "xlsx": ('OpenAICostsOperator(task_id="t", file_format="xlsx")', "file_format='xlsx' is not supported"),
     "restate": ('OpenAICostsOperator(task_id="t", restate_days=100000)', "restate_days=100000 reaches back before 1970-01-01"),
     "xcom_cap": ('OpenAICostsOperator(task_id="t", max_xcom_rows=-1)', "max_xcom_rows=-1 must be an int >= 0"),
-    "millis": ('OpenAICostsOperator(task_id="t", start_time=1762128000000, end_time=1762732800000)', "start_time=1762128000000 looks like epoch milliseconds"),
+    "millis": ('OpenAICostsOperator(task_id="t", start_time=1762128000000, end_time=1762732800000)',
+               "start_time=1762128000000 looks like epoch milliseconds"),
     "sensor_polls": ('OpenAICostsSensor(task_id="t", stable_polls=0)', "stable_polls=0 must be an int >= 1"),
     "sensor_group": ('OpenAICostsSensor(task_id="t", group_by=["model"])', "group_by value 'model' is not allowed for endpoint 'costs'"),
 }
 GOOD = {
-    "templated": ('OpenAICostsOperator(task_id="t", bucket_width="{{ params.w }}", start_time="{{ params.s }}", end_time="{{ params.e }}", file_format="{{ params.f }}")', None),
+    "templated": ('OpenAICostsOperator(task_id="t", bucket_width="{{ params.w }}", start_time="{{ params.s }}", '
+                  'end_time="{{ params.e }}", file_format="{{ params.f }}")', None),
 }
 
 

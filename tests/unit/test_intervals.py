@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import pendulum
 import pytest
+from conftest import DAY, NOW
 
 from airflow_provider_openai_usage.exceptions import OpenAIUsageValidationError
 from airflow_provider_openai_usage.intervals import check_restate_days, resolve_range
 from airflow_provider_openai_usage.operators.usage import OpenAICompletionsUsageOperator, OpenAICostsOperator
-from conftest import DAY, NOW
 
 
 def ctx(start: int, end: int) -> dict:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from conftest import DAY, NOW
 
 from airflow_provider_openai_usage.exceptions import OpenAIUsageValidationError
 from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
 from airflow_provider_openai_usage.query import MAX_UNIX_SECONDS, UsageQuery, to_unix_seconds
-from conftest import DAY, NOW
 
 T0 = NOW - 7 * DAY  # 2025-11-03T00:00:00Z
 

@@ -7,12 +7,12 @@ import datetime as dt
 
 import pendulum
 import pytest
+from conftest import DAY, NOW
 
 from airflow_provider_openai_usage.exceptions import OpenAIUsageValidationError
 from airflow_provider_openai_usage.operators.usage import OpenAICostsOperator, OpenAIUsageOperator
 from airflow_provider_openai_usage.sensors.usage import OpenAICostsSensor, OpenAIUsageSensor
 from airflow_provider_openai_usage.task_range import is_templated
-from conftest import DAY, NOW
 
 T0 = NOW - 7 * DAY
 
@@ -95,7 +95,8 @@ GOOD_LITERALS = [
 
 @pytest.mark.parametrize("kwargs", GOOD_LITERALS)
 def test_valid_literals_pass_parsing_and_run_without_a_validation_error(fake_api, conn_id, kwargs):
-    context = {"data_interval_start": pendulum.from_timestamp(NOW - DAY, tz="UTC"), "data_interval_end": pendulum.from_timestamp(NOW, tz="UTC")}
+    context = {"data_interval_start": pendulum.from_timestamp(NOW - DAY, tz="UTC"),
+               "data_interval_end": pendulum.from_timestamp(NOW, tz="UTC")}
     OpenAIUsageSensor(task_id="s", endpoint="completions", **kwargs)
     rows = OpenAIUsageOperator(task_id="t", endpoint="completions", max_xcom_rows=10**6, **kwargs).execute(context)
     assert isinstance(rows, list) and fake_api.requests
@@ -142,7 +143,8 @@ def test_rendered_values_get_the_same_refusal_before_any_request(fake_api, conn_
     op = OpenAICostsOperator(task_id="t", **{name: "{{ params.x }}" for name in rendered})
     for name, value in rendered.items():  # what rendering gave
         setattr(op, name, value)
-    context = {"data_interval_start": pendulum.from_timestamp(NOW - DAY, tz="UTC"), "data_interval_end": pendulum.from_timestamp(NOW, tz="UTC")}
+    context = {"data_interval_start": pendulum.from_timestamp(NOW - DAY, tz="UTC"),
+               "data_interval_end": pendulum.from_timestamp(NOW, tz="UTC")}
     with pytest.raises(OpenAIUsageValidationError, match=fragment):
         op.execute(context)
     assert fake_api.requests == []
