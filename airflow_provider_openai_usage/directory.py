@@ -296,10 +296,22 @@ def resolve_entities(entities: Any) -> tuple[str, ...]:
     """``None``, ``"all"`` or a list of keys → the keys in registry order, checked (DAG-parse time)."""
     from airflow_provider_openai_usage.exceptions import OpenAIUsageValidationError
 
-    if entities is None or entities == "all":
-        return ENTITY_KEYS
     if isinstance(entities, str):
-        entities = [entities]
+        text = entities.strip()
+        if text.startswith("["):
+            # A Jinja-rendered list ("['projects', 'users']") arrives as its text.
+            import ast
+
+            try:
+                entities = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                raise OpenAIUsageValidationError(
+                    f"entities={text!r} is not a list of entity keys; allowed: {', '.join(ENTITY_KEYS)}"
+                ) from None
+        else:
+            entities = [e.strip() for e in text.split(",") if e.strip()] or [text]
+    if entities is None or entities == "all" or entities == ["all"]:
+        return ENTITY_KEYS
     if not isinstance(entities, (list, tuple)) or not entities:
         raise OpenAIUsageValidationError(
             f"entities={entities!r} must be 'all' or a non-empty list of entity keys; allowed: {', '.join(ENTITY_KEYS)}"

@@ -99,8 +99,11 @@ def object_row(entity: Entity, obj: Any, project_id: str | None = None, *, secre
     return row
 
 
-def arrow_schema(entity: Entity) -> pa.Schema:
-    """Typed from the registry, identical for every snapshot of an entity, empty ones included."""
+def arrow_schema(entity: Entity, file_format: str = "parquet") -> pa.Schema:
+    """Typed from the registry, identical for every snapshot of an entity, empty ones included.
+
+    A CSV cell holds no list: there a list of strings is one JSON array text (``["a","b"]``).
+    """
     import pyarrow as pa
 
     types = {
@@ -109,20 +112,25 @@ def arrow_schema(entity: Entity) -> pa.Schema:
         "bool": pa.bool_(),
         # Milliseconds like the usage partitions: Parquet has no seconds unit.
         "timestamp": pa.timestamp("ms", tz="UTC"),
-        "strings": pa.list_(pa.string()),
+        "strings": pa.string() if file_format == "csv" else pa.list_(pa.string()),
     }
     return pa.schema([pa.field(c.name, types[c.type], nullable=c.name != "id") for c in entity.columns])
 
 
-def rows_table(entity: Entity, rows: list[dict[str, Any]]) -> pa.Table:
-    """Rows (Unix-second timestamps) → an Arrow table of the entity's schema."""
+def rows_table(entity: Entity, rows: list[dict[str, Any]], file_format: str = "parquet") -> pa.Table:
+    """Rows (Unix-second timestamps) → an Arrow table of the entity's schema for ``file_format``."""
+    import json
+
     import pyarrow as pa
 
-    schema = arrow_schema(entity)
+    schema = arrow_schema(entity, file_format)
+    lists = {c.name for c in entity.columns if c.type == "strings"}
     columns: dict[str, Any] = {}
     for field in schema:
         values = [row[field.name] for row in rows]
-        if pa.types.is_timestamp(field.type):
+        if field.name in lists and pa.types.is_string(field.type):
+            columns[field.name] = pa.array([None if v is None else json.dumps(v) for v in values], type=field.type)
+        elif pa.types.is_timestamp(field.type):
             columns[field.name] = pa.array(values, type=pa.timestamp("s", tz="UTC")).cast(field.type)
         else:
             columns[field.name] = pa.array(values, type=field.type)

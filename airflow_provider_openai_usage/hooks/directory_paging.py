@@ -5,15 +5,16 @@ query plus ``after=<last_id>``. Every request asks for the documented maximum (`
 an entity costs ``ceil(objects / 100)`` requests, per project for per-project entities. The project
 list is read once per reader and shared by every per-project entity (the fan-out).
 
-Every request still goes through ``OpenAIUsageHook._get_page``: auth, timeouts, retries of the
-failed page, error translation and masking are the hook's, not repeated here.
+Every request goes through ``OpenAIUsageHook.get_json``: auth, deadlines, retries of the failed
+page within one retry budget for the whole read, error translation and secret scrubbing are the
+hook's, not repeated here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_openai_usage.directory import Entity, get_entity
 from airflow_provider_openai_usage.directory_rows import object_row
@@ -25,34 +26,10 @@ from airflow_provider_openai_usage.exceptions import (
 )
 
 if TYPE_CHECKING:
-    from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
-    from airflow_provider_openai_usage.query import UsageQuery
+    from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook, RetryBudget
 
 #: Parameters the reader owns: refused from callers with the reason.
 PAGING_PARAMS = ("limit", "after", "before")
-
-
-@dataclass(frozen=True)
-class _Path:
-    key: str
-    path: str
-
-
-@dataclass(frozen=True)
-class DirectoryRequest:
-    """One admin path and its parameters, shaped as the hook's request path reads a query
-    (``endpoint.key``, ``endpoint.path``, ``params()``, ``describe()``)."""
-
-    endpoint: _Path
-    query: tuple[tuple[str, str], ...]
-    #: The path answers one object, not a list (``spend_limit``): no ``data`` array to check.
-    single_object: bool = False
-
-    def params(self) -> list[tuple[str, str]]:
-        return list(self.query)
-
-    def describe(self) -> str:
-        return f"{self.endpoint.key} {self.endpoint.path}"
 
 
 @dataclass(frozen=True)
@@ -81,6 +58,8 @@ class DirectoryQuery:
                 continue
             if name == "project_ids":
                 project_ids = _strings(ent, name, value)
+                if len(set(project_ids)) != len(project_ids):
+                    raise OpenAIUsageValidationError(f"{ent.key}: project_ids={list(project_ids)!r} repeats a project")
                 continue
             spec = ent.param(name)
             if spec.kind == "bool":
@@ -122,7 +101,7 @@ class DirectoryReader:
     def __init__(self, hook: OpenAIUsageHook) -> None:
         self.hook = hook
         self._projects: list[tuple[str, bool]] | None = None
-        self._budget: Any = None
+        self._budget: RetryBudget | None = None
         self.requests = 0
 
     def iter_rows(self, entity: str, **params: Any) -> Iterator[dict[str, Any]]:
@@ -132,7 +111,14 @@ class DirectoryReader:
     def iter_query(self, query: DirectoryQuery) -> Iterator[dict[str, Any]]:
         entity = query.entity
         if not entity.per_project:
-            yield from self._iter_path(entity, query.params, None)
+            complete_projects = entity.key == "projects" and query.params == (("include_archived", "true"),)
+            seen: list[tuple[str, bool]] = []
+            for row in self._iter_path(entity, query.params, None):
+                if complete_projects:
+                    seen.append(_project_state(row))
+                yield row
+            if complete_projects and self._projects is None:
+                self._projects = seen  # the fan-out reuses this listing instead of asking again
             return
         if query.project_ids is not None:
             targets = list(query.project_ids)
@@ -144,27 +130,21 @@ class DirectoryReader:
     def projects(self) -> list[tuple[str, bool]]:
         """Every project, archived ones included (their keys still appear in usage history): (id, archived)."""
         if self._projects is None:
-            self._projects = [
-                (row["id"], row["status"] == "archived" or row["archived_at"] is not None)
-                for row in self.iter_rows("projects", include_archived=True)
-            ]
+            for _row in self.iter_rows("projects", include_archived=True):
+                pass  # iter_query keeps the complete listing
+        assert self._projects is not None
         return self._projects
 
     # -- paths ------------------------------------------------------------------------------------
     def _get(self, entity: Entity, path: str, params: list[tuple[str, str]], single: bool) -> dict[str, Any]:
+        """One request through the hook's request path, sharing one retry budget for the whole read."""
         self.requests += 1
-        get_json = getattr(self.hook, "get_json", None)
-        if get_json is not None:
-            # The hook's generic request path; one retry budget for the whole read.
-            if self._budget is None:
-                self._budget = self.hook.new_retry_budget()
-            answer = get_json(path, params, what=entity.key, budget=self._budget)
-            if not isinstance(answer, dict) or not (single or isinstance(answer.get("data"), list)):
-                raise OpenAIUsageResponseError(f"{entity.key} {path}: the answer has no 'data' array; nothing is written")
-            return answer
-        request = DirectoryRequest(_Path(entity.key, path), tuple(params), single)
-        # The hook's request path types its query as a UsageQuery; it reads only the members above.
-        return self.hook._get_page(cast("UsageQuery", request), None, params=list(params))
+        if self._budget is None:
+            self._budget = self.hook.new_retry_budget()
+        answer = self.hook.get_json(path, params, what=entity.key, budget=self._budget)
+        if not isinstance(answer, dict) or not (single or isinstance(answer.get("data"), list)):
+            raise OpenAIUsageResponseError(f"{entity.key} {path}: the answer has no 'data' array; nothing is written")
+        return answer
 
     def _iter_path(self, entity: Entity, params: tuple[tuple[str, str], ...], project_id: str | None) -> Iterator[dict[str, Any]]:
         path = entity.path_for(project_id)
@@ -207,6 +187,10 @@ class DirectoryReader:
                 raise OpenAIUsageResponseError(f"{where}: page {number} repeated the cursor {last_id!r}; stopping instead of looping")
             cursors.add(last_id)
             after = last_id
+
+
+def _project_state(row: dict[str, Any]) -> tuple[str, bool]:
+    return row["id"], row["status"] == "archived" or row["archived_at"] is not None
 
 
 def iter_directory(hook: OpenAIUsageHook, entity: str, **params: Any) -> Iterator[dict[str, Any]]:

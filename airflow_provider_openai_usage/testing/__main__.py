@@ -1,4 +1,4 @@
-"""``python -m airflow_provider_openai_usage.testing serve [--port PORT] [--key KEY] [--seed N]``.
+"""``python -m airflow_provider_openai_usage.testing serve [--port PORT] [--key KEY] [--seed N] [--projects N]``.
 
 On start it prints one parseable line (``... listening on <base url>``, so scripts wait for it instead
 of sleeping), then the ``export AIRFLOW_CONN_OPENAI_USAGE_DEFAULT=...`` line that points Airflow at
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from airflow_provider_openai_usage.testing.data import PROJECT_POOL, FakeOrganization
 from airflow_provider_openai_usage.testing.server import DEFAULT_KEY, FakeOpenAIUsageAPI, connection_export, serve_forever
 
 
@@ -26,13 +27,16 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: any free port)")
     serve.add_argument("--key", default=DEFAULT_KEY, help="the admin key clients must send as Bearer token")
     serve.add_argument("--seed", type=int, default=0, help="seed of the synthetic organization's usage")
+    serve.add_argument("--projects", type=int, default=3, choices=range(1, len(PROJECT_POOL) + 1), metavar="N",
+                       help=f"projects in the synthetic organization (1-{len(PROJECT_POOL)})")
     serve.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
     serve.add_argument("--amount-format", choices=("number", "string", "mixed"), default="number", help="how costs amounts are encoded")
     serve.add_argument("--now", type=int, default=None, help="fixed Unix time the server believes it is; unset: the real clock")
     serve.add_argument("--dense-groups", type=int, default=0, help="benchmarks: N synthetic results in every bucket")
     args = parser.parse_args(argv)
 
-    api = FakeOpenAIUsageAPI(key=args.key, seed=args.seed, port=args.port, now=args.now)
+    organization = FakeOrganization(seed=args.seed, projects=PROJECT_POOL[: args.projects])
+    api = FakeOpenAIUsageAPI(key=args.key, organization=organization, port=args.port, now=args.now)
     api.controls.dense_groups = args.dense_groups
     api.controls.latency = args.latency
     api.controls.amount_format = args.amount_format

@@ -37,6 +37,12 @@ DEFAULT_MODELS: Mapping[str, tuple[str, ...]] = {
 GENERIC_MODELS = ("gpt-4o-2024-08-06",)
 
 
+#: Project ids a synthetic organization draws from (``serve --projects N`` takes the first N).
+PROJECT_POOL = (
+    "proj_alpha", "proj_beta", "proj_gamma", "proj_delta", "proj_epsilon", "proj_zeta", "proj_eta", "proj_theta", "proj_iota", "proj_kappa",
+)
+
+
 @dataclass(frozen=True)
 class FakeOrganization:
     """Who uses the synthetic organization: the pools dimension values are drawn from."""

@@ -8,8 +8,15 @@ from airflow_provider_openai_usage.directory import ENTITIES, ENTITY_KEYS, FROM_
 from airflow_provider_openai_usage.exceptions import OpenAIUsageValidationError
 
 PINNED = (
-    "projects", "users", "project_users", "project_api_keys", "project_service_accounts", "admin_api_keys",
-    "project_spend_limits", "project_spend_alerts", "project_rate_limits",
+    "projects",
+    "users",
+    "project_users",
+    "project_api_keys",
+    "project_service_accounts",
+    "admin_api_keys",
+    "project_spend_limits",
+    "project_spend_alerts",
+    "project_rate_limits",
 )
 SPEC_TYPES = {"string": {"string"}, "int64": {"integer"}, "timestamp": {"integer"}, "bool": {"boolean"}, "strings": {"array"}}
 
@@ -112,7 +119,8 @@ def test_paging_limit_is_the_documented_maximum(admin_spec):
 
 def test_the_paths_that_refuse_archived_projects_are_skipped_for_them(admin_spec):
     refusing = {
-        e.key for e in ENTITIES.values()
+        e.key
+        for e in ENTITIES.values()
         if "archived" in str(admin_spec["paths"][e.path]["get"]["responses"].get("400", {}).get("description", ""))
     }
     assert refusing == {e.key for e in ENTITIES.values() if e.skips_archived_projects} == {"project_users", "project_service_accounts"}
@@ -127,13 +135,29 @@ def test_unknown_entities_are_refused_with_the_allowed_list():
 
 @pytest.mark.parametrize(
     ("given", "expected"),
-    [(None, ENTITY_KEYS), ("all", ENTITY_KEYS), ("users", ("users",)), (["project_api_keys", "projects"], ("projects", "project_api_keys"))],
+    [
+        (None, ENTITY_KEYS),
+        ("all", ENTITY_KEYS),
+        ("users", ("users",)),
+        (["project_api_keys", "projects"], ("projects", "project_api_keys")),
+        ("['users', 'projects']", ("projects", "users")),
+        ("users, projects", ("projects", "users")),
+    ],
 )
 def test_entities_resolve_to_registry_order(given, expected):
     assert resolve_entities(given) == expected
 
 
-@pytest.mark.parametrize(("given", "match"), [([], "non-empty list"), (["users", "users"], "repeats"), (["userz"], "allowed: projects"), (3, "non-empty list")])
+@pytest.mark.parametrize(
+    ("given", "match"),
+    [
+        ([], "non-empty list"),
+        (["users", "users"], "repeats"),
+        (["userz"], "allowed: projects"),
+        (3, "non-empty list"),
+        ("[users", "not a list"),
+    ],
+)
 def test_bad_entity_lists_are_refused(given, match):
     with pytest.raises(OpenAIUsageValidationError, match=match):
         resolve_entities(given)
@@ -143,6 +167,9 @@ def test_importing_the_registry_stays_cheap():
     import subprocess
     import sys
 
-    code = "import sys, airflow_provider_openai_usage.directory; print(sorted(m for m in ('airflow', 'pyarrow', 'requests') if m in sys.modules))"
+    code = (
+        "import sys, airflow_provider_openai_usage.directory; "
+        "print(sorted(m for m in ('airflow', 'pyarrow', 'requests') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"

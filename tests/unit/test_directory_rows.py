@@ -38,7 +38,10 @@ def test_owner_columns_read_a_user_or_a_service_account(admin_spec):
     user_owned = spec_example(admin_spec, "project_api_keys")
     row = object_row(entity, user_owned, "proj_abc")
     assert (row["owner_type"], row["owner_id"], row["owner_email"]) == ("user", "user_abc", "user@example.com")
-    sa_owned = {**user_owned, "owner": {"type": "service_account", "service_account": {"id": "svc_acct_1", "name": "bot", "created_at": 1, "role": "member"}}}
+    sa_owned = {
+        **user_owned,
+        "owner": {"type": "service_account", "service_account": {"id": "svc_acct_1", "name": "bot", "created_at": 1, "role": "member"}},
+    }
     row = object_row(entity, sa_owned, "proj_abc")
     assert (row["owner_type"], row["owner_id"], row["owner_name"], row["owner_email"]) == ("service_account", "svc_acct_1", "bot", None)
 
@@ -53,7 +56,10 @@ def test_spend_alert_recipients_are_a_typed_list(admin_spec):
 
 def test_timestamps_are_utc_timestamps_in_arrow_and_unix_seconds_in_rows():
     entity = ENTITIES["projects"]
-    row = object_row(entity, {"object": "organization.project", "id": "proj_1", "name": "A", "created_at": 1711471533, "archived_at": None, "status": "active"})
+    row = object_row(
+        entity,
+        {"object": "organization.project", "id": "proj_1", "name": "A", "created_at": 1711471533, "archived_at": None, "status": "active"},
+    )
     assert row["created_at"] == 1711471533
     table = rows_table(entity, [row])
     assert str(table.schema.field("created_at").type) == "timestamp[ms, tz=UTC]"
@@ -97,8 +103,13 @@ SECRET = "sk-admin-SENTINEL-test-key-0123456789abcdef"
 )
 def test_a_full_key_anywhere_in_an_object_is_refused_without_repeating_it(where, value):
     obj = {
-        "object": "organization.project.api_key", "redacted_value": "sk-abc...def", "name": "k", "created_at": 1,
-        "last_used_at": None, "id": "key_1", "owner_project_access": "active",
+        "object": "organization.project.api_key",
+        "redacted_value": "sk-abc...def",
+        "name": "k",
+        "created_at": 1,
+        "last_used_at": None,
+        "id": "key_1",
+        "owner_project_access": "active",
         "owner": {"type": "user", "user": {"id": "user_1", "email": "a@b.c", "name": "A", "created_at": 1, "role": "owner"}},
     }
     node = obj
@@ -113,8 +124,15 @@ def test_a_full_key_anywhere_in_an_object_is_refused_without_repeating_it(where,
 
 @pytest.mark.parametrize("redacted", ["sk-abc...def", "sk-admin...cdef", "sk-proj-****abcd", "sk-svcacct-...xyz9"])
 def test_redacted_values_pass(redacted):
-    obj = {"object": "organization.admin_api_key", "id": "key_1", "name": None, "redacted_value": redacted, "created_at": 1,
-           "expires_at": None, "owner": {"type": "user", "id": "user_1", "name": "A", "created_at": 1, "role": "owner"}}
+    obj = {
+        "object": "organization.admin_api_key",
+        "id": "key_1",
+        "name": None,
+        "redacted_value": redacted,
+        "created_at": 1,
+        "expires_at": None,
+        "owner": {"type": "user", "id": "user_1", "name": "A", "created_at": 1, "role": "owner"},
+    }
     assert object_row(ENTITIES["admin_api_keys"], obj, secrets=(SECRET,))["redacted_value"] == redacted
 
 

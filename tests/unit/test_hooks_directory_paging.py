@@ -5,6 +5,9 @@ from __future__ import annotations
 import math
 
 import pytest
+from conftest import SENTINEL_KEY
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from airflow_provider_openai_usage.directory import ENTITIES, ENTITY_KEYS
 from airflow_provider_openai_usage.directory_rows import object_row
@@ -18,7 +21,6 @@ from airflow_provider_openai_usage.hooks.directory_paging import DirectoryReader
 from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
 from airflow_provider_openai_usage.testing import FakeOpenAIUsageAPI
 from airflow_provider_openai_usage.testing.faults import Fault, status
-from conftest import SENTINEL_KEY
 
 
 def served_rows(api: FakeOpenAIUsageAPI, key: str) -> list[dict]:
@@ -126,6 +128,7 @@ def test_parameters_reach_the_api_and_project_ids_skip_the_listing(fake_api, con
         ("admin_api_keys", {"after": "key_x"}, "pages by itself"),
         ("project_users", {"project_ids": [""]}, "non-empty strings"),
         ("admin_api_keys", {"order": "newest"}, "allowed: asc, desc"),
+        ("project_users", {"project_ids": ["proj_alpha", "proj_alpha"]}, "repeats a project"),
     ],
 )
 def test_bad_entities_and_parameters_are_refused_before_any_request(fake_api, conn_id, entity, params, match):
@@ -189,3 +192,18 @@ def test_the_connection_s_own_key_is_refused_even_if_it_does_not_look_like_an_op
         with pytest.raises(OpenAIUsageResponseError, match="full API key") as info:
             list(hook.iter_directory("admin_api_keys"))
         assert odd not in str(info.value)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    key=st.sampled_from(["users", "project_users", "project_api_keys", "project_rate_limits"]),
+    cap=st.integers(min_value=5, max_value=40),
+    faults=st.lists(st.sampled_from(["pass", "503", "429", "drop"]), max_size=4),  # max_retries=4: five attempts per page
+)
+def test_any_page_size_and_transient_faults_give_the_same_rows(fake_api, conn_id, key, cap, faults):
+    fake_api.reset()
+    fake_api.controls.page_size_cap = cap
+    fake_api.schedule_faults(
+        *[Fault("pass") if f == "pass" else Fault("drop") if f == "drop" else status(int(f), retry_after=0) for f in faults]
+    )
+    assert list(OpenAIUsageHook(conn_id).iter_directory(key)) == served_rows(fake_api, key)

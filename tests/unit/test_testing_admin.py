@@ -10,11 +10,11 @@ import json
 
 import pytest
 import requests
+from conftest import DAY, NOW, SENTINEL_KEY
 
 from airflow_provider_openai_usage.directory import ENTITIES, ENTITY_KEYS
 from airflow_provider_openai_usage.endpoints import ENDPOINTS
 from airflow_provider_openai_usage.testing import FakeOpenAIUsageAPI
-from conftest import DAY, NOW, SENTINEL_KEY
 
 
 def get(api: FakeOpenAIUsageAPI, path: str, params=(), token: str | None = SENTINEL_KEY) -> requests.Response:
@@ -106,7 +106,9 @@ def test_every_usage_and_costs_id_resolves_except_deleted_keys_and_removed_users
     assert all(used.values())
     projects = set(project_ids(fake_api))
     users = {u["id"] for u in every_item(fake_api, "/organization/users")}
-    keys = {k["id"] for p in projects for k in every_item(fake_api, f"/organization/projects/{p}/api_keys", [("owner_project_access", "any")])}
+    keys = {
+        k["id"] for p in projects for k in every_item(fake_api, f"/organization/projects/{p}/api_keys", [("owner_project_access", "any")])
+    }
     org = fake_api.organization
     assert used["project_id"] <= projects
     assert used["user_id"] - users == set(org.removed_users)
@@ -121,7 +123,11 @@ def test_keys_of_owners_without_access_are_hidden_unless_asked_for(fake_api):
     inactive = {k["id"] for k in every_item(fake_api, path, [("owner_project_access", "inactive")])}
     assert inactive and inactive == {k["id"] for k in everything if k["owner_project_access"] == "inactive"}
     assert default == {k["id"] for k in everything} - inactive
-    owners = {k["owner"]["type"] for p in project_ids(fake_api) for k in every_item(fake_api, f"/organization/projects/{p}/api_keys", [("owner_project_access", "any")])}
+    owners = {
+        k["owner"]["type"]
+        for p in project_ids(fake_api)
+        for k in every_item(fake_api, f"/organization/projects/{p}/api_keys", [("owner_project_access", "any")])
+    }
     assert owners == {"user", "service_account"}
 
 
@@ -134,7 +140,9 @@ def test_paging_by_after_before_and_order(fake_api):
     ids = [a["id"] for a in every_item(fake_api, alerts)]
     assert [a["id"] for a in ok(get(fake_api, alerts, [("order", "desc")]))["data"]] == ids[::-1]
     assert [a["id"] for a in ok(get(fake_api, alerts, [("before", ids[-1])]))["data"]] == ids[:-1]
-    assert ok(get(fake_api, "/organization/projects"))["data"] == [p for p in every_item(fake_api, "/organization/projects", [("include_archived", "true")]) if p["status"] == "active"]
+    assert ok(get(fake_api, "/organization/projects"))["data"] == [
+        p for p in every_item(fake_api, "/organization/projects", [("include_archived", "true")]) if p["status"] == "active"
+    ]
     ada = ok(get(fake_api, "/organization/users/user-ada"))
     assert [u["id"] for u in ok(get(fake_api, "/organization/users", [("emails[]", ada["email"])]))["data"]] == ["user-ada"]
 
