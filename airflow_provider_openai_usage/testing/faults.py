@@ -17,7 +17,6 @@ FaultKind = Literal[
     "pass", "status", "drop", "truncate", "garbage", "slow", "loop", "shift", "legacy", "drift", "wrong_object", "no_data",
     "echo", "echo_html", "trickle", "no_has_more", "gap",
 ]
-RETRYABLE_STATUSES = (429, 500, 502, 503, 504)
 
 
 @dataclass(frozen=True)

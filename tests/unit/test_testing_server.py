@@ -348,12 +348,3 @@ def _cli_answer(hash_seed: str, key: str) -> bytes:
 @pytest.mark.parametrize("key", ["completions", "embeddings"])
 def test_data_is_identical_across_processes_whatever_the_hash_seed(key):
     assert _cli_answer("1", key) == _cli_answer("2", key)
-
-
-def test_pytest_plugin_fixtures_point_the_default_connection_at_a_fake(fake_openai_usage_api, openai_usage_connection):
-    from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
-
-    assert openai_usage_connection == "openai_usage_default"
-    ok, message = OpenAIUsageHook().test_connection()
-    assert ok, message
-    assert len(fake_openai_usage_api.requests) == 1
