@@ -20,6 +20,9 @@ from airflow_provider_openai_usage.task_range import UsageRangeTask
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_provider_openai_usage.query import UsageQuery
+    from airflow_provider_openai_usage.settlement import SettleResult, SettleRules, StabilityState
+
 #: Costs and daily usage are typically final within the hour after a UTC day closes.
 DEFAULT_SETTLE_PERIOD = dt.timedelta(hours=1)
 
@@ -85,15 +88,15 @@ class OpenAIUsageSensor(UsageRangeTask, BaseSensorOperator):
         self.require_results = require_results
         self.stable_polls = stable_polls
         self.deferrable = deferrable
-        self._stability: Any = None
+        self._stability: StabilityState | None = None
         self.check_literal_parameters()  # at DAG parse time, so list-import-errors names a bad one
 
-    def _rules(self) -> Any:
+    def _rules(self) -> SettleRules:
         from airflow_provider_openai_usage.settlement import SettleRules
 
         return SettleRules(self.settle_period.total_seconds(), self.require_results, self.stable_polls)
 
-    def _poll(self, query: Any, state: Any) -> Any:
+    def _poll(self, query: UsageQuery, state: StabilityState) -> SettleResult:
         from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
         from airflow_provider_openai_usage.settlement import check_settled
 
