@@ -180,6 +180,10 @@ def is_loopback(host: str) -> bool:
 
 def validate_base_url(url: str) -> str:
     parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - raises for a port out of range or not a number
+    except ValueError:
+        raise _invalid(f"connection host {url!r} has a port that is not a number from 1 to 65535") from None
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise _invalid(f"connection host {url!r} is not a URL; use {DEFAULT_BASE_URL} (or leave it empty)")
     if parts.scheme == "http" and not is_loopback(parts.hostname):
@@ -241,6 +245,13 @@ def read_settings(conn_id: str, conn: Connection) -> ConnectionSettings:
         backoff_base=value("backoff_base"),
         max_retry_after=value("max_retry_after"),
     )
+
+
+def unknown_extras(conn: Connection) -> list[str]:
+    """Extras this provider does not read (a typo such as ``max_retry`` would otherwise pass silently)."""
+    extra = conn.extra_dejson or {}
+    known = set(CONNECTION_EXTRAS) | {f"extra__{CONN_TYPE}__{name}" for name in CONNECTION_EXTRAS}
+    return sorted(str(k) for k in extra if k not in known) if isinstance(extra, dict) else []
 
 
 def conn_fields() -> dict[str, dict[str, Any]]:

@@ -31,9 +31,11 @@ from airflow.sdk import BaseHook
 from airflow_provider_openai_usage.connection import (
     ADMIN_KEY_HINT,
     CONN_TYPE,
+    CONNECTION_EXTRAS,
     DEFAULT_CONN_ID,
     ConnectionSettings,
     read_settings,
+    unknown_extras,
 )
 from airflow_provider_openai_usage.exceptions import (
     OpenAIUsageAPIError,
@@ -177,6 +179,12 @@ class OpenAIUsageHook(BaseHook):
             from airflow.sdk.log import mask_secret
 
             mask_secret(settings.api_key.get_secret_value())
+            unknown = unknown_extras(conn)
+            if unknown:
+                self.log.warning(
+                    "connection %r has extras this provider does not read: %s (known: %s)",
+                    self.openai_usage_conn_id, ", ".join(unknown), ", ".join(CONNECTION_EXTRAS),
+                )
             self._settings = settings
         return self._settings
 
@@ -317,6 +325,8 @@ class OpenAIUsageHook(BaseHook):
             raise _Retryable(too_slow) from None
         except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
             raise _Retryable(f"connection failed ({type(exc).__name__})") from None
+        except requests.RequestException as exc:  # cannot be sent at all (bad URL, redirects): not retried
+            raise OpenAIUsageAPIError(f"{what}: the request could not be sent: {type(exc).__name__}: {self.scrub(str(exc))}") from None
         # One deadline for the whole answer: a server trickling bytes never resets it, unlike the
         # socket's per-read timeout.
         deadline = started + settings.timeout
@@ -614,4 +624,6 @@ class OpenAIUsageHook(BaseHook):
             return False, self.scrub(str(exc))
         except OpenAIUsageError as exc:
             return False, self.scrub(f"Could not read usage: {exc}")
+        except Exception as exc:  # the UI shows whatever comes back: never a raw error with the key in it
+            return False, self.scrub(f"Could not read usage: {type(exc).__name__}: {exc}")
         return True, f"Connected to {self.settings.base_url}: the key can read organization usage and costs."

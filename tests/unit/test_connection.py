@@ -141,3 +141,30 @@ def test_every_extra_is_documented():
     page = (Path(__file__).resolve().parents[2] / "docs" / "connection.md").read_text()
     for name in CONNECTION_EXTRAS:
         assert f"`{name}`" in page, name
+
+
+def test_an_extra_the_provider_does_not_read_is_named_in_a_warning(fake_api, monkeypatch, capsys):
+    hook = use_connection(monkeypatch, "typo", host=fake_api.base_url, password=SENTINEL_KEY,
+                          extra={"max_retry": 3, "extra__openai_usage__timeout": 9, "timeout": 8})
+    assert hook.settings.timeout == 8 and hook.settings.max_retries == CONNECTION_EXTRAS["max_retries"].default
+    captured = capsys.readouterr()
+    warnings = [line for line in (captured.out + captured.err).splitlines() if "does not read" in line]
+    assert len(warnings) == 1 and "'typo' has extras this provider does not read: max_retry (known: timeout" in warnings[0]
+    assert SENTINEL_KEY not in captured.out + captured.err
+
+
+def test_a_port_out_of_range_is_refused_with_the_host(monkeypatch):
+    hook = use_connection(monkeypatch, "badport", host="http://127.0.0.1:99999/v1", password=SENTINEL_KEY)
+    with pytest.raises(OpenAIUsageValidationError, match=r"host 'http://127.0.0.1:99999/v1' has a port that is not a number from 1 to 65535"):
+        list(hook.iter_rows("costs", START, NOW))
+    ok, message = hook.test_connection()
+    assert not ok and "has a port" in message
+
+
+def test_a_host_requests_cannot_parse_fails_with_our_error_and_no_request(monkeypatch):
+    from airflow_provider_openai_usage.exceptions import OpenAIUsageAPIError
+
+    hook = use_connection(monkeypatch, "badhost", host="https://exa mple..com/v1", password=SENTINEL_KEY)
+    with pytest.raises(OpenAIUsageAPIError, match=r"costs: the request could not be sent: InvalidURL: .*invalid character") as info:
+        list(hook.iter_rows("costs", START, NOW))
+    assert SENTINEL_KEY not in str(info.value)
