@@ -105,7 +105,8 @@ def test_costs_amounts_are_exact_decimals_from_numbers_and_strings(fake_api, con
 def test_datetimes_and_iso_strings_are_accepted(fake_api, conn_id):
     hook = OpenAIUsageHook(conn_id)
     as_int = list(hook.iter_rows("costs", START, NOW))
-    as_dt = list(hook.iter_rows("costs", dt.datetime.fromtimestamp(START, dt.timezone.utc), dt.datetime.fromtimestamp(NOW, dt.timezone.utc)))
+    utc = dt.timezone.utc
+    as_dt = list(hook.iter_rows("costs", dt.datetime.fromtimestamp(START, utc), dt.datetime.fromtimestamp(NOW, utc)))
     as_iso = list(hook.iter_rows("costs", "2025-10-31T00:00:00Z", "2025-11-10T00:00:00+00:00"))
     assert as_int == as_dt == as_iso and as_int
 
@@ -166,7 +167,11 @@ def test_read_timeouts_are_retried(fake_api, monkeypatch):
 
 def test_after_the_last_attempt_the_error_names_endpoint_status_and_openais_message(fake_api, conn_id):
     fake_api.schedule_faults(*[status(503)] * 5)
-    with pytest.raises(OpenAIUsageAPIError, match=r"completions: giving up after 5 attempts on /organization/usage/completions: HTTP 503\. OpenAI said: The server had an error") as info:
+    with pytest.raises(
+        OpenAIUsageAPIError,
+        match=r"completions: giving up after 5 attempts on /organization/usag"
+        r"e/completions: HTTP 503\. OpenAI said: The server had an error",
+    ) as info:
         list(OpenAIUsageHook(conn_id).iter_rows("completions", START, NOW))
     assert info.value.status == 503 and len(fake_api.requests) == 5
 
@@ -181,8 +186,13 @@ def test_retry_wait_budget_bounds_the_total_wait(fake_api, monkeypatch):
 
 
 def test_401_fails_fast_with_the_admin_key_hint_and_the_connection_id(fake_api, monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_PROJECT", json.dumps({"conn_type": "openai_usage", "host": fake_api.base_url, "password": "sk-proj-fake-project-key"}))
-    with pytest.raises(OpenAIUsageAuthError, match=r"key of connection 'project' with HTTP 401: You have insufficient permissions.*api\.usage\.read.*admin\* key") as info:
+    project = {"conn_type": "openai_usage", "host": fake_api.base_url, "password": "sk-proj-fake-project-key"}
+    monkeypatch.setenv("AIRFLOW_CONN_PROJECT", json.dumps(project))
+    with pytest.raises(
+        OpenAIUsageAuthError,
+        match=r"key of connection 'project' with HTTP 401: You have i"
+        r"nsufficient permissions.*api\.usage\.read.*admin\* key",
+    ) as info:
         list(OpenAIUsageHook("project").iter_rows("costs", START, NOW))
     assert len(fake_api.requests) == 1 and info.value.status == 401
     assert "necessary scopes. The Usage and Costs API needs" in str(info.value), "one period between OpenAI's words and ours"
@@ -244,10 +254,18 @@ def assert_no_secret(*texts: str) -> None:
 @pytest.mark.parametrize(
     ("fault", "error", "shown"),
     [
-        (Fault("echo", status=500), OpenAIUsageAPIError, r"giving up after 5 attempts.*HTTP 500\. OpenAI said: .*Authorization: Bearer \*\*\*"),
+        (
+            Fault("echo", status=500), OpenAIUsageAPIError,
+            r"giving up after 5 attempts.*HTTP 500\. Op"
+            r"enAI said: .*Authorization: Bearer \*\*\*",
+        ),
         (Fault("echo", status=400), OpenAIUsageAPIError, r"HTTP 400 .*Authorization: Bearer \*\*\*"),
         (Fault("echo", status=401), OpenAIUsageAuthError, r"HTTP 401: .*Authorization: Bearer \*\*\*"),
-        (Fault("echo_html", status=404), OpenAIUsageAPIError, r"HTTP 404: 404 Not Found 404 nginx could not route .*Bearer \*\*\* X-Api-Key: \*\*\*"),
+        (
+            Fault("echo_html", status=404), OpenAIUsageAPIError,
+            r"HTTP 404: 404 Not Found 404 nginx could n"
+            r"ot route .*Bearer \*\*\* X-Api-Key: \*\*\*",
+        ),
     ],
 )
 def test_a_server_echoing_the_key_never_gets_it_into_errors_logs_or_the_ui(fake_api, conn_id, capsys, fault, error, shown):
@@ -318,7 +336,10 @@ def test_the_pull_wide_retry_budget_bounds_retries_across_pages(fake_api, monkey
     elapsed = time.monotonic() - started
     message = str(info.value)
     assert "giving up after 1 attempt on /organization/costs: HTTP 503" in message
-    assert "the server asked to wait 1s (Retry-After), more than this pull's retry budget allows (0.5s left of max_total_retry_wait=2.5s)" in message
+    assert (
+        "the server asked to wait 1s (Retry-After), more than this pull"
+        "'s retry budget allows (0.5s left of max_total_retry_wait=2.5s)"
+    ) in message
     assert [r.status for r in fake_api.requests] == [503, 503, 200, 503]
     assert elapsed < 2.5 + 3.5, elapsed  # without the pull's budget: 6 pages x 2 s of waits
     # The budget belongs to one pull, not to the hook: a trigger polling with one hook starts afresh.
@@ -331,9 +352,21 @@ def test_the_pull_wide_retry_budget_bounds_retries_across_pages(fake_api, monkey
 @pytest.mark.parametrize(
     ("extra", "retry_after", "said"),
     [
-        ({"max_retry_wait": 5}, 30, "the server asked to wait 30s (Retry-After), more than this request's retry budget allows (5.0s left of max_retry_wait=5s)"),
-        ({"max_retry_wait": 5, "max_retry_after": 10}, 30, "the server asked to wait 30s (Retry-After, capped at max_retry_after=10s), more than this request's retry budget allows"),
-        ({"max_retry_wait": 300, "max_total_retry_wait": 20}, 30, "more than this pull's retry budget allows (20.0s left of max_total_retry_wait=20s)"),
+        (
+            {"max_retry_wait": 5}, 30,
+            "the server asked to wait 30s (Retry-After), more than this r"
+            "equest's retry budget allows (5.0s left of max_retry_wait=5s)",
+        ),
+        (
+            {"max_retry_wait": 5, "max_retry_after": 10}, 30,
+            "the server asked to wait 30s (Retry-After, capped at max_re"
+            "try_after=10s), more than this request's retry budget allows",
+        ),
+        (
+            {"max_retry_wait": 300, "max_total_retry_wait": 20}, 30,
+            "more than this pull's retry budget allows"
+            " (20.0s left of max_total_retry_wait=20s)",
+        ),
     ],
 )
 def test_a_retry_after_beyond_the_budget_fails_at_once_and_says_why(fake_api, monkeypatch, extra, retry_after, said):
@@ -393,7 +426,11 @@ def test_buckets_that_stop_early_are_an_error_unless_asked_for_what_is_reported(
     fake_api.controls.available_until = NOW - 3 * DAY
     hook = OpenAIUsageHook(conn_id)
     got = []
-    with pytest.raises(OpenAIUsageResponseError, match=r"reported buckets only up to 2025-11-07T00:00:00Z, not to 2025-11-10T00:00:00Z.*require_complete=False"):
+    with pytest.raises(
+        OpenAIUsageResponseError,
+        match=r"reported buckets only up to 2025-11-07T00:00:00Z, "
+        r"not to 2025-11-10T00:00:00Z.*require_complete=False",
+    ):
         for bucket in hook.iter_buckets("costs", START, NOW):
             got.append(bucket)
     assert len(got) == 7, "the buckets before the end still come, in order"
@@ -440,5 +477,9 @@ def test_a_400_without_param_finds_the_filter_its_message_mentions(fake_api, con
 
 def test_a_400_blaming_a_parameter_the_provider_computes_asks_for_a_report(fake_api, conn_id):
     fake_api.schedule_faults(Fault("status", status=400, message="Invalid 'limit': 31.", param="limit"))
-    with pytest.raises(OpenAIUsageAPIError, match=r"Invalid 'limit': 31\. Hint: OpenAI blamed 'limit', which this provider computes itself"):
+    with pytest.raises(
+        OpenAIUsageAPIError,
+        match=r"Invalid 'limit': 31\. Hint: OpenAI blamed '"
+        r"limit', which this provider computes itself",
+    ):
         list(OpenAIUsageHook(conn_id).iter_rows("completions", START, NOW, group_by=["model"]))
