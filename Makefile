@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench soak clean
+.PHONY: setup demo test lint bench soak clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# The lint/type gate (config in pyproject.toml). To join `make test` once main is clean (issue #13).
+lint: setup
+	$(PY) -m ruff check airflow_provider_openai_usage
+	$(PY) -m mypy airflow_provider_openai_usage
 
 bench: setup
 	$(PY) -m uv pip install -q --python $(PY) -e '.[test,bench]'
