@@ -1,6 +1,7 @@
 """Property-based: any invalid parameter combination is refused before a request, naming the parameter;
-no valid combination is refused. Validity is judged by an oracle read from OpenAI's spec, not from
-our registry, so the two are checked against each other."""
+no valid combination is refused. Validity is judged by an oracle read from OpenAI's two descriptions
+of the API — the public spec and the official SDK's types, whose union the registry promises to
+accept — not from our registry, so the two are checked against each other."""
 
 from __future__ import annotations
 
@@ -9,17 +10,19 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from airflow_provider_openai_usage.endpoints import ENDPOINTS
 from airflow_provider_openai_usage.exceptions import OpenAIUsageValidationError
 from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
 from airflow_provider_openai_usage.operators.usage import OpenAIUsageOperator
 from conftest import DAY, NOW
+from openai_sdk import describe, endpoint_methods
 
 KEYS = ["completions", "embeddings", "moderations", "images", "audio_speeches", "audio_transcriptions", "vector_stores",
-        "code_interpreter_sessions", "file_search_calls", "web_search_calls", "costs"]
+        "code_interpreter_sessions", "file_search_calls", "web_search_calls", "costs", "decisions"]
 ALL_DIMENSIONS = ["project_id", "user_id", "api_key_id", "model", "batch", "service_tier", "size", "source",
-                  "vector_store_id", "context_level", "line_item", "bogus"]
+                  "vector_store_id", "context_level", "line_item", "api_source", "bogus"]
 ALL_FILTERS = ["project_ids", "user_ids", "api_key_ids", "models", "batch", "sources", "sizes", "vector_store_ids",
-               "context_levels", "bogus_ids"]
+               "context_levels", "line_items", "bogus_ids"]
 VALUES = st.one_of(
     st.booleans(),
     st.lists(st.sampled_from(["proj_alpha", "image.edit", "256x256", "low", "high", "x", ""]), max_size=3),
@@ -27,30 +30,53 @@ VALUES = st.one_of(
 )
 
 
-def spec_params(spec: dict, key: str) -> dict[str, dict] | None:
+def allowed(spec: dict, key: str) -> tuple[set[str], set[str], dict[str, tuple[str, set[str] | None]]] | None:
+    """(bucket widths, group_by values, filter → (kind, enum or None)) that spec or SDK list; None: no such endpoint."""
     path = "/organization/costs" if key == "costs" else f"/organization/usage/{key}"
-    if path not in spec["paths"]:
-        return None
-    return {p["name"]: p["schema"] for p in spec["paths"][path]["get"]["parameters"]}
+    widths: set[str] = set()
+    groups: set[str] = set()
+    filters: dict[str, tuple[str, set[str] | None]] = {}
+    found = False
+    if path in spec["paths"]:
+        found = True
+        params = {p["name"]: p["schema"] for p in spec["paths"][path]["get"]["parameters"]}
+        widths |= set(params["bucket_width"]["enum"])
+        groups |= set(params["group_by"]["items"]["enum"])
+        for name, schema in params.items():
+            if name in ("start_time", "end_time", "bucket_width", "limit", "page", "group_by"):
+                continue
+            enum = schema.get("items", {}).get("enum")
+            filters[name] = ("bool" if schema["type"] == "boolean" else "strings", set(enum) if enum else None)
+    if key in endpoint_methods():
+        found = True
+        # The second argument only picks the SDK's result model (unused here) among the union's members.
+        sdk = describe(key, ENDPOINTS[key].result_object if key in ENDPOINTS else "")
+        widths |= set(sdk.bucket_widths)
+        groups |= set(sdk.group_by)
+        for name, f in sdk.filters.items():
+            kind, enum = filters.get(name, (f.kind, set()))
+            union = None if enum is None or f.enum is None else enum | set(f.enum)
+            filters[name] = (kind, union)
+    return (widths, groups, filters) if found else None
 
 
 def oracle(spec: dict, key: str, width: str, group_by: list[str], filters: dict, start: int, end: int) -> set[str]:
-    """Every parameter the spec says is wrong (empty when the request is valid)."""
-    params = spec_params(spec, key)
-    if params is None:
+    """Every parameter that neither the spec nor the SDK allows (empty when the request is valid)."""
+    known = allowed(spec, key)
+    if known is None:
         return {"endpoint"}
+    widths, groups, allowed_filters = known
     bad = set()
-    if width not in params["bucket_width"]["enum"]:
+    if width not in widths:
         bad.add("bucket_width")
-    allowed_groups = params["group_by"]["items"]["enum"]
-    if any(g not in allowed_groups for g in group_by) or len(set(group_by)) != len(group_by):
+    if any(g not in groups for g in group_by) or len(set(group_by)) != len(group_by):
         bad.add("group_by")
     for name, value in sorted(filters.items()):
-        if name not in params or name in ("start_time", "end_time", "bucket_width", "limit", "page", "group_by"):
+        if name not in allowed_filters:
             bad.add(name)
             continue
-        schema = params[name]
-        if schema["type"] == "boolean":
+        kind, enum = allowed_filters[name]
+        if kind == "bool":
             if not isinstance(value, bool):
                 bad.add(name)
             continue
@@ -58,7 +84,6 @@ def oracle(spec: dict, key: str, width: str, group_by: list[str], filters: dict,
         if not isinstance(values, list) or not values or not all(isinstance(v, str) and v for v in values):
             bad.add(name)
             continue
-        enum = schema["items"].get("enum")
         if enum and any(v not in enum for v in values):
             bad.add(name)
     if end <= start:
