@@ -218,7 +218,8 @@ _COLUMNS: tuple[FocusColumn, ...] = (
         lambda row, ctx: billing_period(row["start_time"])[0],
     ),
     FocusColumn(
-        "ChargeCategory", "string", "constant", "`Usage`: every costs row is metered API usage (the Costs API reports no purchases, taxes or credits).",
+        "ChargeCategory", "string", "constant",
+        "`Usage`: every costs row is metered API usage (the Costs API reports no purchases, taxes or credits).",
         _const("Usage"),
     ),
     FocusColumn(
@@ -288,7 +289,8 @@ _COLUMNS: tuple[FocusColumn, ...] = (
         _currency,
     ),
     FocusColumn(
-        "PricingCurrencyContractedUnitPrice", "price", "`amount.value` / `quantity`", "= ContractedUnitPrice (pricing currency = billing currency).",
+        "PricingCurrencyContractedUnitPrice", "price", "`amount.value` / `quantity`",
+        "= ContractedUnitPrice (pricing currency = billing currency).",
         _unit_price,
     ),
     FocusColumn(
@@ -350,7 +352,8 @@ _COLUMNS: tuple[FocusColumn, ...] = (
         "x_QuantityUnit", "string", "`quantity_unit`", "The raw unit, unchanged.", lambda row, ctx: row["quantity_unit"],
     ),
     FocusColumn(
-        "x_SubAccountNameSource", "string", "directory", "`directory` or `project_id` (where SubAccountName came from); null without a project.",
+        "x_SubAccountNameSource", "string", "directory",
+        "`directory` or `project_id` (where SubAccountName came from); null without a project.",
         name_source,
         nullable=True,
     ),
@@ -358,6 +361,25 @@ _COLUMNS: tuple[FocusColumn, ...] = (
 #: FOCUS columns alphabetically, then vendor (``x_``) columns: FOCUS wants custom columns last.
 COLUMNS: tuple[FocusColumn, ...] = tuple(sorted(_COLUMNS, key=lambda c: (c.name.startswith("x_"), c.name)))
 COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in COLUMNS)
+
+
+def decimal_text(value: Decimal) -> str:
+    """An exact decimal as text that always has a point (``12345.0``, ``0.5``), for CSV."""
+    text = format(value.normalize(), "f")
+    return text if "." in text else text + ".0"
+
+
+def csv_table(table: pa.Table) -> pa.Table:
+    """Decimal columns as text with a decimal point: CSV has no types, and a reader that infers them
+    (the FOCUS validator among them) would read a whole-number quantity column as integers, which
+    FOCUS's Decimal columns must not be."""
+    import pyarrow as pa
+
+    for i, f in enumerate(table.schema):
+        if pa.types.is_decimal(f.type):
+            values = [None if v is None else decimal_text(v) for v in table.column(i).to_pylist()]
+            table = table.set_column(i, pa.field(f.name, pa.string(), nullable=f.nullable), pa.array(values, pa.string()))
+    return table
 
 
 # -- applicability criteria: claims about OpenAI -----------------------------------------------------
@@ -372,9 +394,11 @@ class Criterion:
 
 APPLICABILITY: tuple[Criterion, ...] = (
     Criterion("SUB_ACCOUNT_SUPPORTED", True,
-              "An organization is divided into projects (`proj_...`) and the Costs API groups spend by `project_id`: SubAccountId/Name/Type."),
+              "An organization is divided into projects (`proj_...`) and the Costs API groups spend by `project_id`: "
+              "SubAccountId/Name/Type."),
     Criterion("USAGE_MEASUREMENT_SUPPORTED", True,
-              "OpenAI meters usage (tokens, images, seconds, GiB-hours) and the Costs API reports `quantity` and `quantity_unit` per line item."),
+              "OpenAI meters usage (tokens, images, seconds, GiB-hours) and the Costs API reports `quantity` and "
+              "`quantity_unit` per line item."),
     Criterion("ACCOUNT_NAMING_SUPPORTED", True,
               "An organization has a display name (platform settings → Organization), so BillingAccountName is required and never null."),
     Criterion("PUBLIC_PRICE_LIST_SUPPORTED", True,
@@ -396,7 +420,8 @@ APPLICABILITY: tuple[Criterion, ...] = (
     Criterion("MULTIPLE_PRICING_CATEGORIES_SUPPORTED", False,
               "OpenAI has Standard, Batch, Flex and Priority prices, but a costs row does not state which one applied, so a "
               "PricingCategory would be a guess."),
-    Criterion("MULTIPLE_SUB_ACCOUNT_TYPES_SUPPORTED", False, "Projects are the only sub account type (SubAccountType is still filled: `Project`)."),
+    Criterion("MULTIPLE_SUB_ACCOUNT_TYPES_SUPPORTED", False,
+              "Projects are the only sub account type (SubAccountType is still filled: `Project`)."),
     Criterion("MULTIPLE_BILLING_ACCOUNT_TYPES_SUPPORTED", False, "The organization is the only billing account type."),
     Criterion("BILLING_BASED_ON_PROVISIONED_RESOURCES_SUPPORTED", False,
               "Charges follow consumption, not provisioned resources; costs rows name no resource."),
@@ -497,7 +522,8 @@ def arrow_table(rows: list[dict[str, Any]]) -> pa.Table:
 
 
 __all__ = [
-    "APPLICABILITY", "DECLARED_CRITERIA", "Criterion", "COLUMNS", "COLUMN_NAMES", "BillingAccount", "FocusColumn", "FocusContext", "arrow_schema", "arrow_table",
+    "APPLICABILITY", "DECLARED_CRITERIA", "Criterion", "COLUMNS", "COLUMN_NAMES", "BillingAccount", "FocusColumn", "FocusContext",
+    "arrow_schema", "arrow_table",
     "check_row", "focus_row", "focus_rows", "focus_unit", "national_currencies",
 ]
 

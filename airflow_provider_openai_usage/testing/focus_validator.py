@@ -34,6 +34,11 @@ VALIDATOR_VERSION = "2.2.1"
 REQUIREMENTS = (f"focus-validator=={VALIDATOR_VERSION}", "pyarrow<20")
 FOCUS_VERSION = "1.2"
 PYTHON_ENV = "FOCUS_VALIDATOR_PYTHON"
+#: Rules no dataset with rows can pass with this validator version, and why (docs/focus.md, "Validation").
+KNOWN_DEFECTS = {
+    "InvoiceId-C-005-C": "InvoiceId-C-004-C (must be null) and -C-005-C (must not be null) lost their conditions in the "
+    "validator's model, so every dataset with rows fails one of them; this export leaves InvoiceId null",
+}
 _SUMMARY = re.compile(r"^Total: (\d+) \| Pass: (\d+) \| Fail: (\d+) \| Skipped: (\d+)$", re.M)
 _RULE = re.compile(r"^\S+ (?P<id>[A-Za-z]+-[A-Z]-\d{3}-[MOC]): (?P<status>PASS|FAIL|SKIPPED)(?:\s+\((?P<extra>.*)\))?$")
 _REASON = re.compile(r"reason=(.*?)(?:, msg=|$)")
@@ -194,7 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m airflow_provider_openai_usage.testing.focus_validator")
     parser.add_argument("path", type=Path, help="a FOCUS dataset root (<output_path>/focus) or one .parquet/.csv file")
     parser.add_argument("--venv", type=Path, default=Path(".venv-focus"), help="where the validator's venv lives (default .venv-focus)")
-    parser.add_argument("--criteria", default=",".join(DECLARED_CRITERIA), help="applicability criteria (default: the ones docs/focus.md declares)")
+    parser.add_argument(
+        "--criteria", default=",".join(DECLARED_CRITERIA), help="applicability criteria (default: the ones docs/focus.md declares)"
+    )
     parser.add_argument("--show", choices=("summary", "failures", "all"), default="failures")
     args = parser.parse_args(argv)
     criteria = [c for c in args.criteria.split(",") if c]
@@ -205,8 +212,10 @@ def main(argv: list[str] | None = None) -> int:
     print(report.summary)
     shown = report.rules if args.show == "all" else report.with_status("FAIL") if args.show == "failures" else {}
     for rule_id, result in sorted(shown.items()):
-        print(f"{result.status:8} {rule_id}  {result.reason}")
-    return 0 if report.failed == 0 else 1
+        known = f"  [known validator defect: {KNOWN_DEFECTS[rule_id]}]" if rule_id in KNOWN_DEFECTS and result.status == "FAIL" else ""
+        print(f"{result.status:8} {rule_id}  {result.reason}{known}")
+    unexpected = set(report.with_status("FAIL")) - set(KNOWN_DEFECTS)
+    return 1 if unexpected else 0
 
 
 if __name__ == "__main__":
