@@ -81,9 +81,43 @@ def connection_extras() -> str:
     return "\n".join(rows)
 
 
+def directory_entities() -> str:
+    from airflow_provider_openai_usage.directory import ENTITIES
+
+    rows = ["| entity | path | read | parameters | names | official SDK |", "|---|---|---|---|---|---|"]
+    for e in ENTITIES.values():
+        read = ("one object per project" if not e.paged else f"pages of {e.max_limit}" + (" per project" if e.per_project else ""))
+        if e.skips_archived_projects:
+            read += " (active projects: the API refuses archived ones)"
+        params = ", ".join(
+            f"`{p.name}`" + (f" (sent: `{str(p.default).lower()}`)" if p.default is not None else "") for p in e.params
+        )
+        params = ", ".join(filter(None, [params, "`project_ids`" if e.per_project else ""])) or "–"
+        names = ", ".join(f"`{n}`" for n in e.names) or "–"
+        rows.append(f"| `{e.key}` | `{e.path}` | {read} | {params} | {names} | `{e.sdk_call}` |")
+    return "\n".join(rows)
+
+
+def directory_schemas() -> str:
+    from airflow_provider_openai_usage.directory import ENTITIES, FROM_PROJECT
+    from airflow_provider_openai_usage.directory_rows import arrow_schema as directory_schema
+
+    out = []
+    for e in ENTITIES.values():
+        out.append(f"### `{e.key}` (`{e.object}`)\n\n| column | Parquet type | from the API | note |\n|---|---|---|---|")
+        columns = {c.name: c for c in e.columns}
+        for field in directory_schema(e):
+            c = columns[field.name]
+            source = " or ".join("the project read" if p == (FROM_PROJECT,) else "`" + ".".join(p) + "`" for p in c.paths)
+            out.append(f"| `{field.name}` | `{field.type}`{'' if field.nullable else ' not null'} | {source} | {c.description} |")
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
 BLOCKS = {"endpoints": endpoints_table, "row-columns": row_columns, "schemas": schemas, "classes": operator_classes}
 BLOCKS["connection-extras"] = connection_extras
 BLOCKS |= {"focus-columns": focus.columns_markdown, "focus-criteria": focus.criteria_markdown, "focus-units": focus.units_markdown}
+BLOCKS |= {"directory-entities": directory_entities, "directory-schemas": directory_schemas}
 BLOCK_RE = re.compile(r"(<!-- generated:(?P<name>[a-z-]+) -->\n)(?P<body>.*?)(<!-- /generated:(?P=name) -->)", re.S)
 
 
