@@ -428,14 +428,19 @@ def start_api_server(services: ServiceSet, env: Mapping[str, str], *, timeout: f
 
     service = start_airflow(services, "api-server", env, ready=API_SERVER_READY, timeout=timeout)
     url = f"http://127.0.0.1:{env['AIRFLOW__API__PORT']}/execution/health"
-    answer = requests.get(url, timeout=timeout)
-    if answer.status_code != 200:
-        raise ServiceError(f"{url} answered {answer.status_code}: {answer.text[:500]}")
+
+    def healthy() -> bool:
+        try:
+            return requests.get(url, timeout=timeout).status_code == 200
+        except requests.ConnectionError:  # not listening yet: uvicorn binds after its start-up log lines
+            return False
+
+    wait_until(healthy, timeout=timeout, what=f"{url} to answer 200", every=0.2, watch=[service])
     return service
 
 
 #: What each Airflow component logs once it is doing its job (Airflow 3.3).
-API_SERVER_READY = "Application startup complete"
+API_SERVER_READY = "Uvicorn running on"
 CELERY_WORKER_READY = " ready."
 
 
