@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench soak clean
+.PHONY: setup demo test lint bench soak e2e-prod clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ bench: setup
 
 soak: setup
 	$(PY) benchmarks/soak.py --schedules 1000
+
+# Production-shaped Airflow (PostgreSQL, Redis, api-server, scheduler, dag-processor, triggerer, two
+# Celery workers) catching up 30 days of all endpoints with faults, a killed worker and a restarted
+# triggerer; needs Debian's postgresql and redis-server (.ci/run installs them).
+e2e-prod: setup
+	E2E_DAYS=30 E2E_ENDPOINTS=all $(PY) -m pytest -q -s -p no:randomly tests/integration/test_production_shaped.py
 
 clean:
 	rm -rf $(VENV) demo-output .demo-airflow

@@ -172,6 +172,10 @@ def report(result: SoakResult, seconds: float) -> str:
     )
 
 
+#: docs/reliability.md keeps everything from this line on when `make soak` rewrites the page.
+HAND_WRITTEN = "<!-- Sections below are written by hand"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--schedules", type=int, default=1000)
@@ -187,7 +191,10 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             soak.close()
         text = report(result, time.monotonic() - started)
-    (REPO / "docs" / "reliability.md").write_text(text)
+    # Sections below the marker are written by hand (production-shaped runs): keep them.
+    page = REPO / "docs" / "reliability.md"
+    _, marker, hand_written = page.read_text().partition(HAND_WRITTEN) if page.exists() else ("", "", "")
+    page.write_text(text.rstrip("\n") + "\n\n" + marker + hand_written if marker else text)
     print(text)
     print(json.dumps({"lost_or_mixed": result.lost_or_mixed, "unclear": result.unclear_errors}))
     return 0 if result.lost_or_mixed == result.unclear_errors == result.temp_files_left == 0 else 1

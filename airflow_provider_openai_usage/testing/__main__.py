@@ -3,15 +3,43 @@
 On start it prints one parseable line (``... listening on <base url>``, so scripts wait for it instead
 of sleeping), then the ``export AIRFLOW_CONN_OPENAI_USAGE_DEFAULT=...`` line that points Airflow at
 this server, ready to paste into another shell.
+
+Fault and lateness options make it a stand-in for a bad day at OpenAI, for whole deployments:
+``--fault-rate 0.1`` fails a seeded tenth of requests (429 with Retry-After, 5xx, dropped
+connections), ``--available-until T --reveal-after S`` reports nothing at or after T until S seconds
+after start, or once ``--reveal-file PATH`` exists (late-arriving data), ``--request-log FILE``
+records every request as a JSON line.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import threading
+from pathlib import Path
 
 from airflow_provider_openai_usage.testing.data import PROJECT_POOL, FakeOrganization
-from airflow_provider_openai_usage.testing.server import DEFAULT_KEY, FakeOpenAIUsageAPI, connection_export, serve_forever
+from airflow_provider_openai_usage.testing.faults import Fault, status
+from airflow_provider_openai_usage.testing.server import (
+    DEFAULT_KEY,
+    FakeOpenAIUsageAPI,
+    LoggedRequest,
+    connection_export,
+    serve_forever,
+)
+
+#: ``--fault-kinds`` names: what a client meets on a bad day (all retryable).
+FAULT_KINDS = {"429": "429", "500": "500", "502": "502", "503": "503", "504": "504", "drop": "drop", "truncate": "truncate"}
+
+
+def _faults(kinds: str, retry_after: int) -> list[Fault]:
+    chosen = [k.strip() for k in kinds.split(",") if k.strip()]
+    if not chosen or set(chosen) - set(FAULT_KINDS):
+        raise SystemExit(f"--fault-kinds={kinds!r}: choose from {','.join(FAULT_KINDS)}")
+    return [
+        Fault(k) if not k.isdigit() else status(int(k), retry_after=retry_after if k == "429" else None) for k in chosen  # type: ignore[arg-type]
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,19 +61,64 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--amount-format", choices=("number", "string", "mixed"), default="number", help="how costs amounts are encoded")
     serve.add_argument("--now", type=int, default=None, help="fixed Unix time the server believes it is; unset: the real clock")
     serve.add_argument("--dense-groups", type=int, default=0, help="benchmarks: N synthetic results in every bucket")
+    serve.add_argument("--fault-rate", type=float, default=0.0, help="fraction of requests that fail (0..1)")
+    serve.add_argument("--fault-kinds", default="429,500,502,503,drop", help="comma-separated: " + ",".join(FAULT_KINDS))
+    serve.add_argument("--fault-seed", type=int, default=0, help="seed of which requests fail")
+    serve.add_argument("--retry-after", type=int, default=1, help="Retry-After seconds sent with 429")
+    serve.add_argument("--available-until", type=int, default=None, help="Unix time: nothing at or after it is reported yet")
+    serve.add_argument("--reveal-after", type=float, default=None,
+                       help="seconds after start when --available-until is lifted (late-arriving data)")
+    serve.add_argument("--reveal-file", default=None,
+                       help="lift --available-until as soon as this file exists (checked on every request)")
+    serve.add_argument("--request-log", default=None, help="append one JSON line per request to this file")
     args = parser.parse_args(argv)
+    if not 0.0 <= args.fault_rate <= 1.0:
+        parser.error(f"--fault-rate={args.fault_rate}: must be between 0 and 1")
 
     organization = FakeOrganization(seed=args.seed, projects=PROJECT_POOL[: args.projects])
     api = FakeOpenAIUsageAPI(key=args.key, organization=organization, port=args.port, now=args.now)
     api.controls.dense_groups = args.dense_groups
     api.controls.latency = args.latency
     api.controls.amount_format = args.amount_format
+    api.controls.available_until = args.available_until
+    if args.fault_rate:
+        api.faults.at_rate(args.fault_rate, _faults(args.fault_kinds, args.retry_after), seed=args.fault_seed)
+    if args.available_until is not None and args.reveal_file:
+        answer = api.api.handle
+        reveal_file = Path(args.reveal_file)
+
+        def handle(path: str, query: list[tuple[str, str]], authorization: str | None) -> tuple[int, dict[str, str], bytes]:
+            if api.controls.available_until is not None and reveal_file.exists():
+                api.controls.available_until = None
+                print(f"late data revealed ({reveal_file} exists): every day up to now is reported", flush=True)
+            return answer(path, query, authorization)
+
+        api.api.handle = handle  # type: ignore[method-assign]
+    if args.request_log:
+        log = open(args.request_log, "a", buffering=1)  # noqa: SIM115 - open for the server's lifetime
+        lock = threading.Lock()
+
+        def record(count: int, entry: LoggedRequest) -> None:
+            line = json.dumps({"n": count, "path": entry.path, "status": entry.status, "fault": entry.fault})
+            with lock:
+                log.write(line + "\n")
+
+        api.after_request = record
 
     def ready(started: FakeOpenAIUsageAPI) -> None:
         # The first line stays one parseable line, so scripts can wait for it instead of sleeping.
         print(f"fake OpenAI usage API listening on {started.base_url}", flush=True)
         print("Point Airflow at it (paste into the shell that runs airflow; Ctrl-C here stops the server):", flush=True)
         print(f"  {connection_export(started.base_url, started.key)}", flush=True)
+        if args.available_until is not None and args.reveal_after is not None:
+
+            def reveal() -> None:
+                started.controls.available_until = None
+                print("late data revealed: every day up to now is reported", flush=True)
+
+            timer = threading.Timer(args.reveal_after, reveal)
+            timer.daemon = True
+            timer.start()
 
     serve_forever(api, ready)
     return 0

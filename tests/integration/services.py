@@ -363,7 +363,7 @@ def start_fake_api(services: ServiceSet, *args: str, name: str = "fake-api") -> 
     """``python -m airflow_provider_openai_usage.testing serve --port 0 ARGS``; returns its base URL."""
     service = services.start(name, [sys.executable, "-m", "airflow_provider_openai_usage.testing", "serve", "--port", "0", *args],
                              {**os.environ, "PYTHONUNBUFFERED": "1"}, ready="listening on http://")
-    line = next(l for l in service.current_text().splitlines() if "listening on http://" in l)
+    line = next(ln for ln in service.current_text().splitlines() if "listening on http://" in ln)
     return line.split("listening on ", 1)[1].split()[0]
 
 

@@ -10,7 +10,15 @@ regression cannot hide behind retries; on failure the service logs and the faile
 from __future__ import annotations
 
 from services import (
-    AirflowAPI, ServiceSet, airflow_cli, airflow_env, free_port, start_airflow, start_api_server, start_postgres, wait_until,
+    AirflowAPI,
+    ServiceSet,
+    airflow_cli,
+    airflow_env,
+    free_port,
+    start_airflow,
+    start_api_server,
+    start_postgres,
+    wait_until,
 )
 
 DAG_ID = "openai_usage_daily"
