@@ -15,6 +15,15 @@ Configuration (read at parse time from the environment, so parsing stays free of
   (default: ``default_pool``; see docs/production.md);
 - ``OPENAI_USAGE_RETRIES`` (2) and ``OPENAI_USAGE_RETRY_DELAY_SECONDS`` (300): Airflow retries of every
   task (a lost worker fails the attempts it was running; the retry lands the day).
+- ``OPENAI_USAGE_ALERT_RULES``: spend alert rules as JSON (default: an anomaly rule per project and
+  80 % of each project's spend limit; docs/report.md lists the parameters);
+- ``OPENAI_USAGE_ALERT_SLACK_CONN_ID`` (a Slack incoming-webhook connection) and/or
+  ``OPENAI_USAGE_ALERT_EMAIL`` (+ ``OPENAI_USAGE_ALERT_SMTP_CONN_ID``): where alerts go; with neither,
+  alerts are only written to the task log.
+
+After the costs and completions pulls, ``spend_report`` writes
+``<output>/reports/date=YYYY-MM-DD/spend.html``; after the costs pull, ``spend_alerts`` evaluates the
+rules for the same day (beside the report, not after it: a broken chart never silences an alert).
 
 The schedule is an *interval* timetable: a plain ``"@daily"`` gives Airflow 3 runs an empty data
 interval. ``airflow dags test openai_usage_daily 2025-10-05`` pulls 2025-10-04 (the day that ends at
@@ -25,6 +34,7 @@ or, much faster, the ``openai_usage_backfill`` DAG.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 from pathlib import Path
 
@@ -32,6 +42,7 @@ import pendulum
 from airflow.sdk import DAG, CronDataIntervalTimetable
 
 from airflow_provider_openai_usage.endpoints import ENDPOINTS
+from airflow_provider_openai_usage.operators.report import OpenAISpendAlertOperator, OpenAISpendReportOperator
 from airflow_provider_openai_usage.operators.usage import OpenAIUsageOperator
 from airflow_provider_openai_usage.sensors.usage import OpenAIUsageSensor
 
@@ -51,6 +62,35 @@ POKE_SECONDS = float(os.environ.get("OPENAI_USAGE_POKE_SECONDS", "300"))
 POOL = os.environ.get("OPENAI_USAGE_POOL") or None
 RETRIES = int(os.environ.get("OPENAI_USAGE_RETRIES", "2"))
 RETRY_DELAY = dt.timedelta(seconds=float(os.environ.get("OPENAI_USAGE_RETRY_DELAY_SECONDS", "300")))
+DEFAULT_ALERT_RULES = [
+    {"name": "daily-spike", "kind": "anomaly", "project": "*", "factor": 3, "trailing_days": 14, "min_amount": "10"},
+    {"name": "limit-80", "kind": "limit_percent", "project": "*", "percent": 80},
+]
+ALERT_RULES = json.loads(os.environ["OPENAI_USAGE_ALERT_RULES"]) if os.environ.get("OPENAI_USAGE_ALERT_RULES") else DEFAULT_ALERT_RULES
+
+
+def alert_notifiers() -> list:
+    """Notifiers from the environment; each provider is imported only when it is used."""
+    notifiers: list = []
+    if os.environ.get("OPENAI_USAGE_ALERT_SLACK_CONN_ID"):
+        from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
+
+        notifiers.append(
+            SlackWebhookNotifier(slack_webhook_conn_id=os.environ["OPENAI_USAGE_ALERT_SLACK_CONN_ID"], text="{{ spend_alert.message }}")
+        )
+    if os.environ.get("OPENAI_USAGE_ALERT_EMAIL"):
+        from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+        notifiers.append(
+            SmtpNotifier(
+                to=os.environ["OPENAI_USAGE_ALERT_EMAIL"],
+                smtp_conn_id=os.environ.get("OPENAI_USAGE_ALERT_SMTP_CONN_ID") or None,
+                subject="OpenAI spend alert: {{ spend_alert.rule }} for {{ spend_alert.project }}",
+                html_content="<p>{{ spend_alert.message }}</p>",
+            )
+        )
+    return notifiers
+
 
 with DAG(
     dag_id="openai_usage_daily",
@@ -62,6 +102,7 @@ with DAG(
     tags=["openai", "finops"],
     doc_md=__doc__,
 ) as dag:
+    pulls = {}
     for key in SELECTED:
         endpoint = ENDPOINTS[key]
         # Costs by user_id together with project_id is answered 400 on some organizations (SDK docs).
@@ -89,3 +130,21 @@ with DAG(
             pool=POOL,
         )
         wait >> pull
+        pulls[key] = pull
+
+    if "costs" in pulls:  # the report and the alerts read the landed costs
+        report = OpenAISpendReportOperator(
+            task_id="spend_report", output_path=OUTPUT_PATH, output_conn_id=OUTPUT_CONN_ID, pool=POOL
+        )
+        alerts = OpenAISpendAlertOperator(
+            task_id="spend_alerts",
+            output_path=OUTPUT_PATH,
+            output_conn_id=OUTPUT_CONN_ID,
+            rules=ALERT_RULES,
+            notifiers=alert_notifiers(),
+            pool=POOL,
+        )
+        # Side by side, both leaves: a broken chart never silences an alert, and a failed pull still
+        # fails the run (a downstream task with trigger_rule="all_done" would hide it).
+        [pulls[k] for k in ("costs", "completions") if k in pulls] >> report
+        pulls["costs"] >> alerts

@@ -55,7 +55,8 @@ def test_dags_import_fast_without_errors_or_requests(fake_api, conn_id):
     assert set(bag.dag_ids) == {"openai_usage_daily", "openai_usage_backfill"}
     assert fake_api.requests == [], "parsing must not touch the network"
     daily = bag.dags["openai_usage_daily"]
-    assert {t.task_id for t in daily.tasks} == {f"{p}_{k}" for k in ENDPOINTS for p in ("wait", "pull")}
+    assert {t.task_id for t in daily.tasks} == {f"{p}_{k}" for k in ENDPOINTS for p in ("wait", "pull")} | {"spend_report", "spend_alerts"}
+    assert daily.get_task("spend_report").upstream_task_ids == {"pull_costs", "pull_completions"}
     assert all(t.deferrable for t in daily.tasks if t.task_id.startswith("wait_"))
     assert all(t.outlets for t in daily.tasks if t.task_id.startswith("pull_")), "pulls emit Assets"
     assert time.monotonic() - started < 10

@@ -64,6 +64,8 @@ class FakeOrganization:
     #: a key deleted since it was used, a user removed from the organization.
     deleted_api_keys: tuple[str, ...] = ("key_notebook",)
     removed_users: tuple[str, ...] = ("user-linus",)
+    #: A spend spike for demos of alerts: (project id, UTC day start, extra events that day).
+    spike: tuple[str, int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -147,14 +149,22 @@ def day_events(org: FakeOrganization, endpoint_key: str, day_start: int, revisio
     endpoint = ENDPOINTS[endpoint_key]
     digest = hashlib.sha256(f"{org.seed}:{endpoint_key}:{day_start}:{revision}".encode()).digest()
     rng = random.Random(int.from_bytes(digest[:8], "big"))
-    if rng.random() < 0.1:
-        return ()
+    empty = rng.random() < 0.1  # about one day in ten has no usage
     events = []
-    for _ in range(rng.randint(1, 2 * org.events_per_day)):
+    for _ in range(0 if empty else rng.randint(1, 2 * org.events_per_day)):
         minute = day_start + 60 * rng.randrange(DAY // 60)
         dims = {d.name: rng.choice(list(_dimension_pool(org, endpoint, d.name))) for d in endpoint.dimensions}
         metrics = _metrics(endpoint, rng, dims, org)
         events.append(Event(minute, tuple(sorted(dims.items())), tuple(sorted(metrics.items()))))
+    if org.spike and org.spike[1] == day_start and any(d.name == "project_id" for d in endpoint.dimensions):
+        # Its own generator, so the rest of the day's data stays what it is without a spike.
+        spike_rng = random.Random(int.from_bytes(digest[8:16], "big"))
+        for _ in range(org.spike[2]):
+            minute = day_start + 60 * spike_rng.randrange(DAY // 60)
+            dims = {d.name: spike_rng.choice(list(_dimension_pool(org, endpoint, d.name))) for d in endpoint.dimensions}
+            dims["project_id"] = org.spike[0]
+            metrics = _metrics(endpoint, spike_rng, dims, org)
+            events.append(Event(minute, tuple(sorted(dims.items())), tuple(sorted(metrics.items()))))
     events.sort(key=lambda e: e.minute)
     return tuple(events)
 

@@ -2,7 +2,10 @@
 
 Steps: a local AIRFLOW_HOME (sqlite) → the fake OpenAI usage API on 127.0.0.1 → the
 ``openai_usage_default`` connection pointed at it → ``openai_usage_backfill`` over the last 30 days
-→ one ``openai_usage_daily`` run → a report of what landed. Running it twice gives the same files.
+→ one ``openai_usage_daily`` run (pulls, then the spend report and spend alerts) → a report of what
+landed. The fake organization's ``proj_beta`` spends many times its usual amount yesterday, so the
+anomaly rule fires; its alert goes through the Slack provider's notifier to a local stand-in for a
+Slack webhook and is printed. Running it twice gives the same files and sends no alert twice.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ from decimal import Decimal
 from pathlib import Path
 
 DEMO_SEED = 42
+#: Yesterday, this project runs this many extra events: an anomaly for the spend alerts to catch.
+SPIKE_PROJECT, SPIKE_EVENTS = "proj_beta", 40
+ALERT_CONN_ID = "openai_usage_demo_alerts"
 CENT = Decimal("0.01")
 
 
@@ -132,10 +138,16 @@ def main(argv: list[str] | None = None) -> int:
     _configure_airflow(workdir, dags, output, args.verbose)
     started = time.monotonic()
 
+    from airflow_provider_openai_usage.testing.data import FakeOrganization
+    from airflow_provider_openai_usage.testing.receivers import WebhookReceiver
     from airflow_provider_openai_usage.testing.server import FakeOpenAIUsageAPI
 
-    with FakeOpenAIUsageAPI(seed=DEMO_SEED) as api:
+    yesterday = int(time.time()) // 86400 * 86400 - 86400
+    org = FakeOrganization(seed=DEMO_SEED, spike=(SPIKE_PROJECT, yesterday, SPIKE_EVENTS))
+    with FakeOpenAIUsageAPI(organization=org) as api, WebhookReceiver() as webhook:
         os.environ["AIRFLOW_CONN_OPENAI_USAGE_DEFAULT"] = api.connection_json()
+        os.environ[f"AIRFLOW_CONN_{ALERT_CONN_ID.upper()}"] = webhook.connection_json()
+        os.environ["OPENAI_USAGE_ALERT_SLACK_CONN_ID"] = ALERT_CONN_ID
         print(f"fake OpenAI usage API on {api.base_url} (seed {DEMO_SEED})", flush=True)
 
         import pendulum
@@ -162,8 +174,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"daily run ended {run.state}", file=sys.stderr)
             return 1
         requests = len(api.requests)
+        alerts = [m.get("text", "") for m in webhook.messages]
     print()
     print(_report(output))
+    print(f"\nSpend report: {output / 'reports' / f'date={last.to_date_string()}' / 'spend.html'} (open it in a browser)")
+    print(f"Alerts sent to the stand-in Slack webhook: {len(alerts)}" + (" (already sent by an earlier run)" if not alerts else ""))
+    for text in alerts:
+        print(f"  {text}")
     print(f"\n{requests} requests to the fake API; finished in {time.monotonic() - started:.1f}s.")
     print(next_steps(workdir, dags, output, today.date()))
     return 0

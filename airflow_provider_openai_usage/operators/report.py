@@ -1,0 +1,253 @@
+"""See the spend and be told: a daily HTML spend report, and spend alerts through any notifier.
+
+Both operators read only what the pulls landed under ``output_path`` (local or object storage);
+neither calls OpenAI. Run them after the pull tasks of the same DAG run:
+
+    pulls >> OpenAISpendReportOperator(task_id="report", output_path=OUTPUT)
+          >> OpenAISpendAlertOperator(task_id="alerts", output_path=OUTPUT, rules=[...],
+                                      notifiers=[SlackWebhookNotifier(text="{{ spend_alert.message }}")])
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from airflow_provider_openai_usage.exceptions import OpenAIUsageError, OpenAIUsageValidationError
+from airflow_provider_openai_usage.operators.usage import output_location
+
+if TYPE_CHECKING:
+    from airflow.sdk import BaseNotifier, Context, ObjectStoragePath
+
+    from airflow_provider_openai_usage.report.spend import Directory
+
+REPORTS = "reports"
+ALERTS = "alerts"
+REPORT_NAME = "spend.html"
+CHART_NAME = "spend.png"
+
+
+def report_day(context: Any, value: Any) -> dt.date:
+    """The UTC day a report or alert run is about: ``value`` if given, else the run's interval start."""
+    if value not in (None, ""):
+        if isinstance(value, dt.datetime):
+            return value.astimezone(dt.timezone.utc).date() if value.tzinfo else value.date()
+        if isinstance(value, dt.date):
+            return value
+        try:
+            return dt.date.fromisoformat(str(value).strip()[:10])
+        except ValueError:
+            raise OpenAIUsageValidationError(f"report_date={value!r} is not a date; use YYYY-MM-DD or '{{{{ data_interval_start | ds }}}}'") from None
+    start = context.get("data_interval_start") or context.get("logical_date")
+    if start is None:
+        raise OpenAIUsageValidationError(
+            "this run has no data interval (a manual trigger without a logical date); set report_date='YYYY-MM-DD'"
+        )
+    return start.astimezone(dt.timezone.utc).date()
+
+
+def report_path(location: ObjectStoragePath, day: dt.date, name: str = REPORT_NAME) -> ObjectStoragePath:
+    return location / REPORTS / f"date={day.isoformat()}" / name
+
+
+def _check_days(name: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise OpenAIUsageValidationError(f"{name}={value!r} must be an integer from {low} to {high}")
+    return value
+
+
+def load_directory(location: ObjectStoragePath, day: dt.date) -> Directory:
+    """Project names and spend limits from the organization directory, when it has been landed."""
+    from airflow_provider_openai_usage.report.spend import Directory
+
+    return Directory()
+
+
+class OpenAISpendReportOperator(BaseOperator):
+    """Write ``<output_path>/reports/date=YYYY-MM-DD/spend.html`` (and ``spend.png``) from landed costs.
+
+    :param output_path: where the pulls landed (``s3://...``, ``file:///...``); the report goes under it.
+    :param output_conn_id: object-store connection, as for the pull operators.
+    :param report_date: the UTC day the report is about (templated); default the run's
+        ``data_interval_start`` day, i.e. the day the pulls of this run landed.
+    :param days: how many days the daily chart and the top tables cover (default 30).
+    :param top: how many models the models chart shows (default 10).
+    """
+
+    template_fields: Sequence[str] = ("output_path", "output_conn_id", "report_date", "days")
+    ui_color = "#10a37f"
+    ui_fgcolor = "#ffffff"
+
+    def __init__(
+        self,
+        *,
+        output_path: Any,
+        output_conn_id: str | None = None,
+        report_date: Any = None,
+        days: int = 30,
+        top: int = 10,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.output_path = output_path
+        self.output_conn_id = output_conn_id
+        self.report_date = report_date
+        self.days = days if isinstance(days, str) else _check_days("days", days, 2, 366)
+        self.top = _check_days("top", top, 1, 50)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_openai_usage.report import charts
+        from airflow_provider_openai_usage.report.html import render_html
+        from airflow_provider_openai_usage.report.publish import publish_bytes
+        from airflow_provider_openai_usage.report.spend import exact, load_spend, money
+
+        days = _check_days("days", int(self.days), 2, 366)
+        location = output_location(self.output_path, self.output_conn_id or None)
+        day = report_day(context, self.report_date)
+        spend = load_spend(location, day, days, load_directory(location, day), top=self.top)
+        window = spend.window(days)
+        self.log.info(
+            "Spend report for %s: %d of %d days landed (%s missing), %d project(s), %s on the day, %s month to date",
+            day, len(window) - len(spend.missing_days(window)), len(window), len(spend.missing_days(window)),
+            len(spend.projects), money(spend.day_total(day), spend.currency), money(spend.month_to_date(None), spend.currency),
+        )
+        daily = charts.render(lambda s: charts.daily_chart(s, days), spend, name="daily", formats=("svg", "png"))
+        svgs = {
+            "daily": daily["svg"],
+            "month": charts.render(charts.month_chart, spend, name="month")["svg"],
+            "models": charts.render(charts.models_chart, spend, name="models")["svg"],
+        }
+        html = render_html(spend, svgs, window=days, source=location.as_uri())
+        page, png = report_path(location, day), report_path(location, day, CHART_NAME)
+        publish_bytes(png, daily["png"])
+        publish_bytes(page, html.encode())
+        self.log.info("Wrote %s and %s", page.as_uri(), png.as_uri())
+        total = spend.day_total(day)
+        return {
+            "report": page.as_uri(),
+            "chart": png.as_uri(),
+            "date": day.isoformat(),
+            "currency": spend.currency,
+            "day_total": exact(total),
+            "month_to_date": exact(spend.month_to_date(None)),
+            "missing_days": [d.isoformat() for d in spend.missing_days(window)],
+        }
+
+
+class OpenAISpendAlertOperator(BaseOperator):
+    """Evaluate spend rules for the run's day and notify through any Airflow notifier, once per period.
+
+    :param rules: a list of rule mappings (see :mod:`airflow_provider_openai_usage.report.alerts`),
+        or a template rendering to one (JSON text is accepted). Literal rules are checked at parse time.
+    :param notifiers: notifiers (any ``BaseNotifier``: ``SlackWebhookNotifier``, ``SmtpNotifier``...);
+        each firing is sent to each, with ``spend_alert`` (``message``, ``project``, ``amount``,
+        ``threshold``, ``report_url``...) added to the template context.
+    :param output_path: where the pulls landed; markers go to ``<output_path>/alerts/``.
+    :param output_conn_id: object-store connection.
+    :param report_date: the UTC day to evaluate (templated); default the run's ``data_interval_start`` day.
+    :param report_url: the link put in messages (templated); default the report's own location
+        (``<output_path>/reports/date=.../spend.html``). Set it to where people can open it (https).
+    :param fail_on_alert: fail the task when any rule fired (after notifying). Default False: an alert
+        tells people, it does not stop the pipeline.
+    """
+
+    template_fields: Sequence[str] = ("rules", "output_path", "output_conn_id", "report_date", "report_url")
+    template_fields_renderers = {"rules": "json"}
+    ui_color = "#f0ad4e"
+
+    def __init__(
+        self,
+        *,
+        rules: Any,
+        notifiers: BaseNotifier | Sequence[BaseNotifier] = (),
+        output_path: Any,
+        output_conn_id: str | None = None,
+        report_date: Any = None,
+        report_url: str | None = None,
+        fail_on_alert: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        from airflow.sdk import BaseNotifier
+
+        from airflow_provider_openai_usage.report.alerts import is_templated, parse_rules
+
+        super().__init__(**kwargs)
+        if not is_templated(rules):
+            parse_rules(rules)  # a typo fails at DAG parse time, not at 2 a.m.
+        notifiers = [notifiers] if isinstance(notifiers, BaseNotifier) else list(notifiers)
+        for i, n in enumerate(notifiers):
+            if not isinstance(n, BaseNotifier):
+                raise OpenAIUsageValidationError(f"notifiers[{i}]={n!r} is not an Airflow BaseNotifier (e.g. SlackWebhookNotifier, SmtpNotifier)")
+        self.rules = rules
+        self.notifiers = notifiers
+        self.output_path = output_path
+        self.output_conn_id = output_conn_id
+        self.report_date = report_date
+        self.report_url = report_url
+        self.fail_on_alert = fail_on_alert
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_openai_usage.report.alerts import Evaluator, MarkerStore, parse_rules
+        from airflow_provider_openai_usage.report.spend import exact, load_spend
+
+        rules = parse_rules(self.rules)
+        location = output_location(self.output_path, self.output_conn_id or None)
+        day = report_day(context, self.report_date)
+        history = max(max(r.history_days for r in rules), 2)
+        spend = load_spend(location, day, history, load_directory(location, day), with_models=False)
+        url = self.report_url or report_path(location, day).as_uri()
+        evaluations = Evaluator(spend, url).run(rules)
+        markers = MarkerStore(location / ALERTS)
+        fired, failures, summary = [], [], []
+        for ev in evaluations:
+            state = "fired" if ev.fired else ("not evaluated" if ev.threshold is None else "ok")
+            self.log.info(
+                "rule %s (%s) for %s, %s: amount %s, threshold %s -> %s%s",
+                ev.rule.name, ev.rule.kind, ev.label, ev.period, exact(ev.amount), exact(ev.threshold), state,
+                f" ({ev.detail})" if ev.detail else "",
+            )
+            entry = {"rule": ev.rule.name, "project": ev.project, "period": ev.period, "state": state,
+                     "amount": exact(ev.amount), "threshold": exact(ev.threshold)}
+            if ev.fired:
+                fired.append(ev)
+                entry["sent_to"], errors = self._deliver(ev, markers, context, spend.currency, url)
+                failures += errors
+            summary.append(entry)
+        self.log.info("%d evaluation(s), %d fired, %d delivery failure(s)", len(evaluations), len(fired), len(failures))
+        if failures:
+            raise OpenAIUsageError(
+                f"{len(failures)} alert delivery failure(s): {'; '.join(failures)}. Delivered ones are recorded and "
+                "will not be sent again on retry"
+            )
+        if fired and self.fail_on_alert:
+            raise OpenAIUsageError(f"{len(fired)} spend rule(s) fired (fail_on_alert=True): " + "; ".join(ev.message for ev in fired))
+        return {"date": day.isoformat(), "evaluations": summary}
+
+    def _deliver(self, ev: Any, markers: Any, context: Any, currency: str, url: str) -> tuple[list[str], list[str]]:
+        """Send one firing to each notifier that has not had it; record each success at once."""
+        delivered = markers.delivered(ev)
+        errors = []
+        for i, notifier in enumerate(self.notifiers):
+            key = f"{i}:{type(notifier).__name__}"
+            if key in delivered:
+                self.log.info("  %s: already sent to %s (marker %s)", ev.rule.name, key, markers.path(ev).as_uri())
+                continue
+            # A copy: notifiers render their templates in place, and each firing needs its own text.
+            one = copy.copy(notifier)
+            alert_context = {**context, "spend_alert": ev.as_context(currency, url)}
+            try:
+                one(alert_context)
+            except Exception as exc:  # noqa: BLE001 - one failing receiver must not stop the others
+                errors.append(f"{ev.rule.name} for {ev.label} via {key}: {type(exc).__name__}: {exc}")
+                self.log.error("  %s: sending to %s failed: %s", ev.rule.name, key, exc)
+                continue
+            delivered.append(key)
+            markers.record(ev, delivered, {"run_id": context.get("run_id"), "sent_by_task": self.task_id})
+            self.log.info("  %s: sent to %s", ev.rule.name, key)
+        if not self.notifiers:
+            self.log.warning("  %s fired but no notifiers are configured: %s", ev.rule.name, ev.message)
+        return delivered, errors

@@ -1,0 +1,303 @@
+"""Spend alert rules: plain parameters in, evaluations out, and a marker per rule and period.
+
+A rule is a mapping a DAG author can write literally or template (``"{{ var.json.spend_rules }}"``):
+
+- ``{"name": "org-daily", "kind": "daily", "threshold": "250"}``: one day's spend reaches 250;
+- ``{"name": "mtd", "kind": "month_to_date", "project": "*", "threshold": "5000"}``: each project;
+- ``{"name": "limit-80", "kind": "limit_percent", "project": "*", "percent": 80}``: month to date
+  reaches 80 % of the project's OpenAI spend limit (from the organization directory);
+- ``{"name": "spike", "kind": "anomaly", "project": "*", "factor": 3, "trailing_days": 14,
+  "min_amount": "20"}``: a day's spend is over 3x the median of the 14 days before, and at least 20.
+
+``project`` is a project id, a project name (from the directory), ``"*"`` for each project
+separately, or absent for the whole organization. Amounts are exact decimals (give them as strings
+to keep them exact). A rule fires when the amount *reaches* its threshold (``>=``).
+
+Periods: ``daily`` and ``anomaly`` rules fire at most once per UTC day, ``month_to_date`` and
+``limit_percent`` at most once per month. Whether a firing was delivered is recorded in a marker
+object under ``<output_path>/alerts/`` (see :class:`MarkerStore` for why there).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from airflow_provider_openai_usage.exceptions import OpenAIUsageValidationError
+from airflow_provider_openai_usage.report.spend import Spend, exact, money
+
+if TYPE_CHECKING:
+    from airflow.sdk import ObjectStoragePath
+
+KINDS = ("daily", "month_to_date", "limit_percent", "anomaly")
+MONTHLY_KINDS = ("month_to_date", "limit_percent")
+EACH_PROJECT = "*"
+ORGANIZATION = "organization"
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+#: Which keys each kind needs and accepts (besides name, kind, project).
+REQUIRED = {"daily": ("threshold",), "month_to_date": ("threshold",), "limit_percent": ("percent",), "anomaly": ()}
+ALLOWED = {
+    "daily": ("threshold",),
+    "month_to_date": ("threshold",),
+    "limit_percent": ("percent",),
+    "anomaly": ("factor", "trailing_days", "min_amount"),
+}
+#: An anomaly needs at least this many landed days before the day to compare against.
+MIN_HISTORY = 3
+
+
+@dataclass(frozen=True)
+class SpendRule:
+    name: str
+    kind: str
+    project: str | None = None
+    threshold: Decimal | None = None
+    percent: Decimal | None = None
+    factor: Decimal = Decimal(3)
+    trailing_days: int = 14
+    min_amount: Decimal = Decimal(0)
+
+    @classmethod
+    def from_mapping(cls, raw: Any, index: int = 0) -> SpendRule:
+        """Validate one rule; errors name the rule, the parameter, the value and the fix."""
+        where = f"rules[{index}]"
+        if not isinstance(raw, Mapping):
+            raise OpenAIUsageValidationError(f"{where}={raw!r} must be a mapping such as {{'name': 'daily-org', 'kind': 'daily', 'threshold': '100'}}")
+        name = raw.get("name")
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            raise OpenAIUsageValidationError(f"{where}.name={name!r} must be 1-100 letters, digits, '_', '.' or '-' (it names the rule's marker objects)")
+        where = f"rule {name!r}"
+        kind = raw.get("kind")
+        if kind not in KINDS:
+            raise OpenAIUsageValidationError(f"{where}: kind={kind!r} is not one of {', '.join(KINDS)}")
+        unknown = set(raw) - {"name", "kind", "project", *ALLOWED[kind]}
+        if unknown:
+            raise OpenAIUsageValidationError(f"{where}: {sorted(unknown)} do not apply to kind={kind!r}; it takes {['project', *ALLOWED[kind]]}")
+        for key in REQUIRED[kind]:
+            if raw.get(key) is None:
+                raise OpenAIUsageValidationError(f"{where}: kind={kind!r} needs {key}, e.g. {key}={'80' if key == 'percent' else '100.00'}")
+        project = raw.get("project")
+        if project is not None and (not isinstance(project, str) or not project.strip()):
+            raise OpenAIUsageValidationError(f"{where}: project={project!r} must be a project id or name, '*' for each project, or left out for the organization")
+        if kind == "limit_percent" and project is None:
+            raise OpenAIUsageValidationError(f"{where}: spend limits are per project; set project to a project id or name, or '*' for each project")
+        kwargs: dict[str, Any] = {"name": name, "kind": kind, "project": project.strip() if project else None}
+        for key in ("threshold", "percent", "factor", "min_amount"):
+            if raw.get(key) is not None:
+                kwargs[key] = _decimal(raw[key], f"{where}: {key}")
+        if "trailing_days" in raw:
+            days = raw["trailing_days"]
+            if isinstance(days, bool) or not isinstance(days, int) or not MIN_HISTORY <= days <= 90:
+                raise OpenAIUsageValidationError(f"{where}: trailing_days={days!r} must be an integer from {MIN_HISTORY} to 90")
+            kwargs["trailing_days"] = days
+        rule = cls(**kwargs)
+        if rule.kind == "anomaly" and rule.factor <= 1:
+            raise OpenAIUsageValidationError(f"{where}: factor={raw.get('factor')!r} must be above 1 (3 means three times the trailing median)")
+        if rule.kind == "limit_percent" and rule.percent is not None and rule.percent <= 0:
+            raise OpenAIUsageValidationError(f"{where}: percent={raw.get('percent')!r} must be above 0 (80 means 80 % of the spend limit)")
+        return rule
+
+    def period(self, day: dt.date) -> str:
+        return day.strftime("%Y-%m") if self.kind in MONTHLY_KINDS else day.isoformat()
+
+    @property
+    def history_days(self) -> int:
+        return self.trailing_days + 1 if self.kind == "anomaly" else 1
+
+
+def _decimal(value: Any, where: str) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, (int, str, Decimal, float)):
+        raise OpenAIUsageValidationError(f"{where}={value!r} must be a number, e.g. '100.00'")
+    try:
+        number = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise OpenAIUsageValidationError(f"{where}={value!r} is not a number; write it like '100.00'") from None
+    if not number.is_finite() or number < 0:
+        raise OpenAIUsageValidationError(f"{where}={value!r} must be a finite number >= 0")
+    return number
+
+
+def parse_rules(rules: Any) -> list[SpendRule]:
+    """Rules from a list of mappings, or a JSON string of one (what a rendered template gives)."""
+    if isinstance(rules, str):
+        try:
+            rules = json.loads(rules)
+        except json.JSONDecodeError as exc:
+            raise OpenAIUsageValidationError(f"rules={rules[:80]!r} is a string but not JSON ({exc}); pass a list of mappings") from None
+    if isinstance(rules, Mapping) or not isinstance(rules, Sequence) or not rules:
+        raise OpenAIUsageValidationError(f"rules={rules!r} must be a non-empty list of rule mappings, e.g. [{{'name': 'daily-org', 'kind': 'daily', 'threshold': '100'}}]")
+    parsed = [SpendRule.from_mapping(r, i) for i, r in enumerate(rules)]
+    names = [r.name for r in parsed]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise OpenAIUsageValidationError(f"rule names must be unique (they name the markers); repeated: {duplicates}")
+    return parsed
+
+
+def is_templated(value: Any) -> bool:
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    if isinstance(value, Mapping):
+        return any(is_templated(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(is_templated(v) for v in value)
+    return False
+
+
+@dataclass
+class Evaluation:
+    """One rule tested for one scope (a project or the organization) on the report day."""
+
+    rule: SpendRule
+    project: str | None
+    period: str
+    amount: Decimal | None
+    threshold: Decimal | None
+    fired: bool
+    detail: str
+    label: str = ORGANIZATION
+    message: str = ""
+
+    def as_context(self, currency: str, report_url: str | None) -> dict[str, Any]:
+        """What notifier templates see as ``{{ spend_alert.<key> }}``."""
+        return {
+            "rule": self.rule.name,
+            "kind": self.rule.kind,
+            "project_id": self.project,
+            "project": self.label,
+            "period": self.period,
+            "amount": money(self.amount, currency),
+            "threshold": money(self.threshold, currency),
+            "amount_exact": exact(self.amount),
+            "threshold_exact": exact(self.threshold),
+            "currency": currency.upper(),
+            "detail": self.detail,
+            "message": self.message,
+            "report_url": report_url,
+        }
+
+
+@dataclass
+class Evaluator:
+    spend: Spend
+    report_url: str | None = None
+    evaluations: list[Evaluation] = field(default_factory=list)
+
+    def run(self, rules: Iterable[SpendRule]) -> list[Evaluation]:
+        for rule in rules:
+            for project in self._scopes(rule):
+                self.evaluations.append(self._evaluate(rule, project))
+        return self.evaluations
+
+    def _scopes(self, rule: SpendRule) -> list[str | None]:
+        directory = self.spend.directory
+        if rule.project is None:
+            return [None]
+        if rule.project == EACH_PROJECT:
+            if rule.kind == "limit_percent":
+                return sorted(directory.limits)
+            month = self.spend.month_days() if rule.kind in MONTHLY_KINDS else self.spend.days
+            return sorted({p for d in month for p in self.spend.daily.get(d, {})})
+        return [directory.resolve(rule.project)]
+
+    def _evaluate(self, rule: SpendRule, project: str | None) -> Evaluation:
+        spend, day = self.spend, self.spend.report_day
+        cur = spend.currency
+        label = spend.directory.label(project) if project else ORGANIZATION
+        ev = Evaluation(rule, project, rule.period(day), None, None, False, "", label)
+        missing: list[dt.date] = []
+        if rule.kind in ("daily", "anomaly"):
+            ev.amount = spend.project_day(project, day)
+            if ev.amount is None:
+                ev.detail = f"not evaluated: {day} has not landed"
+                return ev
+        else:
+            ev.amount = spend.month_to_date(project)
+            missing = spend.missing_days(spend.month_days())
+        if rule.kind in ("daily", "month_to_date"):
+            ev.threshold = rule.threshold
+        elif rule.kind == "limit_percent":
+            limit = spend.directory.limits.get(project) if project else None
+            if limit is None:
+                ev.detail = "not evaluated: no spend limit known for this project"
+                return ev
+            assert rule.percent is not None
+            ev.threshold = limit * rule.percent / 100
+        else:
+            history = [spend.project_day(project, day - dt.timedelta(days=i)) for i in range(1, rule.trailing_days + 1)]
+            landed = [h for h in history if h is not None]
+            if len(landed) < MIN_HISTORY:
+                ev.detail = f"not evaluated: only {len(landed)} of the {rule.trailing_days} days before have landed (need {MIN_HISTORY})"
+                return ev
+            median = statistics.median(landed)
+            ev.threshold = max(median * rule.factor, rule.min_amount)
+            ev.detail = f"trailing median {money(median, cur)} over {len(landed)} landed days"
+        assert ev.threshold is not None and ev.amount is not None
+        ev.fired = ev.amount >= ev.threshold and (rule.kind != "anomaly" or ev.amount > 0)
+        if rule.kind in MONTHLY_KINDS and missing:
+            ev.detail = (ev.detail + "; " if ev.detail else "") + f"{len(missing)} day(s) of the month not landed"
+        ev.message = self._message(ev)
+        return ev
+
+    def _message(self, ev: Evaluation) -> str:
+        cur, rule = self.spend.currency, ev.rule
+        who = f"project {ev.label}" if ev.project else "the organization"
+        amount, threshold = money(ev.amount, cur), money(ev.threshold, cur)
+        if rule.kind == "daily":
+            what = f"{who} spent {amount} on {ev.period}, reaching the daily threshold of {threshold}"
+        elif rule.kind == "month_to_date":
+            what = f"{who} has spent {amount} in {ev.period} (month to date), reaching the threshold of {threshold}"
+        elif rule.kind == "limit_percent":
+            what = f"{who} has spent {amount} in {ev.period} (month to date), {rule.percent}% of its spend limit is {threshold}"
+        else:
+            what = f"{who} spent {amount} on {ev.period}, over {rule.factor}x its {ev.detail} (threshold {threshold})"
+        link = f" Report: {self.report_url}" if self.report_url else ""
+        return f"OpenAI spend alert [{rule.name}]: {what}.{link}"
+
+
+class MarkerStore:
+    """``<output_path>/alerts/<rule>/<scope>/<period>.json``: which notifiers got a firing.
+
+    Why here and not in XCom or a Variable: XCom of a task is deleted when the task is cleared or
+    re-run, which is exactly when a second send must not happen; a Variable is global, writable by
+    anyone in the UI, and outlives the data it talks about. The output location is where the data
+    and the report live, it survives a metadata database reset, and each marker is written
+    atomically (:func:`publish_bytes`). A marker is updated after each notifier that succeeded, so a
+    retry re-sends only to the notifiers that failed. A crash between a send and its marker
+    write re-sends that one message on retry: at least once, never lost.
+    """
+
+    def __init__(self, root: ObjectStoragePath) -> None:
+        self.root = root
+
+    def path(self, ev: Evaluation) -> ObjectStoragePath:
+        scope = quote(ev.project, safe="") if ev.project else f"_{ORGANIZATION}"
+        return self.root / ev.rule.name / scope / f"{ev.period}.json"
+
+    def delivered(self, ev: Evaluation) -> list[str]:
+        from airflow_provider_openai_usage.report.publish import read_bytes_if_exists
+
+        data = read_bytes_if_exists(self.path(ev))
+        return list(json.loads(data)["delivered"]) if data else []
+
+    def record(self, ev: Evaluation, delivered: Sequence[str], extra: Mapping[str, Any]) -> None:
+        from airflow_provider_openai_usage.report.publish import publish_bytes
+
+        body = {
+            "rule": asdict(ev.rule) | {k: format(v, "f") for k, v in asdict(ev.rule).items() if isinstance(v, Decimal)},
+            "project": ev.project,
+            "period": ev.period,
+            "amount": exact(ev.amount),
+            "threshold": exact(ev.threshold),
+            "message": ev.message,
+            "delivered": list(delivered),
+            **extra,
+        }
+        publish_bytes(self.path(ev), json.dumps(body, indent=2, sort_keys=True).encode())

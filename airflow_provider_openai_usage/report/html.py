@@ -1,0 +1,186 @@
+"""One self-contained HTML page: inline CSS, inline SVG charts, no script, no external reference.
+
+A Content-Security-Policy of ``default-src 'none'`` makes the promise enforceable: even a stray
+reference could not make the browser fetch anything. Every money cell carries its exact value in
+``data-exact`` (the displayed text is rounded to cents), so tests and scrapers can check totals
+without re-parsing formatted numbers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from airflow_provider_openai_usage.report.landed import MISSING
+from airflow_provider_openai_usage.report.spend import ZERO, Spend, money
+
+TEMPLATE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>OpenAI spend {{ day }}</title>
+<style>
+body { font-family: -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; margin: 24px auto; max-width: 1060px; color: #1a1a1a; }
+h1 { font-size: 22px; margin-bottom: 4px; } h2 { font-size: 17px; margin-top: 32px; border-bottom: 1px solid #ddd; padding-bottom: 4px; }
+.meta { color: #555; font-size: 13px; }
+.cards { display: flex; gap: 16px; margin: 16px 0; flex-wrap: wrap; }
+.card { border: 1px solid #ddd; border-radius: 6px; padding: 10px 16px; min-width: 180px; }
+.card .label { color: #555; font-size: 12px; } .card .value { font-size: 20px; font-weight: 600; }
+figure { margin: 8px 0; } figure svg { max-width: 100%; height: auto; }
+table { border-collapse: collapse; font-size: 13px; margin: 8px 0; }
+th, td { padding: 3px 10px; border-bottom: 1px solid #eee; text-align: left; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+tr.total td { font-weight: 600; border-top: 2px solid #999; }
+.missing { color: #a33; } .partial { color: #a60; }
+.note { color: #555; font-size: 12px; }
+.up { color: #b00; } .down { color: #070; }
+</style>
+</head>
+<body>
+<h1>OpenAI spend report &middot; {{ day }}</h1>
+<p class="meta">UTC days. Read from <code>{{ source }}</code>. Amounts are exact sums, rounded to cents only for display.</p>
+{% if missing %}<p class="missing">Not landed (shown as gaps, not zeros): {{ missing | join(", ") }}</p>{% endif %}
+{% if partial %}<p class="partial">Only partly landed: {{ partial | join(", ") }}</p>{% endif %}
+{% if other_currencies %}<p class="note">Left out (other currencies): {{ other_currencies | join(", ") }}</p>{% endif %}
+
+<div class="cards">
+  <div class="card"><div class="label">{{ day }}</div><div class="value" id="day-total">{{ day_total }}</div></div>
+  <div class="card"><div class="label">Month to date ({{ month }})</div><div class="value" id="mtd-total">{{ mtd_total }}</div></div>
+  <div class="card"><div class="label">Last {{ window_days }} days</div><div class="value" id="window-total">{{ window_total }}</div></div>
+</div>
+
+<h2>Daily spend by project</h2>
+<figure id="chart-daily">{{ charts.daily | safe }}</figure>
+<table id="daily-table">
+<thead><tr><th>day</th><th>landed</th>{% for p in top_projects %}<th class="num">{{ p.label }}</th>{% endfor %}<th class="num">total</th></tr></thead>
+<tbody>
+{% for row in daily_rows %}<tr class="{{ row.status }}"><td>{{ row.day }}</td><td>{{ row.status }}</td>{% for cell in row.cells %}<td class="num"{% if cell.exact is not none %} data-exact="{{ cell.exact }}"{% endif %}>{{ cell.text }}</td>{% endfor %}<td class="num"{% if row.total.exact is not none %} data-exact="{{ row.total.exact }}"{% endif %}>{{ row.total.text }}</td></tr>
+{% endfor %}<tr class="total"><td>total</td><td>{{ landed_count }}/{{ window_days }} days</td>{% for p in top_projects %}<td class="num" data-exact="{{ p.exact }}">{{ p.text }}</td>{% endfor %}<td class="num" data-exact="{{ window_exact }}">{{ window_total }}</td></tr>
+</tbody>
+</table>
+{% if more_projects %}<p class="note">{{ more_projects }} more project(s) are in the totals and in the chart's "other projects".</p>{% endif %}
+
+<h2>Month to date vs spend limit</h2>
+<figure id="chart-month">{{ charts.month | safe }}</figure>
+<table id="month-table">
+<thead><tr><th>project</th><th class="num">month to date</th><th class="num">spend limit</th><th class="num">used</th></tr></thead>
+<tbody>
+{% for row in month_rows %}<tr><td>{{ row.label }}</td><td class="num" data-exact="{{ row.exact }}">{{ row.mtd }}</td><td class="num">{{ row.limit }}</td><td class="num">{{ row.used }}</td></tr>
+{% endfor %}<tr class="total"><td>total</td><td class="num" data-exact="{{ mtd_exact }}">{{ mtd_total }}</td><td></td><td></td></tr>
+</tbody>
+</table>
+{% if not has_limits %}<p class="note">No spend limits known: the organization directory has not been landed under this output location.</p>{% endif %}
+
+<h2>Biggest movers, {{ before }} &rarr; {{ day }}</h2>
+{% if movers %}<table id="movers-table">
+<thead><tr><th>project</th><th class="num">{{ before }}</th><th class="num">{{ day }}</th><th class="num">change</th></tr></thead>
+<tbody>
+{% for m in movers %}<tr><td>{{ m.label }}</td><td class="num">{{ m.before }}</td><td class="num">{{ m.after }}</td><td class="num {{ m.direction }}">{{ m.change }}</td></tr>
+{% endfor %}</tbody></table>
+{% else %}<p class="note">No comparison: one of the two days is not landed, or nothing changed.</p>{% endif %}
+
+<h2>Top line items, last {{ window_days }} days</h2>
+<table id="items-table">
+<thead><tr><th>line item</th><th class="num">cost</th></tr></thead>
+<tbody>
+{% for item in line_items %}<tr><td>{{ item.name }}</td><td class="num" data-exact="{{ item.exact }}">{{ item.text }}</td></tr>
+{% endfor %}<tr class="total"><td>total</td><td class="num" data-exact="{{ window_exact }}">{{ window_total }}</td></tr>
+</tbody>
+</table>
+
+<h2>Top models: cost and tokens, last {{ window_days }} days</h2>
+<figure id="chart-models">{{ charts.models | safe }}</figure>
+<table id="models-table">
+<thead><tr><th>model</th><th class="num">cost</th><th class="num">input tokens</th><th class="num">output tokens</th><th class="num">requests</th><th class="num">cost per 1M tokens</th></tr></thead>
+<tbody>
+{% for m in models %}<tr><td>{{ m.model }}</td><td class="num" data-exact="{{ m.exact }}">{{ m.cost }}</td><td class="num">{{ m.input }}</td><td class="num">{{ m.output }}</td><td class="num">{{ m.requests }}</td><td class="num">{{ m.per_million }}</td></tr>
+{% endfor %}</tbody>
+</table>
+<p class="note">Model cost comes from the costs line items named "&lt;model&gt;, input|output"; tokens from the completions usage.</p>
+</body>
+</html>
+"""
+
+TOP_LINE_ITEMS = 12
+
+
+def _cell(value: Any, currency: str) -> dict[str, Any]:
+    return {"text": money(value, currency), "exact": None if value is None else format(value, "f")}
+
+
+def _int(value: int | None) -> str:
+    return "n/a" if value is None else f"{value:,}"
+
+
+def render_html(spend: Spend, charts: dict[str, str], *, window: int, source: str) -> str:
+    """The page for ``spend``; ``charts`` maps ``daily``/``month``/``models`` to inline SVG text."""
+    import jinja2
+
+    cur = spend.currency
+    days = spend.window(window)
+    directory = spend.directory
+    projects = spend.projects
+    top = projects[:6]
+    daily_rows = []
+    for day in reversed(days):
+        status = spend.coverage.get(day, MISSING)
+        cells = [_cell(spend.project_day(p, day), cur) for p in top]
+        daily_rows.append({"day": day.isoformat(), "status": status, "cells": cells, "total": _cell(spend.day_total(day), cur)})
+    top_projects = []
+    for p in top:
+        total = sum((spend.project_day(p, d) or ZERO for d in days), ZERO)
+        top_projects.append({"label": directory.short(p), **_cell(total, cur)})
+    month_rows = []
+    for project, mtd, limit in spend.month_rows():
+        used = f"{(mtd / limit * 100):.1f} %" if limit else "n/a"
+        month_rows.append(
+            {"label": directory.label(project), "mtd": money(mtd, cur), "exact": format(mtd, "f"),
+             "limit": money(limit, cur) if limit is not None else "none known", "used": used}
+        )
+    movers = [
+        {"label": directory.label(p), "before": money(a, cur), "after": money(b, cur),
+         "change": ("+" if d > 0 else "") + money(d, cur), "direction": "up" if d > 0 else "down"}
+        for p, a, b, d in spend.movers()
+    ]
+    items = [{"name": name, **_cell(amount, cur)} for name, amount in spend.line_items[:TOP_LINE_ITEMS]]
+    rest = spend.line_items[TOP_LINE_ITEMS:]
+    if rest:
+        items.append({"name": f"{len(rest)} other line items", **_cell(sum((a for _, a in rest), ZERO), cur)})
+    models = []
+    for m in spend.models:
+        tokens = (m.input_tokens or 0) + (m.output_tokens or 0)
+        models.append(
+            {"model": m.model, "cost": money(m.cost, cur), "exact": format(m.cost, "f"), "input": _int(m.input_tokens),
+             "output": _int(m.output_tokens), "requests": _int(m.requests),
+             "per_million": money(m.cost * 1_000_000 / tokens, cur) if tokens else "n/a"}
+        )
+    window_total = spend.window_total(window)
+    mtd_total = spend.month_to_date(None)
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    return env.from_string(TEMPLATE).render(
+        day=spend.report_day.isoformat(),
+        before=(spend.report_day - dt.timedelta(days=1)).isoformat(),
+        month=spend.report_day.strftime("%Y-%m"),
+        source=source,
+        missing=[d.isoformat() for d in spend.missing_days(days)],
+        partial=[d.isoformat() for d in days if spend.coverage.get(d) == "partial"],
+        other_currencies=[money(v, c) for c, v in sorted(spend.other_currencies.items())],
+        day_total=money(spend.day_total(spend.report_day), cur),
+        mtd_total=money(mtd_total, cur),
+        mtd_exact=format(mtd_total, "f"),
+        window_days=len(days),
+        window_total=money(window_total, cur),
+        window_exact=format(window_total, "f"),
+        landed_count=len(days) - len(spend.missing_days(days)),
+        charts=charts,
+        top_projects=top_projects,
+        more_projects=max(0, len(projects) - len(top)),
+        daily_rows=daily_rows,
+        month_rows=month_rows,
+        has_limits=bool(directory.limits),
+        movers=movers,
+        line_items=items,
+        models=models,
+    )

@@ -1,0 +1,114 @@
+"""Find and read what the pulls landed for a range of UTC days, with Arrow datasets.
+
+The listing says more than the rows: a day with a partition but no rows had no spend (a real
+zero); a day without a partition was never pulled (a gap, shown as a gap); a day whose parts cover
+less than 24 hours (hourly runs still going) is partial. Rows are read by ``pyarrow.dataset`` over
+the same filesystem Airflow's ObjectStoragePath uses (local, S3, GCS...), reading only the columns
+asked for; the aggregation happens in Arrow, never row by row in Python.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from airflow_provider_openai_usage.exceptions import OpenAIUsageValidationError
+from airflow_provider_openai_usage.report.publish import is_local
+from airflow_provider_openai_usage.storage import DAY, PART_RE, _window_of
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from airflow.sdk import ObjectStoragePath
+
+COMPLETE, PARTIAL, MISSING = "complete", "partial", "missing"
+
+
+@dataclass(frozen=True)
+class Landed:
+    """Rows of the listed days (with a ``date`` string column) and each day's coverage."""
+
+    table: pa.Table
+    coverage: dict[dt.date, str]
+
+    @property
+    def reported_days(self) -> list[dt.date]:
+        return [d for d, status in self.coverage.items() if status != MISSING]
+
+
+def day_range(first: dt.date, last: dt.date) -> list[dt.date]:
+    return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def _months(days: Sequence[dt.date]) -> list[str]:
+    return sorted({d.strftime("%Y-%m") for d in days})
+
+
+def list_parts(root: ObjectStoragePath, days: Sequence[dt.date]) -> dict[dt.date, list[str]]:
+    """Part files per day, with one glob per month (a handful of LIST calls on object stores)."""
+    wanted = set(days)
+    found: dict[dt.date, list[str]] = {d: [] for d in days}
+    fs, base = root.fs, root.path.rstrip("/")
+    for month in _months(days):
+        for path in fs.glob(f"{base}/date={month}-*/part-*"):
+            folder, name = path.rsplit("/", 2)[-2:]
+            if not PART_RE.match(name):
+                continue
+            day = dt.date.fromisoformat(folder.removeprefix("date="))
+            if day in wanted:
+                found[day].append(path)
+    return found
+
+
+def coverage_of(names: Sequence[str]) -> str:
+    """``complete`` when the part windows cover 00:00-24:00, ``partial`` when some, ``missing`` when none."""
+    windows = sorted(w for w in (_window_of(n.rsplit("/", 1)[-1]) for n in names) if w is not None)
+    if not windows:
+        return MISSING
+    covered = 0
+    for start, end in windows:
+        if start > covered:
+            return PARTIAL
+        covered = max(covered, end)
+    return COMPLETE if covered >= DAY else PARTIAL
+
+
+def read_landed(
+    location: ObjectStoragePath, endpoint: str, days: Sequence[dt.date], columns: Sequence[str]
+) -> Landed:
+    """The named columns of ``<location>/<endpoint>`` for ``days``, plus a ``date`` column."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    import pyarrow.fs as pafs
+
+    from airflow_provider_openai_usage.endpoints import get_endpoint
+    from airflow_provider_openai_usage.storage import arrow_schema
+
+    root = location / endpoint
+    parts = list_parts(root, days)
+    coverage = {d: coverage_of(parts[d]) for d in days}
+    schema = arrow_schema(get_endpoint(endpoint))
+    missing = [c for c in columns if c not in schema.names]
+    if missing:
+        raise OpenAIUsageValidationError(f"{endpoint} has no column(s) {missing}; it has {schema.names}")
+    out_schema = pa.schema([schema.field(c) for c in columns] + [pa.field("date", pa.string())])
+    files = sorted(p for d in days for p in parts[d])
+    if not files:
+        return Landed(out_schema.empty_table(), coverage)
+    formats = {f.rsplit(".", 1)[-1] for f in files}
+    if formats - {"parquet"}:
+        raise OpenAIUsageValidationError(
+            f"{root.as_uri()} holds {sorted(formats)} files; the spend report reads Parquet "
+            "(the operators' default file_format='parquet')"
+        )
+    filesystem = pafs.LocalFileSystem() if is_local(root) else pafs.PyFileSystem(pafs.FSSpecHandler(root.fs))
+    dataset = ds.dataset(
+        files,
+        schema=schema.append(pa.field("date", pa.string())),
+        format="parquet",
+        filesystem=filesystem,
+        partitioning=ds.partitioning(pa.schema([("date", pa.string())]), flavor="hive"),
+        partition_base_dir=root.path.rstrip("/"),
+    )
+    return Landed(dataset.to_table(columns=[*columns, "date"]), coverage)

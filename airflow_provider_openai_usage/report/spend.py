@@ -1,0 +1,230 @@
+"""The spend numbers a report shows and alert rules test, computed once from the landed partitions.
+
+Costs are summed in Arrow (``Table.group_by(...).aggregate``) as exact ``decimal128`` values; the
+results are small (days x projects) and come back as Python ``Decimal``. Rounding happens only
+where a number is displayed (:func:`money`). Days that were never landed stay absent from
+``daily`` and are marked ``missing`` in ``coverage``: a gap is not a zero.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_openai_usage.report.landed import MISSING, day_range, read_landed
+
+if TYPE_CHECKING:
+    from airflow.sdk import ObjectStoragePath
+
+ZERO = Decimal(0)
+CENT = Decimal("0.01")
+#: How a missing project id is shown (costs not attributed to a project, e.g. organization-level).
+NO_PROJECT = "(no project)"
+
+
+def money(value: Decimal | None, currency: str) -> str:
+    """``1,234.57 USD``: rounded half up to cents, only for display."""
+    if value is None:
+        return "n/a"
+    return f"{value.quantize(CENT, rounding=ROUND_HALF_UP):,} {currency.upper()}"
+
+
+def exact(value: Decimal | None) -> str | None:
+    """The exact value as plain text without trailing zeros (``10.4106258675``), for logs, XCom, markers."""
+    if value is None:
+        return None
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+@dataclass(frozen=True)
+class Directory:
+    """What the organization directory knows about projects: names and OpenAI spend limits."""
+
+    names: Mapping[str, str] = field(default_factory=dict)
+    limits: Mapping[str, Decimal] = field(default_factory=dict)
+
+    def label(self, project_id: str) -> str:
+        name = self.names.get(project_id)
+        return f"{name} ({project_id})" if name and name != project_id else project_id
+
+    def short(self, project_id: str) -> str:
+        return self.names.get(project_id) or project_id
+
+    def resolve(self, project: str) -> str:
+        """A project given by id or by name, as its id."""
+        if project in self.names:
+            return project
+        matches = [pid for pid, name in self.names.items() if name == project]
+        return matches[0] if len(matches) == 1 else project
+
+
+@dataclass
+class ModelSpend:
+    model: str
+    cost: Decimal
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    requests: int | None = None
+
+
+@dataclass
+class Spend:
+    """Daily spend per project over ``days`` (oldest first), ending at ``report_day``."""
+
+    report_day: dt.date
+    days: list[dt.date]
+    coverage: dict[dt.date, str]
+    currency: str
+    #: day -> project -> amount, only for days that were landed (complete or partial).
+    daily: dict[dt.date, dict[str, Decimal]]
+    line_items: list[tuple[str, Decimal]]
+    models: list[ModelSpend]
+    directory: Directory = field(default_factory=Directory)
+    #: Amounts left out because they were in another currency than ``currency`` (per currency).
+    other_currencies: dict[str, Decimal] = field(default_factory=dict)
+
+    # -- derived ------------------------------------------------------------------------------------
+    @property
+    def projects(self) -> list[str]:
+        """Every project with spend in the range, biggest first."""
+        totals: dict[str, Decimal] = {}
+        for per_project in self.daily.values():
+            for project, amount in per_project.items():
+                totals[project] = totals.get(project, ZERO) + amount
+        return sorted(totals, key=lambda p: (-totals[p], p))
+
+    def day_total(self, day: dt.date) -> Decimal | None:
+        if self.coverage.get(day, MISSING) == MISSING:
+            return None
+        return sum(self.daily.get(day, {}).values(), ZERO)
+
+    def project_day(self, project: str | None, day: dt.date) -> Decimal | None:
+        """A project's (or, for ``None``, the organization's) spend on a day; ``None`` if not landed."""
+        if project is None:
+            return self.day_total(day)
+        if self.coverage.get(day, MISSING) == MISSING:
+            return None
+        return self.daily.get(day, {}).get(project, ZERO)
+
+    def month_days(self) -> list[dt.date]:
+        return [d for d in self.days if d.year == self.report_day.year and d.month == self.report_day.month]
+
+    def month_to_date(self, project: str | None) -> Decimal:
+        """Spend from the first of the report day's month through the report day (landed days only)."""
+        return sum((self.project_day(project, d) or ZERO for d in self.month_days()), ZERO)
+
+    def missing_days(self, days: list[dt.date]) -> list[dt.date]:
+        return [d for d in days if self.coverage.get(d, MISSING) == MISSING]
+
+    def window(self, n: int) -> list[dt.date]:
+        return self.days[-n:]
+
+    def window_total(self, n: int) -> Decimal:
+        return sum((self.day_total(d) or ZERO for d in self.window(n)), ZERO)
+
+    def movers(self, limit: int = 5) -> list[tuple[str, Decimal, Decimal, Decimal]]:
+        """(project, day before, report day, change), biggest absolute change first; both days landed."""
+        before = self.report_day - dt.timedelta(days=1)
+        if self.day_total(before) is None or self.day_total(self.report_day) is None:
+            return []
+        rows = []
+        for project in set(self.daily.get(before, {})) | set(self.daily.get(self.report_day, {})):
+            a, b = self.project_day(project, before) or ZERO, self.project_day(project, self.report_day) or ZERO
+            if a != b:
+                rows.append((project, a, b, b - a))
+        rows.sort(key=lambda r: (-abs(r[3]), r[0]))
+        return rows[:limit]
+
+    def month_rows(self) -> list[tuple[str, Decimal, Decimal | None]]:
+        """(project, month to date, spend limit or None) for every project with spend or a limit."""
+        projects = [p for p in self.projects if any(p in self.daily.get(d, {}) for d in self.month_days())]
+        projects += sorted(p for p in self.directory.limits if p not in projects)
+        return [(p, self.month_to_date(p), self.directory.limits.get(p)) for p in projects]
+
+
+def load_spend(
+    location: ObjectStoragePath,
+    report_day: dt.date,
+    days: int,
+    directory: Directory | None = None,
+    *,
+    with_models: bool = True,
+    top: int = 10,
+) -> Spend:
+    """Read ``days`` days ending at ``report_day`` (and the month to date) from ``location``."""
+    import pyarrow.compute as pc
+
+    first = min(report_day - dt.timedelta(days=days - 1), report_day.replace(day=1))
+    all_days = day_range(first, report_day)
+    costs = read_landed(location, "costs", all_days, ["project_id", "line_item", "amount_value", "amount_currency"])
+    table = costs.table.set_column(
+        costs.table.schema.get_field_index("project_id"),
+        "project_id",
+        pc.fill_null(costs.table.column("project_id"), NO_PROJECT),
+    )
+    currency, others = _main_currency(table)
+    if others:
+        table = table.filter(pc.equal(table.column("amount_currency"), currency))
+    daily: dict[dt.date, dict[str, Decimal]] = {d: {} for d in costs.reported_days}
+    by_day = table.group_by(["date", "project_id"]).aggregate([("amount_value", "sum")])
+    for row in by_day.to_pylist():
+        daily[dt.date.fromisoformat(row["date"])][row["project_id"]] = row["amount_value_sum"]
+
+    in_window = table.filter(pc.greater_equal(table.column("date"), (report_day - dt.timedelta(days=days - 1)).isoformat()))
+    items = in_window.group_by("line_item").aggregate([("amount_value", "sum")]).to_pylist()
+    line_items = sorted(((r["line_item"] or "(none)", r["amount_value_sum"]) for r in items), key=lambda r: (-r[1], r[0]))
+    models = _model_spend(location, in_window, report_day, days, top) if with_models else []
+    return Spend(
+        report_day=report_day,
+        days=all_days,
+        coverage=costs.coverage,
+        currency=currency,
+        daily=daily,
+        line_items=line_items,
+        models=models,
+        directory=directory or Directory(),
+        other_currencies=others,
+    )
+
+
+def _main_currency(table: Any) -> tuple[str, dict[str, Decimal]]:
+    """The currency most of the amounts are in; OpenAI bills in ``usd``."""
+    sums = {r["amount_currency"]: r["amount_value_sum"] for r in table.group_by("amount_currency").aggregate([("amount_value", "sum")]).to_pylist()}
+    sums = {(k or "usd"): v for k, v in sums.items()}
+    if not sums:
+        return "usd", {}
+    main = max(sums, key=lambda c: (sums[c], c))
+    return main, {c: v for c, v in sums.items() if c != main}
+
+
+def _model_spend(location: ObjectStoragePath, costs: Any, report_day: dt.date, days: int, top: int) -> list[ModelSpend]:
+    """Cost per model (from ``"<model>, input|output"`` line items) beside its tokens (completions)."""
+    import pyarrow.compute as pc
+
+    items = costs.column("line_item")
+    is_model = pc.fill_null(pc.match_substring(items, ", "), False)
+    model_costs = costs.filter(is_model)
+    models = pc.list_element(pc.split_pattern(model_costs.column("line_item"), ", ", max_splits=1), 0)
+    per_model = model_costs.append_column("model", models).group_by("model").aggregate([("amount_value", "sum")]).to_pylist()
+    ranked = sorted((ModelSpend(r["model"], r["amount_value_sum"]) for r in per_model), key=lambda m: (-m.cost, m.model))[:top]
+    if not ranked:
+        return []
+    usage = read_landed(
+        location, "completions", day_range(report_day - dt.timedelta(days=days - 1), report_day),
+        ["model", "input_tokens", "output_tokens", "num_model_requests"],
+    ).table
+    tokens = {
+        r["model"]: r
+        for r in usage.group_by("model")
+        .aggregate([("input_tokens", "sum"), ("output_tokens", "sum"), ("num_model_requests", "sum")])
+        .to_pylist()
+    }
+    for m in ranked:
+        t = tokens.get(m.model)
+        if t is not None:
+            m.input_tokens, m.output_tokens, m.requests = t["input_tokens_sum"], t["output_tokens_sum"], t["num_model_requests_sum"]
+    return ranked

@@ -1,0 +1,119 @@
+"""Spend alerts through the providers' own notifiers to real receivers on 127.0.0.1, in real Airflow runs.
+
+An aiosmtpd server receives the mail of apache-airflow-providers-smtp's ``SmtpNotifier``; a local
+HTTP server stands in for a Slack incoming webhook and receives apache-airflow-providers-slack's
+``SlackWebhookNotifier`` message. The DAG runs twice for the same day (``dag.test`` replaces the run,
+as a re-run does): each receiver gets each alert once.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pendulum
+import pytest
+
+from airflow_provider_openai_usage.testing.receivers import WebhookReceiver
+from report_support import NOW, land
+
+DAG = '''
+import pendulum
+from airflow.sdk import DAG, CronDataIntervalTimetable
+from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
+from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+from airflow_provider_openai_usage.operators.report import OpenAISpendAlertOperator, OpenAISpendReportOperator
+
+with DAG("spend_alerts", schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
+         start_date=pendulum.datetime(2025, 10, 1, tz="UTC"), catchup=False):
+    report = OpenAISpendReportOperator(task_id="report", output_path="{output}", days=14)
+    alerts = OpenAISpendAlertOperator(
+        task_id="alerts",
+        output_path="{output}",
+        rules=[
+            {{"name": "org-daily", "kind": "daily", "threshold": "5"}},
+            {{"name": "spike", "kind": "anomaly", "project": "*", "factor": 3, "trailing_days": 7, "min_amount": "1"}},
+            {{"name": "calm", "kind": "month_to_date", "threshold": "1000000"}},
+        ],
+        report_url="https://finops.example/openai/{{{{ data_interval_start | ds }}}}/spend.html",
+        notifiers=[
+            SmtpNotifier(smtp_conn_id="spend_smtp", from_email="airflow@example.com", to="finops@example.com",
+                         subject="{{{{ spend_alert.rule }}}}: {{{{ spend_alert.project }}}} {{{{ spend_alert.amount }}}}",
+                         html_content="<p>{{{{ spend_alert.message }}}}</p>"),
+            SlackWebhookNotifier(slack_webhook_conn_id="spend_slack", text="{{{{ spend_alert.message }}}}"),
+        ],
+    )
+    report >> alerts
+'''
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def smtp_inbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
+    from aiosmtpd.controller import Controller
+
+    inbox: list[Any] = []
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's hook name
+            inbox.append(envelope)
+            return "250 Message accepted for delivery"
+
+    controller = Controller(Handler(), hostname="127.0.0.1", port=_free_port())
+    controller.start()  # returns once the server answers: readiness, not a sleep
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SPEND_SMTP",
+        json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": controller.port,
+                    "extra": {"disable_ssl": True, "disable_tls": True, "retry_limit": 0, "timeout": 10}}),
+    )
+    try:
+        yield inbox
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def webhook_inbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[WebhookReceiver]:
+    """An HTTP server that answers like a Slack incoming webhook (``200 ok``) and keeps each POST."""
+    with WebhookReceiver() as receiver:
+        monkeypatch.setenv("AIRFLOW_CONN_SPEND_SLACK", receiver.connection_json())
+        yield receiver
+
+
+def test_each_alert_reaches_smtp_and_slack_once_across_a_rerun(run_dag, smtp_inbox, webhook_inbox, tmp_path: Path) -> None:
+    land(tmp_path.as_uri(), "2025-10-25", "2025-11-10")
+    source = DAG.format(output=tmp_path.as_uri())
+    day = pendulum.from_timestamp(NOW, tz="UTC")  # runs [2025-11-09, 2025-11-10)
+    for _ in range(2):
+        dr, states = run_dag(source, "spend_alerts", logical_date=day)
+        assert states == {"report": "success", "alerts": "success"}
+    summary = dr.get_task_instance("alerts").xcom_pull(task_ids="alerts")
+    fired = sorted((e["rule"], e["project"]) for e in summary["evaluations"] if e["state"] == "fired")
+    assert ("org-daily", None) in fired and any(rule == "spike" for rule, _ in fired)
+    assert ("calm", None) not in fired
+
+    # Exactly one mail and one webhook post per firing, across both runs.
+    assert len(smtp_inbox) == len(fired) and len(webhook_inbox.messages) == len(fired)
+    mails = [email.message_from_bytes(e.original_content, policy=email.policy.default) for e in smtp_inbox]
+    assert all(e.rcpt_tos == ["finops@example.com"] and e.mail_from == "airflow@example.com" for e in smtp_inbox)
+    org_mail = next(m for m in mails if m["Subject"].startswith("org-daily: organization "))
+    body = org_mail.get_body(("html",)).get_content()
+    assert "reaching the daily threshold of 5.00 USD" in body
+    assert "https://finops.example/openai/2025-11-09/spend.html" in body
+    texts = sorted(m["text"] for m in webhook_inbox.messages)
+    assert all(r["path"] == "/services/T000/B000/XXXX" and r["content_type"].startswith("application/json") for r in webhook_inbox.requests)
+    spike = next(t for t in texts if t.startswith("OpenAI spend alert [spike]: project "))
+    assert "trailing median" in spike and " USD" in spike
+    assert (tmp_path / "reports" / "date=2025-11-09" / "spend.html").exists()
+    markers = sorted(str(p.relative_to(tmp_path / "alerts")) for p in (tmp_path / "alerts").rglob("*.json"))
+    assert len(markers) == len(fired) and "org-daily/_organization/2025-11-09.json" in markers

@@ -1,0 +1,63 @@
+"""Landed data for the report and alert tests: the real pull operator against the fake API.
+
+Nothing is hand-written into Parquet: the partitions are what ``OpenAIUsageOperator`` lands, so
+the report is tested on the files users get. The oracles read those files back without our code.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from pathlib import Path
+
+import pendulum
+
+#: tests/conftest.py's fixed "now" (2025-11-10T00:00:00Z); repeated here because under tests/integration
+#: ``conftest`` names that folder's own conftest module.
+NOW = 1762732800
+
+#: What the report needs: costs by project and line item, completions by project and model.
+GROUP_BY = {"costs": ["project_id", "line_item"], "completions": ["project_id", "model"]}
+
+
+@contextmanager
+def _env(name: str, value: str) -> Iterator[None]:
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
+
+
+def land(output_path: str, start: str, end: str, *, seed: int = 7, now: int = NOW, endpoints=("costs", "completions")) -> None:
+    """Pull ``[start, end)`` of each endpoint from a fresh fake API into ``output_path``."""
+    from airflow_provider_openai_usage.operators.usage import OpenAIUsageOperator
+    from airflow_provider_openai_usage.testing import FakeOpenAIUsageAPI
+
+    with FakeOpenAIUsageAPI(seed=seed, now=now) as api, _env("AIRFLOW_CONN_OPENAI_USAGE_DEFAULT", api.connection_json()):
+        for key in endpoints:
+            op = OpenAIUsageOperator(
+                task_id=f"pull_{key}", endpoint=key, group_by=GROUP_BY[key], output_path=output_path,
+                start_time=f"{start}T00:00:00Z", end_time=f"{end}T00:00:00Z",
+            )
+            op.execute({"data_interval_start": pendulum.parse(start), "data_interval_end": pendulum.parse(end)})
+
+
+def partition_sums(costs_root: Path, project: str | None = None) -> dict[str, Decimal]:
+    """Oracle: each landed day's exact cost, summed in plain Python from each file's rows."""
+    import pyarrow.parquet as pq
+
+    sums: dict[str, Decimal] = {}
+    for part in sorted(costs_root.glob("date=*/part-*.parquet")):
+        rows = pq.read_table(part, columns=["project_id", "amount_value"]).to_pylist()
+        day = part.parent.name.removeprefix("date=")
+        sums[day] = sums.get(day, Decimal(0)) + sum(
+            (r["amount_value"] for r in rows if project is None or r["project_id"] == project), Decimal(0)
+        )
+    return sums
