@@ -35,7 +35,9 @@ def _env(name: str, value: str) -> Iterator[None]:
             os.environ[name] = old
 
 
-def land(output_path: str, start: str, end: str, *, seed: int = 7, now: int = NOW, endpoints=("costs", "completions")) -> None:
+def land(
+    output_path: str, start: str, end: str, *, seed: int = 7, now: int = NOW, endpoints=("costs", "completions"), output_conn_id: str | None = None
+) -> None:
     """Pull ``[start, end)`` of each endpoint from a fresh fake API into ``output_path``."""
     from airflow_provider_openai_usage.operators.usage import OpenAIUsageOperator
     from airflow_provider_openai_usage.testing import FakeOpenAIUsageAPI
@@ -43,7 +45,7 @@ def land(output_path: str, start: str, end: str, *, seed: int = 7, now: int = NO
     with FakeOpenAIUsageAPI(seed=seed, now=now) as api, _env("AIRFLOW_CONN_OPENAI_USAGE_DEFAULT", api.connection_json()):
         for key in endpoints:
             op = OpenAIUsageOperator(
-                task_id=f"pull_{key}", endpoint=key, group_by=GROUP_BY[key], output_path=output_path,
+                task_id=f"pull_{key}", endpoint=key, group_by=GROUP_BY[key], output_path=output_path, output_conn_id=output_conn_id,
                 start_time=f"{start}T00:00:00Z", end_time=f"{end}T00:00:00Z",
             )
             op.execute({"data_interval_start": pendulum.parse(start), "data_interval_end": pendulum.parse(end)})
@@ -54,7 +56,7 @@ def partition_sums(costs_root: Path, project: str | None = None) -> dict[str, De
     import pyarrow.parquet as pq
 
     sums: dict[str, Decimal] = {}
-    for part in sorted(costs_root.glob("date=*/part-*.parquet")):
+    for part in sorted(costs_root.glob("date=*/*.parquet")):
         rows = pq.read_table(part, columns=["project_id", "amount_value"]).to_pylist()
         day = part.parent.name.removeprefix("date=")
         sums[day] = sums.get(day, Decimal(0)) + sum(

@@ -62,9 +62,9 @@ def _check_days(name: str, value: Any, low: int, high: int) -> int:
 
 def load_directory(location: ObjectStoragePath, day: dt.date) -> Directory:
     """Project names and spend limits from the organization directory, when it has been landed."""
-    from airflow_provider_openai_usage.report.spend import Directory
+    from airflow_provider_openai_usage.report.names import load_directory as load
 
-    return Directory()
+    return load(location, day)
 
 
 class OpenAISpendReportOperator(BaseOperator):

@@ -10,19 +10,36 @@ asked for; the aggregation happens in Arrow, never row by row in Python.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from airflow_provider_openai_usage.exceptions import OpenAIUsageValidationError
 from airflow_provider_openai_usage.report.publish import is_local
-from airflow_provider_openai_usage.storage import DAY, PART_RE, _window_of
 
 if TYPE_CHECKING:
     import pyarrow as pa
     from airflow.sdk import ObjectStoragePath
 
 COMPLETE, PARTIAL, MISSING = "complete", "partial", "missing"
+DAY = 86400
+#: A day's data files: ``data.<ext>`` (one file per day) or ``part-HHMM-HHMM.<ext>`` (a window of it).
+DATA_RE = re.compile(r"^(?:data|part-(\d{4})-(\d{4}))\.(parquet|jsonl|csv)$")
+#: Where the pulls keep what each day's file covers (sidecar manifests, skipped by dataset readers).
+MANIFESTS = "_openai_usage/manifests"
+
+
+def _window_of(name: str) -> tuple[int, int] | None:
+    """Seconds of the UTC day a file covers: the whole day for ``data.*``, else its ``HHMM-HHMM``."""
+    match = DATA_RE.match(name)
+    if not match:
+        return None
+    if match.group(1) is None:
+        return 0, DAY
+    a, b = match.group(1), match.group(2)
+    return int(a[:2]) * 3600 + int(a[2:]) * 60, int(b[:2]) * 3600 + int(b[2:]) * 60
 
 
 @dataclass(frozen=True)
@@ -51,9 +68,9 @@ def list_parts(root: ObjectStoragePath, days: Sequence[dt.date]) -> dict[dt.date
     found: dict[dt.date, list[str]] = {d: [] for d in days}
     fs, base = root.fs, root.path.rstrip("/")
     for month in _months(days):
-        for path in fs.glob(f"{base}/date={month}-*/part-*"):
+        for path in fs.glob(f"{base}/date={month}-*/*"):
             folder, name = path.rsplit("/", 2)[-2:]
-            if not PART_RE.match(name):
+            if not DATA_RE.match(name):
                 continue
             day = dt.date.fromisoformat(folder.removeprefix("date="))
             if day in wanted:
@@ -61,9 +78,12 @@ def list_parts(root: ObjectStoragePath, days: Sequence[dt.date]) -> dict[dt.date
     return found
 
 
-def coverage_of(names: Sequence[str]) -> str:
-    """``complete`` when the part windows cover 00:00-24:00, ``partial`` when some, ``missing`` when none."""
-    windows = sorted(w for w in (_window_of(n.rsplit("/", 1)[-1]) for n in names) if w is not None)
+def coverage_of(names: Sequence[str], covered: Sequence[tuple[int, int]] | None = None) -> str:
+    """``complete`` when the files (or the manifest's ``covered`` windows, seconds of the day) span
+    00:00-24:00, ``partial`` when they span less, ``missing`` when there is no file."""
+    if not names:
+        return MISSING
+    windows = sorted(covered if covered is not None else (w for w in (_window_of(n.rsplit("/", 1)[-1]) for n in names) if w is not None))
     if not windows:
         return MISSING
     covered = 0
@@ -87,7 +107,7 @@ def read_landed(
 
     root = location / endpoint
     parts = list_parts(root, days)
-    coverage = {d: coverage_of(parts[d]) for d in days}
+    coverage = {d: coverage_of(parts[d], _manifest_covered(root, d) if parts[d] else None) for d in days}
     schema = arrow_schema(get_endpoint(endpoint))
     missing = [c for c in columns if c not in schema.names]
     if missing:
@@ -112,3 +132,23 @@ def read_landed(
         partition_base_dir=root.path.rstrip("/"),
     )
     return Landed(dataset.to_table(columns=[*columns, "date"]), coverage)
+
+
+def _manifest_covered(root: ObjectStoragePath, day: dt.date) -> list[tuple[int, int]] | None:
+    """The UTC windows a day's manifest says were written (seconds of the day), if it has one."""
+    path = root / MANIFESTS / f"date={day.isoformat()}.json"
+    try:
+        with path.open("rb") as fh:
+            manifest = json.load(fh)
+    except FileNotFoundError:
+        return None
+    covered = manifest.get("covered")
+    if not covered:
+        return None
+    start = dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc)
+    windows = []
+    for a, b in covered:
+        lo = (dt.datetime.fromisoformat(a.replace("Z", "+00:00")) - start).total_seconds()
+        hi = (dt.datetime.fromisoformat(b.replace("Z", "+00:00")) - start).total_seconds()
+        windows.append((max(0, int(lo)), min(DAY, int(hi))))
+    return windows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import shutil
 import subprocess
@@ -124,17 +125,28 @@ def test_report_bytes_do_not_depend_on_the_run(landed: Path, tmp_path: Path) -> 
         (["part-0000-1200.parquet"], PARTIAL),
         (["part-0000-0100.parquet", "part-0200-2400.parquet"], PARTIAL),
         (["x/date=2025-11-01/part-0100-2400.parquet"], PARTIAL),
+        (["data.parquet"], COMPLETE),
     ],
 )
 def test_coverage_from_part_windows(names: list[str], expected: str) -> None:
     assert coverage_of(names) == expected
 
 
+def test_coverage_from_manifest_windows() -> None:
+    assert coverage_of(["data.parquet"], [(0, 3600), (3600, 86400)]) == COMPLETE
+    assert coverage_of(["data.parquet"], [(0, 43200)]) == PARTIAL
+    assert coverage_of([], [(0, 86400)]) == MISSING
+
+
 def test_partial_day_is_marked(landed: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     shutil.copytree(landed, out)
     day_dir = out / "costs" / "date=2025-11-08"
-    (day_dir / "part-0000-2400.parquet").rename(day_dir / "part-0000-1200.parquet")
+    manifest = out / "costs" / "_openai_usage" / "manifests" / "date=2025-11-08.json"
+    if manifest.exists():  # one file per day: its manifest says which hours it covers
+        manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "covered": [["2025-11-08T00:00:00Z", "2025-11-08T12:00:00Z"]]}))
+    else:
+        (day_dir / "part-0000-2400.parquet").rename(day_dir / "part-0000-1200.parquet")
     spend = load_spend(location(out), DAY, 30)
     assert spend.coverage[dt.date(2025, 11, 8)] == PARTIAL
     OpenAISpendReportOperator(task_id="report", output_path=out.as_uri()).execute(CTX)
