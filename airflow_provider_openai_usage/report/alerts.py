@@ -243,6 +243,9 @@ class Evaluator:
         ev.fired = ev.amount >= ev.threshold and (rule.kind != "anomaly" or ev.amount > 0)
         if rule.kind in MONTHLY_KINDS and missing:
             ev.detail = (ev.detail + "; " if ev.detail else "") + f"{len(missing)} day(s) of the month not landed"
+        known = {p for per_day in spend.daily.values() for p in per_day} | set(spend.directory.names)
+        if project is not None and project not in known:
+            ev.detail = (ev.detail + "; " if ev.detail else "") + f"no spend and no directory entry for {project!r}: check the project id or name"
         ev.message = self._message(ev)
         return ev
 

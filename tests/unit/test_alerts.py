@@ -110,6 +110,8 @@ def test_limit_percent_uses_the_directory_and_project_names() -> None:
     assert out["l80", "proj_b"].threshold == D(800)
     assert out["chat", "proj_b"].fired and "Chat (proj_b)" in out["chat", "proj_b"].message
     assert not out["nolimit", "proj_zzz"].fired and "no spend limit" in out["nolimit", "proj_zzz"].detail
+    typo = evaluate([{"name": "typo", "kind": "daily", "project": "Serch", "threshold": "1"}], s)["typo", "Serch"]
+    assert not typo.fired and "check the project id or name" in typo.detail
 
 
 def test_anomaly_against_trailing_median_with_a_minimum_amount() -> None:
