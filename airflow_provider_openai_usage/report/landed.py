@@ -145,10 +145,15 @@ def _manifest_covered(root: ObjectStoragePath, day: dt.date) -> list[tuple[int, 
     covered = manifest.get("covered")
     if not covered:
         return None
-    start = dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc)
+    start = int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc).timestamp())
     windows = []
     for a, b in covered:
-        lo = (dt.datetime.fromisoformat(a.replace("Z", "+00:00")) - start).total_seconds()
-        hi = (dt.datetime.fromisoformat(b.replace("Z", "+00:00")) - start).total_seconds()
-        windows.append((max(0, int(lo)), min(DAY, int(hi))))
+        windows.append((max(0, _seconds(a) - start), min(DAY, _seconds(b) - start)))
     return windows
+
+
+def _seconds(value: int | str) -> int:
+    """Unix seconds, given as such or as an ISO time (``2025-11-09T00:00:00Z``)."""
+    if isinstance(value, str):
+        return int(dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
+    return int(value)

@@ -144,7 +144,8 @@ def test_partial_day_is_marked(landed: Path, tmp_path: Path) -> None:
     day_dir = out / "costs" / "date=2025-11-08"
     manifest = out / "costs" / "_openai_usage" / "manifests" / "date=2025-11-08.json"
     if manifest.exists():  # one file per day: its manifest says which hours it covers
-        manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "covered": [["2025-11-08T00:00:00Z", "2025-11-08T12:00:00Z"]]}))
+        start = int(dt.datetime(2025, 11, 8, tzinfo=dt.timezone.utc).timestamp())
+        manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "covered": [[start, start + 43200]]}))
     else:
         (day_dir / "part-0000-2400.parquet").rename(day_dir / "part-0000-1200.parquet")
     spend = load_spend(location(out), DAY, 30)
