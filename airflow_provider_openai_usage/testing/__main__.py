@@ -19,7 +19,7 @@ import sys
 import threading
 from pathlib import Path
 
-from airflow_provider_openai_usage.testing.data import PROJECT_POOL, FakeOrganization
+from airflow_provider_openai_usage.testing.data import PROJECT_POOL, FakeOrganization, parse_spike
 from airflow_provider_openai_usage.testing.faults import Fault, status
 from airflow_provider_openai_usage.testing.server import (
     DEFAULT_KEY,
@@ -71,11 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--reveal-file", default=None,
                        help="lift --available-until as soon as this file exists (checked on every request)")
     serve.add_argument("--request-log", default=None, help="append one JSON line per request to this file")
+    serve.add_argument("--spike", default=None, metavar="PROJECT:YYYY-MM-DD:EVENTS",
+                       help="that project spends EVENTS extra events on that UTC day (the demo's spend anomaly)")
     args = parser.parse_args(argv)
     if not 0.0 <= args.fault_rate <= 1.0:
         parser.error(f"--fault-rate={args.fault_rate}: must be between 0 and 1")
 
-    organization = FakeOrganization(seed=args.seed, projects=PROJECT_POOL[: args.projects])
+    spike = parse_spike(args.spike) if args.spike else None
+    organization = FakeOrganization(seed=args.seed, projects=PROJECT_POOL[: args.projects], spike=spike)
     api = FakeOpenAIUsageAPI(key=args.key, organization=organization, port=args.port, now=args.now)
     api.controls.dense_groups = args.dense_groups
     api.controls.latency = args.latency

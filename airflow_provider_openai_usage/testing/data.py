@@ -68,6 +68,18 @@ class FakeOrganization:
     spike: tuple[str, int, int] | None = None
 
 
+def parse_spike(text: str) -> tuple[str, int, int]:
+    """``proj_beta:2025-11-09:40`` → (project, UTC day start, extra events), for ``FakeOrganization.spike``."""
+    import datetime as dt
+
+    try:
+        project, day, events = text.rsplit(":", 2)
+        start = int(dt.datetime.combine(dt.date.fromisoformat(day), dt.time(), dt.timezone.utc).timestamp())
+        return project, start, int(events)
+    except ValueError:
+        raise ValueError(f"spike={text!r} must look like PROJECT:YYYY-MM-DD:EVENTS, e.g. proj_beta:2025-11-09:40") from None
+
+
 @dataclass(frozen=True)
 class Event:
     minute: int  # Unix seconds of the minute the usage happened in

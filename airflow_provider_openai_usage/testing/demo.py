@@ -105,7 +105,7 @@ def next_steps(workdir: Path, dags: Path, output: Path, today: dt.date) -> str:
     return f"""
 Next steps: run the DAGs yourself. Paste into two fresh shells (the demo's fake API has stopped).
   # shell 1: the fake OpenAI usage API (Ctrl-C stops it)
-  {q(str(python))} -m airflow_provider_openai_usage.testing serve --port {port} --seed {DEMO_SEED}
+  {q(str(python))} -m airflow_provider_openai_usage.testing serve --port {port} --seed {DEMO_SEED} --spike {SPIKE_PROJECT}:{yesterday.isoformat()}:{SPIKE_EVENTS}
 
   # shell 2: the demo's Airflow (metadata database already migrated by the demo)
   export PATH={q(str(python.parent))}:"$PATH" AIRFLOW_HOME={q(str(workdir / ".demo-airflow"))}
@@ -142,8 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     from airflow_provider_openai_usage.testing.receivers import WebhookReceiver
     from airflow_provider_openai_usage.testing.server import FakeOpenAIUsageAPI
 
-    yesterday = int(time.time()) // 86400 * 86400 - 86400
-    org = FakeOrganization(seed=DEMO_SEED, spike=(SPIKE_PROJECT, yesterday, SPIKE_EVENTS))
+    from airflow_provider_openai_usage.testing.data import parse_spike
+
+    yesterday = (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)).isoformat()
+    org = FakeOrganization(seed=DEMO_SEED, spike=parse_spike(f"{SPIKE_PROJECT}:{yesterday}:{SPIKE_EVENTS}"))
     with FakeOpenAIUsageAPI(organization=org) as api, WebhookReceiver() as webhook:
         os.environ["AIRFLOW_CONN_OPENAI_USAGE_DEFAULT"] = api.connection_json()
         os.environ[f"AIRFLOW_CONN_{ALERT_CONN_ID.upper()}"] = webhook.connection_json()
