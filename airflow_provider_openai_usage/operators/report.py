@@ -210,7 +210,7 @@ class OpenAISpendAlertOperator(BaseOperator):
                 ev.rule.name, ev.rule.kind, ev.label, ev.period, exact(ev.amount), exact(ev.threshold), state,
                 f" ({ev.detail})" if ev.detail else "",
             )
-            entry = {"rule": ev.rule.name, "project": ev.project, "period": ev.period, "state": state,
+            entry: dict[str, Any] = {"rule": ev.rule.name, "project": ev.project, "period": ev.period, "state": state,
                      "amount": exact(ev.amount), "threshold": exact(ev.threshold)}
             if ev.fired:
                 fired.append(ev)

@@ -202,9 +202,9 @@ class Evaluator:
             return [None]
         if rule.project == EACH_PROJECT:
             if rule.kind == "limit_percent":
-                return sorted(directory.limits)
+                return list(sorted(directory.limits))
             month = self.spend.month_days() if rule.kind in MONTHLY_KINDS else self.spend.days
-            return sorted({p for d in month for p in self.spend.daily.get(d, {})})
+            return list(sorted({p for d in month for p in self.spend.daily.get(d, {})}))
         return [directory.resolve(rule.project)]
 
     def _evaluate(self, rule: SpendRule, project: str | None) -> Evaluation:

@@ -27,7 +27,7 @@ MAX_SERIES = 7
 OTHER = "other projects"
 
 
-def _rc() -> dict[str, Any]:
+def _rc() -> Any:
     return {
         "svg.fonttype": "path",
         "font.size": 9,
@@ -89,13 +89,13 @@ def daily_chart(spend: Spend, window: int) -> Figure:
     for i, (label, values) in enumerate(_series(spend, days)):
         heights = np.where(landed, values, 0.0)
         bars = ax.bar(x, heights, bottom=bottom, width=0.8, label=label, color=colors[i % len(colors)])
-        for bar, is_partial in zip(bars, partial):
+        for bar, is_partial in zip(bars, partial, strict=True):
             if is_partial:
                 bar.set_hatch("///")
                 bar.set_edgecolor("white")
         bottom += heights
     top = max(float(bottom.max()) if len(bottom) else 0.0, 1e-9)
-    for i, day in enumerate(days):
+    for i in range(len(days)):
         if not landed[i]:
             ax.axvspan(i - 0.4, i + 0.4, color="#d9d9d9", alpha=0.6, hatch="xx", linewidth=0)
             ax.text(i, top * 0.02, "no data", rotation=90, ha="center", va="bottom", fontsize=7, color="#555555")
@@ -119,7 +119,7 @@ def month_chart(spend: Spend) -> Figure:
     labels = [spend.directory.short(p) for p, _, _ in rows][::-1]
     values = [float(v) for _, v, _ in rows][::-1]
     limits = [float(lim) if lim is not None else None for _, _, lim in rows][::-1]
-    colors = ["#d62728" if lim is not None and v >= lim else "#1f77b4" for v, lim in zip(values, limits)]
+    colors = ["#d62728" if lim is not None and v >= lim else "#1f77b4" for v, lim in zip(values, limits, strict=True)]
     ax.barh(range(len(rows)), values, color=colors, height=0.6, label="month to date")
     labelled = False
     for i, lim in enumerate(limits):
@@ -170,4 +170,5 @@ def models_chart(spend: Spend) -> Figure:
 def _colors() -> list[str]:
     import matplotlib
 
-    return [matplotlib.colors.to_hex(c) for c in matplotlib.colormaps["tab10"].colors]
+    cmap: Any = matplotlib.colormaps["tab10"]
+    return [matplotlib.colors.to_hex(c) for c in cmap.colors]

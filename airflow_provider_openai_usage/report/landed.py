@@ -83,15 +83,16 @@ def coverage_of(names: Sequence[str], covered: Sequence[tuple[int, int]] | None 
     00:00-24:00, ``partial`` when they span less, ``missing`` when there is no file."""
     if not names:
         return MISSING
-    windows = sorted(covered if covered is not None else (w for w in (_window_of(n.rsplit("/", 1)[-1]) for n in names) if w is not None))
+    from_names = (w for w in (_window_of(n.rsplit("/", 1)[-1]) for n in names) if w is not None)
+    windows = sorted(covered if covered is not None else from_names)
     if not windows:
         return MISSING
-    covered = 0
+    reached = 0
     for start, end in windows:
-        if start > covered:
+        if start > reached:
             return PARTIAL
-        covered = max(covered, end)
-    return COMPLETE if covered >= DAY else PARTIAL
+        reached = max(reached, end)
+    return COMPLETE if reached >= DAY else PARTIAL
 
 
 def read_landed(

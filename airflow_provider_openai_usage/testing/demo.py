@@ -138,11 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     _configure_airflow(workdir, dags, output, args.verbose)
     started = time.monotonic()
 
-    from airflow_provider_openai_usage.testing.data import FakeOrganization
+    from airflow_provider_openai_usage.testing.data import FakeOrganization, parse_spike
     from airflow_provider_openai_usage.testing.receivers import WebhookReceiver
     from airflow_provider_openai_usage.testing.server import FakeOpenAIUsageAPI
-
-    from airflow_provider_openai_usage.testing.data import parse_spike
 
     yesterday = (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)).isoformat()
     org = FakeOrganization(seed=DEMO_SEED, spike=parse_spike(f"{SPIKE_PROJECT}:{yesterday}:{SPIKE_EVENTS}"))

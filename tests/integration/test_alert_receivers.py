@@ -18,9 +18,9 @@ from typing import Any
 
 import pendulum
 import pytest
+from report_support import NOW, land
 
 from airflow_provider_openai_usage.testing.receivers import WebhookReceiver
-from report_support import NOW, land
 
 DAG = '''
 import pendulum

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pendulum
 import pytest
+from report_support import land, partition_sums
 
 from airflow_provider_openai_usage.operators.report import OpenAISpendReportOperator
 from airflow_provider_openai_usage.report import charts
 from airflow_provider_openai_usage.report.spend import money
-from report_support import land, partition_sums
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 GAP = "2025-11-03"

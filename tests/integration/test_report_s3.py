@@ -6,11 +6,11 @@ import json
 from decimal import Decimal
 
 import pendulum
+from report_support import land
 
 from airflow_provider_openai_usage.operators.report import OpenAISpendAlertOperator, OpenAISpendReportOperator
 from airflow_provider_openai_usage.report.spend import money
 from airflow_provider_openai_usage.testing.receivers import WebhookReceiver
-from report_support import land
 
 CTX = {"data_interval_start": pendulum.datetime(2025, 11, 9), "data_interval_end": pendulum.datetime(2025, 11, 10), "run_id": "r"}
 

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pendulum
 import pytest
+from report_support import land, partition_sums
 
 from airflow_provider_openai_usage.exceptions import OpenAIUsageValidationError
 from airflow_provider_openai_usage.operators.report import OpenAISpendReportOperator, report_day
 from airflow_provider_openai_usage.report.landed import COMPLETE, MISSING, PARTIAL, coverage_of
 from airflow_provider_openai_usage.report.spend import Directory, load_spend, money
-from report_support import land, partition_sums
 
 DAY = dt.date(2025, 11, 9)
 GAP = "2025-11-03"
