@@ -55,7 +55,8 @@ def test_airflow_backfill_create_over_daily_runs_with_a_real_scheduler(fake_api,
         tries = {(ti["dag_run_id"], ti["task_id"]): (ti["state"], ti["try_number"]) for ti in rest.task_instances(DAG_ID)}
         assert sorted(runs) == ["backfill__2025-11-02T00:00:00+00:00", "backfill__2025-11-03T00:00:00+00:00"], runs
         assert set(runs.values()) == {"success"}, runs
-        assert len(tries) == 2 * 2 * len(KEYS), sorted(tries)
+        # Per run: wait + pull per endpoint, then the spend report and the spend alerts.
+        assert len(tries) == 2 * (2 * len(KEYS) + 2), sorted(tries)
         assert set(tries.values()) == {("success", 1)}, {k: v for k, v in tries.items() if v != ("success", 1)}
     # Whatever the partition layout, every (endpoint, day) has a file whose path names both.
     files = [str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()]
