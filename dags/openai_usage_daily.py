@@ -15,6 +15,8 @@ Configuration (read at parse time from the environment, so parsing stays free of
   (default: ``default_pool``; see docs/production.md);
 - ``OPENAI_USAGE_RETRIES`` (2) and ``OPENAI_USAGE_RETRY_DELAY_SECONDS`` (300): Airflow retries of every
   task (a lost worker fails the attempts it was running; the retry lands the day).
+- ``OPENAI_USAGE_SPEND_REPORT`` (true): add the spend report and spend alert tasks (below); ``false``
+  leaves only the pulls;
 - ``OPENAI_USAGE_ALERT_RULES``: spend alert rules as JSON (default: an anomaly rule per project and
   80 % of each project's spend limit; docs/report.md lists the parameters);
 - ``OPENAI_USAGE_ALERT_SLACK_CONN_ID`` (a Slack incoming-webhook connection) and/or
@@ -66,6 +68,7 @@ DEFAULT_ALERT_RULES = [
     {"name": "daily-spike", "kind": "anomaly", "project": "*", "factor": 3, "trailing_days": 14, "min_amount": "10"},
     {"name": "limit-80", "kind": "limit_percent", "project": "*", "percent": 80},
 ]
+SPEND_REPORT = os.environ.get("OPENAI_USAGE_SPEND_REPORT", "true").strip().lower() in ("1", "true", "yes")
 ALERT_RULES = json.loads(os.environ["OPENAI_USAGE_ALERT_RULES"]) if os.environ.get("OPENAI_USAGE_ALERT_RULES") else DEFAULT_ALERT_RULES
 
 
@@ -132,9 +135,10 @@ with DAG(
         wait >> pull
         pulls[key] = pull
 
-    if "costs" in pulls:  # the report and the alerts read the landed costs
+    if SPEND_REPORT and "costs" in pulls:  # the report and the alerts read the landed costs
         report = OpenAISpendReportOperator(
-            task_id="spend_report", output_path=OUTPUT_PATH, output_conn_id=OUTPUT_CONN_ID, pool=POOL
+            task_id="spend_report", output_path=OUTPUT_PATH, output_conn_id=OUTPUT_CONN_ID,
+            retries=RETRIES, retry_delay=RETRY_DELAY, pool=POOL,
         )
         alerts = OpenAISpendAlertOperator(
             task_id="spend_alerts",
@@ -142,6 +146,8 @@ with DAG(
             output_conn_id=OUTPUT_CONN_ID,
             rules=ALERT_RULES,
             notifiers=alert_notifiers(),
+            retries=RETRIES,
+            retry_delay=RETRY_DELAY,
             pool=POOL,
         )
         # Side by side, both leaves: a broken chart never silences an alert, and a failed pull still
