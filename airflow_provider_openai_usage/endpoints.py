@@ -293,11 +293,11 @@ _ENDPOINT_LIST: tuple[Endpoint, ...] = (
         filters=(PROJECT_IDS, API_KEY_IDS, Filter("line_items", "strings", "line_item")),
         dimensions=(_s("project_id"), _s("api_key_id"), _s("line_item"), _s("user_id"), API_SOURCE),
         values=(
-            # 28 decimals: the API has been seen sending amounts as strings with 28 decimals.
-            Column("amount_value", "decimal", role="metric", source=("amount", "value"), scale=28),
+            # decimal(38, 18): 20 integer digits, 18 decimals (docs/design.md, "Decimals").
+            Column("amount_value", "decimal", role="metric", source=("amount", "value"), scale=18),
             Column("amount_currency", "string", source=("amount", "currency")),
             # The API sends `quantity` only when grouped by line_item; it may be fractional.
-            Column("quantity", "decimal", role="metric", scale=12),
+            Column("quantity", "decimal", role="metric", scale=18),
             Column("quantity_unit", "string"),
         ),
         reported_by="amount_value",

@@ -36,3 +36,10 @@ class OpenAIUsageAuthError(OpenAIUsageAPIError):
 
 class OpenAIUsageResponseError(OpenAIUsageError):
     """The response cannot be trusted (wrong object, bucket out of range, cursor loop): nothing is written."""
+
+
+class OpenAIUsageStorageError(OpenAIUsageError):
+    """A day cannot be written as asked (it holds other rows, another format, files changed by hand).
+
+    Raised before anything of that day is written; the message says what differs and what to do.
+    """

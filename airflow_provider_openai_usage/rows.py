@@ -19,7 +19,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from decimal import Decimal, InvalidOperation
@@ -340,3 +340,15 @@ def bucket_rows(endpoint: Endpoint, bucket: Mapping[str, Any]) -> Iterator[dict[
     """One flat dict per result: bucket times, then the endpoint's columns; ``object`` dropped."""
     _, columns = bucket_columns(endpoint, bucket)
     yield from rows_of(columns)
+
+
+def metric_totals(endpoint: Endpoint, columns: Mapping[str, Sequence[Any]]) -> dict[str, Any]:
+    """Sum of each metric column (nulls skipped; ints stay ints, amounts stay Decimals): the one summing rule."""
+    return {c.name: sum(v for v in columns[c.name] if v is not None) for c in endpoint.metric_columns}
+
+
+def add_totals(into: dict[str, Any], more: Mapping[str, Any]) -> dict[str, Any]:
+    """Add one set of totals to another, in place (per day totals → range totals)."""
+    for name, value in more.items():
+        into[name] = into.get(name, 0) + value
+    return into

@@ -52,4 +52,4 @@ def test_generated_tables_are_current():
     result = subprocess.run([sys.executable, str(DOCS / "generate.py"), "--check"], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "`organization.usage.file_searches.result`" in (DOCS / "hook.md").read_text()
-    assert "decimal128(38, 28)" in (DOCS / "data-layout.md").read_text()
+    assert "decimal128(38, 18)" in (DOCS / "data-layout.md").read_text()

@@ -80,7 +80,7 @@ def test_daily_dag_lands_every_endpoint_for_one_day(fake_api, conn_id, dag_env, 
     assert sum(r.path.endswith("/organization/costs") for r in fake_api.requests) == 2, "one settle poll, one pull"
     root = ObjectStoragePath(base, conn_id=out_conn or None)
     for key in ENDPOINTS:
-        part = root / key / "date=2025-11-09" / "part-0000-2400.parquet"
+        part = root / key / "date=2025-11-09" / "data.parquet"
         assert part.exists(), key
         assert parquet_rows(part) == expected_rows(conn_id, key, NOW - DAY, NOW), key
 
@@ -97,7 +97,7 @@ def test_backfill_dag_pulls_a_range_in_one_request_per_endpoint_with_daily_bytes
         assert total == expected_rows(conn_id, key, NOW - 3 * DAY, NOW), key
     airflow("dags", "test", "openai_usage_daily", "2025-11-10", env={**dag_env, "OPENAI_USAGE_OUTPUT_PATH": daily.as_uri()})
     for key in ENDPOINTS:
-        same_day = f"{key}/date=2025-11-09/part-0000-2400.parquet"
+        same_day = f"{key}/date=2025-11-09/data.parquet"
         assert (backfill / same_day).read_bytes() == (daily / same_day).read_bytes(), key
 
 
@@ -111,7 +111,7 @@ def test_backfill_dag_writes_to_s3_through_params(fake_api, conn_id, dag_env, s3
     root = ObjectStoragePath(f"s3://{s3_bucket}/hist", conn_id="moto_s3")
     found = sorted(p.path for p in root.rglob("*.parquet"))
     assert found == [
-        f"{s3_bucket}/hist/{key}/date={d}/part-0000-2400.parquet" for key in ("costs", "images") for d in ("2025-11-08", "2025-11-09")
+        f"{s3_bucket}/hist/{key}/date={d}/data.parquet" for key in ("costs", "images") for d in ("2025-11-08", "2025-11-09")
     ]
 
 

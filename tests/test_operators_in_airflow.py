@@ -36,8 +36,8 @@ def test_a_daily_run_writes_the_interval_that_ends_at_the_logical_date(fake_api,
     dr, states = run_dag(dag_source("daily_file", f"file://{tmp_path}"), "daily_file", logical_date=pendulum.from_timestamp(NOW, tz="UTC"))
     assert states == {"costs": "success", "completions": "success"}
     # `dags test D` on an interval timetable runs [D - 1 day, D).
-    assert (tmp_path / "costs" / "date=2025-11-09" / "part-0000-2400.parquet").exists()
-    assert (tmp_path / "completions" / "date=2025-11-09" / "part-0000-2400.parquet").exists()
+    assert (tmp_path / "costs" / "date=2025-11-09" / "data.parquet").exists()
+    assert (tmp_path / "completions" / "date=2025-11-09" / "data.parquet").exists()
     summary = dr.get_task_instance("costs").xcom_pull(task_ids="costs")
     assert list(summary["days"]) == ["2025-11-09"]
 
@@ -58,7 +58,7 @@ def test_s3_output_through_an_airflow_aws_connection(fake_api, conn_id, run_dag,
     assert states == {"costs": "success", "completions": "success"}
     s3 = boto3.client("s3", endpoint_url=moto_server, aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
     keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=s3_bucket)["Contents"])
-    assert keys == ["openai/completions/date=2025-11-09/part-0000-2400.parquet", "openai/costs/date=2025-11-09/part-0000-2400.parquet"]
+    assert keys == ["openai/completions/date=2025-11-09/data.parquet", "openai/costs/date=2025-11-09/data.parquet"]
     body = s3.get_object(Bucket=s3_bucket, Key=keys[1])["Body"].read()
     table = pq.read_table(pa.BufferReader(body))
     summary = dr.get_task_instance("costs").xcom_pull(task_ids="costs")

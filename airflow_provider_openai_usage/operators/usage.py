@@ -20,6 +20,10 @@ from airflow_provider_openai_usage.task_range import UsageRangeTask, is_template
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
 
+    from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
+    from airflow_provider_openai_usage.query import UsageQuery
+    from airflow_provider_openai_usage.storage import PartitionWriter
+
 DEFAULT_MAX_XCOM_ROWS = 10_000
 
 
@@ -41,18 +45,10 @@ def check_max_xcom_rows(max_xcom_rows: Any) -> int:
 
 
 def output_location(output_path: Any, output_conn_id: str | None) -> ObjectStoragePath:
-    from airflow.sdk import ObjectStoragePath
+    """Kept here for callers of the operator module; the checks live in ``storage.location``."""
+    from airflow_provider_openai_usage.storage.location import output_location as location
 
-    if isinstance(output_path, ObjectStoragePath):
-        return output_path if output_conn_id is None else ObjectStoragePath(output_path.as_uri(), conn_id=output_conn_id)
-    if not isinstance(output_path, str) or not output_path.strip():
-        raise OpenAIUsageValidationError(f"output_path={output_path!r} must be a URL such as s3://bucket/openai or file:///data/openai")
-    url = output_path.strip()
-    if "://" not in url:
-        if not url.startswith("/"):
-            raise OpenAIUsageValidationError(f"output_path={output_path!r} is relative; use an absolute path or a URL (file:///..., s3://...)")
-        url = "file://" + url
-    return ObjectStoragePath(url.rstrip("/"), conn_id=output_conn_id)
+    return location(output_path, output_conn_id)
 
 
 def _asset_for(output_path: Any, endpoint_key: str) -> Any:
@@ -148,11 +144,16 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
         query = self.build_query(context, restate_days=self.restate_days)
         writer = None
         if self.output_path is not None:
-            from airflow_provider_openai_usage.storage import PartitionWriter
+            from airflow_provider_openai_usage.storage import PartitionWriter, check_file_format
 
-            # Built before the first request: a bad path or format fails without touching the API.
+            # Built and prepared before the first request: a bad path or format, a path that cannot be
+            # written, or a day that holds other rows fails without touching the API.
+            check_file_format(self.file_format)
             location = output_location(self.output_path, self.output_conn_id or None)
-            writer = PartitionWriter(location / self.endpoint, query.endpoint, self.file_format)
+            writer = PartitionWriter(
+                location / self.endpoint, query.endpoint, self.file_format, described_as=f"output_path={self.output_path!r}"
+            )
+            writer.prepare(query)
         hook = OpenAIUsageHook(self.openai_usage_conn_id)
         self.log.info("Pulling %s", query.describe())
         try:
@@ -174,15 +175,15 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
             rows.append({k: json_safe(v) for k, v in row.items()})
         return rows
 
-    def _write(self, hook: Any, query: Any, writer: Any) -> dict[str, Any]:
+    def _write(self, hook: OpenAIUsageHook, query: UsageQuery, writer: PartitionWriter) -> dict[str, Any]:
         from airflow_provider_openai_usage.intervals import iso
+        from airflow_provider_openai_usage.rows import add_totals
 
         totals: dict[str, Any] = {c.name: 0 for c in query.endpoint.metric_columns}
         days: dict[str, dict[str, Any]] = {}
         for day in writer.write(query, hook.iter_query_buckets(query)):
             days[day.date] = {"rows": day.rows, "files": day.files}
-            for name, value in day.totals.items():
-                totals[name] += value
+            add_totals(totals, day.totals)
         return {
             "endpoint": self.endpoint,
             "start_time": query.start_time,

@@ -1,0 +1,445 @@
+"""One file per UTC day of a dataset, replaced in one atomic step: the publishing primitive.
+
+Layout under a dataset root (``<output_path>/<endpoint>``, ``<output_path>/focus``, ...)::
+
+    date=YYYY-MM-DD/data.<parquet|jsonl|csv>          the day: exactly one file, nothing else
+    _openai_usage/manifests/date=YYYY-MM-DD.json      what that file holds (identity, windows, sha256)
+    _openai_usage/tmp/                                 temporary files and pending manifests
+
+Why this shape: readers (Spark, DuckDB, Athena, pyarrow.dataset) list a partition folder and read
+every file in it. With one file per day, replaced by ``os.replace`` locally or by a single PUT on an
+object store, a reader sees the old day or the new day, never a mix, and a crash at any instant
+leaves the day as it was or as the run leaves it. Temporary files never sit in a partition folder.
+
+Publishing a day, in order (each step is a named fault point, see ``fault_point``):
+
+1. ``temp-written``: the new file is complete in a temporary file (outside every partition folder);
+2. ``pending-written``: its manifest (with the new file's sha256) is stored as *pending*;
+3. ``data-published``: the day file is replaced (the commit point for readers);
+4. ``manifest-published``: the manifest is replaced;
+5. ``pending-removed``: the pending manifest is removed.
+
+A crash between 3 and 4 leaves a manifest that does not describe the day file; the next run finds
+the pending manifest whose sha256 matches the file and finishes the job (``prepare``). Leftover
+temporary files are removed by the next run; on local disks a temp is locked while its writer
+lives, so a concurrent writer's temp is never taken for a leftover.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import logging
+import os
+import re
+import signal
+import tempfile
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING, Any
+
+from airflow_provider_openai_usage.exceptions import OpenAIUsageStorageError, OpenAIUsageValidationError
+from airflow_provider_openai_usage.storage.formats import FILE_FORMATS, canonical_json, check_file_format, read_table, write_table
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from airflow.sdk import ObjectStoragePath
+
+log = logging.getLogger(__name__)
+
+CONTROL_DIR = "_openai_usage"
+MANIFEST_VERSION = 1
+DATE_RE = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
+DATA_RE = re.compile(r"^data\.(parquet|jsonl|csv)$")
+PENDING_RE = re.compile(r"^pending\.(\d{4}-\d{2}-\d{2})\.([0-9a-f]+)\.json$")
+#: Environment variable naming a publishing step at which the process SIGKILLs itself (crash tests).
+FAULT_ENV = "OPENAI_USAGE_TEST_KILL_AT"
+PUBLISH_STEPS = ("temp-written", "pending-written", "data-published", "manifest-published", "pending-removed")
+LOCAL_TEMP_PREFIX = "openai-usage-"
+
+
+_reached: dict[str, int] = {}
+
+
+def fault_point(step: str) -> None:
+    """Crash tests name a step in ``OPENAI_USAGE_TEST_KILL_AT`` (``step`` or ``step@n`` for its n-th
+    time in this process); the process dies there, as from ``kill -9``. Unset: one dict lookup."""
+    wanted = os.environ.get(FAULT_ENV)
+    if not wanted:
+        return
+    name, _, nth = wanted.partition("@")
+    if name != step:
+        return
+    _reached[step] = _reached.get(step, 0) + 1
+    if _reached[step] == int(nth or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def data_name(file_format: str) -> str:
+    return f"data.{file_format}"
+
+
+def is_local(path: ObjectStoragePath) -> bool:
+    return getattr(path, "protocol", "file") in ("file", "local", "")
+
+
+@dataclass
+class DayFile:
+    """The current file of one day and what its manifest says it holds."""
+
+    date: str
+    path: ObjectStoragePath
+    file_format: str
+    rows: int = 0
+    sha256: str = ""
+    identity: dict[str, Any] = field(default_factory=dict)
+    #: ``[[start, end], ...]`` Unix seconds the file's rows were pulled for (merged, sorted).
+    covered: list[list[int]] = field(default_factory=list)
+    totals: dict[str, Any] = field(default_factory=dict)
+    #: The file's bytes, when they were read to verify the manifest.
+    data: bytes | None = None
+
+    @property
+    def name(self) -> str:
+        return f"date={self.date}/{self.path.name}"
+
+
+def list_day_files(root: ObjectStoragePath) -> dict[str, ObjectStoragePath]:
+    """date → the day's data file, sorted by date: what a reader should read (nothing else)."""
+    out: dict[str, ObjectStoragePath] = {}
+    if not root.exists():
+        return out
+    for folder in sorted(root.iterdir(), key=lambda p: p.name):
+        match = DATE_RE.match(folder.name)
+        if not match or not folder.is_dir():
+            continue
+        files = sorted(p for p in folder.iterdir() if DATA_RE.match(p.name))
+        if len(files) > 1:
+            raise OpenAIUsageStorageError(
+                f"{folder}: holds {', '.join(p.name for p in files)}; a day has one file. Remove the files this provider did not write"
+            )
+        if files:
+            out[match.group(1)] = files[0]
+    return out
+
+
+def read_day_table(path: ObjectStoragePath, schema: pa.Schema | None = None) -> pa.Table:
+    """A day file as a typed table (text formats need the dataset's schema)."""
+    match = DATA_RE.match(path.name)
+    if not match:
+        raise ValueError(f"{path} is not a day file (data.parquet, data.jsonl or data.csv)")
+    return read_table(path.read_bytes(), match.group(1), schema)
+
+
+class DayStore:
+    """Atomically replace whole day files of one dataset, and tell what each day currently holds."""
+
+    def __init__(self, root: ObjectStoragePath, file_format: str = "parquet", *, described_as: str | None = None) -> None:
+        self.root = root
+        #: How errors name the location the user gave (e.g. ``output_path='s3://bucket/openai'``).
+        self.described_as = described_as or f"output_path={_uri(root)!r}"
+        self.file_format = check_file_format(file_format)
+        self.control = root / CONTROL_DIR
+        self.local = is_local(root)
+        self._prepared = False
+
+    # -- paths ---------------------------------------------------------------------------------------
+    def day_dir(self, date: str) -> ObjectStoragePath:
+        return self.root / f"date={date}"
+
+    def day_path(self, date: str) -> ObjectStoragePath:
+        return self.day_dir(date) / data_name(self.file_format)
+
+    def manifest_path(self, date: str) -> ObjectStoragePath:
+        return self.control / "manifests" / f"date={date}.json"
+
+    @property
+    def tmp_dir(self) -> ObjectStoragePath:
+        return self.control / "tmp"
+
+    # -- before the first request ---------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Probe that the root can be written, then finish or clean what a crashed run left.
+
+        Run before any API request, so a path that cannot be written fails before OpenAI is asked.
+        """
+        self._probe()
+        self._recover()
+        self._prepared = True
+
+    def _probe(self) -> None:
+        target = self.tmp_dir / f"probe.{uuid.uuid4().hex}.tmp"
+        try:
+            if self.local:
+                os.makedirs(self.tmp_dir.path, exist_ok=True)
+                fd = os.open(target.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+                os.close(fd)
+                os.unlink(target.path)
+            else:
+                target.write_bytes(b"")
+                target.unlink()
+        except Exception as exc:  # noqa: BLE001 - any failure to write means the same thing to the user
+            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+            raise OpenAIUsageValidationError(
+                f"{self.described_as} cannot be written ({type(exc).__name__}: {reason}); point output_path at a folder "
+                "or bucket this worker may create files in (and set output_conn_id for object stores)"
+            ) from None
+
+    def _recover(self) -> None:
+        """Pending manifests whose file was published are finished; every other leftover is removed."""
+        if self.local:
+            self._remove_stale_local_temps(self.tmp_dir.path)
+        self._remove_stale_local_temps(tempfile.gettempdir(), prefix=LOCAL_TEMP_PREFIX)
+        try:
+            entries = list(self.tmp_dir.iterdir()) if self.tmp_dir.exists() else []
+        except FileNotFoundError:
+            entries = []
+        for entry in entries:
+            match = PENDING_RE.match(entry.name)
+            if match:
+                self._resolve_pending(match.group(1), entry)
+            elif not self.local and entry.name.endswith(".tmp"):
+                entry.unlink()  # object stores get no data temps; a stray probe or manifest temp
+
+    def _resolve_pending(self, date: str, pending_path: ObjectStoragePath) -> None:
+        try:
+            pending = json.loads(pending_path.read_bytes())
+        except (ValueError, FileNotFoundError):
+            pending = None
+        if pending is not None:
+            day = self.day_dir(date) / pending.get("file", "")
+            data = _read_or_none(day)
+            if data is not None and hashlib.sha256(data).hexdigest() == pending.get("sha256"):
+                current = self._read_manifest(date)
+                if current is None or current.get("sha256") != pending["sha256"]:
+                    log.info("%s: finishing the publication of date=%s that a crashed run left half done", self.root, date)
+                    self._write_small(self.manifest_path(date), _manifest_bytes(pending))
+        with contextlib.suppress(FileNotFoundError):
+            pending_path.unlink()
+
+    def _remove_stale_local_temps(self, folder: str, prefix: str = "") -> None:
+        try:
+            names = os.listdir(folder)
+        except FileNotFoundError:
+            return
+        for name in names:
+            if not (name.startswith(prefix) and name.endswith(".tmp")):
+                continue
+            path = os.path.join(folder, name)
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                import fcntl
+
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # its writer died: the lock is free
+            except OSError as exc:
+                if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                    continue  # a live writer's temp
+                raise
+            finally:
+                os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+                log.info("removed %s left by a crashed run", path)
+
+    # -- what a day holds -----------------------------------------------------------------------------
+    def existing_formats(self) -> dict[str, str]:
+        """date → format of the file each day holds now (one listing of the dataset)."""
+        return {date: path.name.split(".", 1)[1] for date, path in list_day_files(self.root).items()}
+
+    def current_day(self, date: str, *, read_data: bool = True) -> DayFile | None:
+        """The day's file and its verified manifest; None when the day has no file in this format.
+
+        The manifest is trusted only if its sha256 matches the file; otherwise (a file changed by hand)
+        Parquet's own metadata is used, and a text file's identity is unknown (empty).
+        """
+        path = self.day_path(date)
+        data = _read_or_none(path)
+        if data is None:
+            return None
+        digest = hashlib.sha256(data).hexdigest()
+        manifest = self._read_manifest(date)
+        if manifest is None or manifest.get("sha256") != digest:
+            manifest = self._manifest_from_file(data) or {}
+        return DayFile(
+            date=date,
+            path=path,
+            file_format=self.file_format,
+            rows=int(manifest.get("rows", 0)),
+            sha256=digest,
+            identity=dict(manifest.get("identity", {})),
+            covered=[list(w) for w in manifest.get("covered", [])],
+            totals=dict(manifest.get("totals", {})),
+            data=data if read_data else None,
+        )
+
+    def _read_manifest(self, date: str) -> dict[str, Any] | None:
+        raw = _read_or_none(self.manifest_path(date))
+        if raw is None:
+            return None
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
+
+    def _manifest_from_file(self, data: bytes) -> dict[str, Any] | None:
+        if self.file_format != "parquet":
+            return None
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from airflow_provider_openai_usage.storage.formats import METADATA_KEY
+
+        meta = pq.read_metadata(pa.BufferReader(data)).metadata or {}
+        raw = meta.get(METADATA_KEY.encode())
+        if raw is None:
+            return None
+        value = json.loads(raw)
+        return value if isinstance(value, dict) else None
+
+    # -- replacing a day ----------------------------------------------------------------------------
+    def replace_day(
+        self,
+        date: str,
+        table: pa.Table,
+        identity: Mapping[str, Any],
+        *,
+        covered: list[list[int]] | None = None,
+        totals: Mapping[str, Any] | None = None,
+    ) -> DayFile:
+        """Make ``table`` the day's content in one atomic step (see the module docstring)."""
+        if not DATE_RE.match(f"date={date}"):
+            raise ValueError(f"date={date!r} is not YYYY-MM-DD")
+        other = [f for f in FILE_FORMATS if f != self.file_format and (self.day_dir(date) / data_name(f)).exists()]
+        if other:
+            raise OpenAIUsageStorageError(
+                f"{self.day_dir(date)} holds a {other[0]} file and this run writes {self.file_format}; a day holds one "
+                "file, and switching formats cannot be one atomic step. Write to a separate output_path, or delete "
+                "the dataset's old partitions first"
+            )
+        ident = dict(identity)
+        ident.setdefault("format", self.file_format)
+        record: dict[str, Any] = {
+            "manifest_version": MANIFEST_VERSION,
+            "date": date,
+            "file": data_name(self.file_format),
+            "rows": table.num_rows,
+            "identity": ident,
+            "covered": covered or [],
+            "totals": dict(totals or {}),
+        }
+        token = uuid.uuid4().hex[:16]
+        with self._temp_file(token) as (tmp_path, fh):
+            # Parquet carries what it holds in its own metadata (identity and windows), readable by any reader.
+            write_table(table, self.file_format, fh, metadata={k: record[k] for k in ("identity", "covered")})
+            fh.flush()
+            os.fsync(fh.fileno())
+            fh.seek(0)
+            digest = hashlib.sha256()
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+            record["sha256"] = digest.hexdigest()
+            fault_point("temp-written")
+            pending = self.tmp_dir / f"pending.{date}.{token}.json"
+            self._write_small(pending, _manifest_bytes(record))
+            fault_point("pending-written")
+            self._publish_data(tmp_path, self.day_path(date))
+            fault_point("data-published")
+        self._write_small(self.manifest_path(date), _manifest_bytes(record))
+        fault_point("manifest-published")
+        with contextlib.suppress(FileNotFoundError):
+            pending.unlink()
+        fault_point("pending-removed")
+        log.info("%s: wrote date=%s (%d rows)", self.root, date, table.num_rows)
+        return DayFile(date, self.day_path(date), self.file_format, table.num_rows, record["sha256"], ident, record["covered"], record["totals"])
+
+    @contextlib.contextmanager
+    def _temp_file(self, token: str) -> Iterator[tuple[str, IO[bytes]]]:
+        """A locked temporary file: beside the dataset locally (same disk, for os.replace), else in the OS temp dir."""
+        import fcntl
+
+        if self.local:
+            os.makedirs(self.tmp_dir.path, exist_ok=True)
+            path = os.path.join(self.tmp_dir.path, f"{token}.tmp")
+        else:
+            path = os.path.join(tempfile.gettempdir(), f"{LOCAL_TEMP_PREFIX}{token}.tmp")
+        # 0o666 & ~umask: published files get the process umask's mode (0644 under 022), like any file.
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o666)
+        fh = os.fdopen(fd, "w+b")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield path, fh
+        finally:
+            fh.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+    def _publish_data(self, tmp_path: str, dest: ObjectStoragePath) -> None:
+        if self.local:
+            os.makedirs(dest.parent.path, exist_ok=True)
+            os.replace(tmp_path, dest.path)
+        else:
+            dest.fs.put_file(tmp_path, dest.path)
+
+    def _write_small(self, dest: ObjectStoragePath, data: bytes) -> None:
+        """Manifests: atomic too (rename locally, one PUT remotely)."""
+        if not self.local:
+            dest.write_bytes(data)
+            return
+        os.makedirs(dest.parent.path, exist_ok=True)
+        os.makedirs(self.tmp_dir.path, exist_ok=True)
+        tmp = os.path.join(self.tmp_dir.path, f"{uuid.uuid4().hex[:16]}.tmp")
+        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, dest.path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+    @contextlib.contextmanager
+    def day_lock(self, date: str) -> Iterator[None]:
+        """Serialize read-merge-publish of one day between writers on the same disk.
+
+        Object stores have no cheap lock; writers there must not merge the same day at the same time
+        (see docs/data-layout.md).
+        """
+        if not self.local:
+            yield
+            return
+        import fcntl
+
+        folder = os.path.join(self.control.path, "locks")
+        os.makedirs(folder, exist_ok=True)
+        fd = os.open(os.path.join(folder, f"date={date}.lock"), os.O_CREAT | os.O_RDWR, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+
+def _uri(path: ObjectStoragePath) -> str:
+    return path.as_uri() if hasattr(path, "as_uri") else str(path)
+
+
+def _manifest_bytes(record: Mapping[str, Any]) -> bytes:
+    return (canonical_json(record) + "\n").encode()
+
+
+def _read_or_none(path: ObjectStoragePath) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except (FileNotFoundError, IsADirectoryError):
+        return None
+    except OSError as exc:
+        if getattr(exc, "errno", None) == errno.ENOENT:
+            return None
+        raise

@@ -1,0 +1,201 @@
+"""Arrow tables ↔ the bytes of one day file (Parquet, JSONL, CSV), typed and deterministic.
+
+Every format goes through an Arrow table typed from a schema, so a value that does not fit its column
+(an int beyond int64, an amount beyond the decimal) is refused the same way whatever the format, with
+the column and the value named. Nothing in a file depends on when it was written: the same table
+gives the same bytes.
+
+Text formats: times as ``2025-11-09T00:00:00Z``, decimals as exact strings (``"0.5"``, ``"0"``),
+booleans as ``true``/``false``, missing values as ``null`` (JSONL) or an empty field (CSV).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+from collections.abc import Mapping, Sequence
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_openai_usage.exceptions import OpenAIUsageResponseError, OpenAIUsageValidationError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+FILE_FORMATS = ("parquet", "jsonl", "csv")
+#: Key of the Parquet key-value metadata entry holding the day's identity (JSON).
+METADATA_KEY = "openai_usage"
+ROW_GROUP_ROWS = 65536
+
+
+def check_file_format(file_format: Any) -> str:
+    if file_format not in FILE_FORMATS:
+        raise OpenAIUsageValidationError(f"file_format={file_format!r} is not supported; allowed: {', '.join(FILE_FORMATS)}")
+    return str(file_format)
+
+
+def canonical_json(value: Any) -> str:
+    """One spelling per value (sorted keys, no spaces): identities compare and hash as text."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, (tuple, set, frozenset)):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+# -- Python columns → a typed table ------------------------------------------------------------------
+def table_from_columns(schema: pa.Schema, columns: Mapping[str, Sequence[Any]]) -> pa.Table:
+    """Typed columns; times may be Unix seconds. Names the column and value that do not fit."""
+    import pyarrow as pa
+
+    arrays = []
+    for f in schema:
+        values = columns[f.name]
+        arrays.append(_array(f, values))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _array(f: pa.Field, values: Sequence[Any]) -> pa.Array:
+    import pyarrow as pa
+
+    t = f.type
+    try:
+        if pa.types.is_timestamp(t):
+            if values and isinstance(next((v for v in values if v is not None), None), int):
+                return pa.array(values, type=pa.timestamp("s", tz="UTC")).cast(t)
+            return pa.array(values, type=t)
+        if pa.types.is_decimal(t):
+            values = [_fit_scale(v, t.scale) for v in values]
+        return pa.array(values, type=t)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
+        bad = _first_bad(f, values)
+        raise OpenAIUsageResponseError(
+            f"{f.name}={bad!r} does not fit the column's type {t}; nothing of this day is written"
+        ) from None
+
+
+def _fit_scale(value: Any, scale: int) -> Any:
+    """Digits beyond the column's scale are rounded half-even (see docs/design.md: decimals)."""
+    if isinstance(value, Decimal) and value.is_finite() and value.as_tuple().exponent < -scale:  # type: ignore[operator]
+        return value.quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_EVEN)
+    return value
+
+
+def _first_bad(f: pa.Field, values: Sequence[Any]) -> Any:
+    import pyarrow as pa
+
+    for v in values:
+        try:
+            pa.array([v], type=f.type)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
+            return v
+    return "(unknown value)"
+
+
+# -- encoding ----------------------------------------------------------------------------------------
+def write_table(table: pa.Table, file_format: str, fh: Any, metadata: Mapping[str, Any] | None = None) -> None:
+    """Write ``table`` to the binary file object ``fh``; ``metadata`` goes into Parquet's key-value metadata."""
+    if file_format == "parquet":
+        import pyarrow.parquet as pq
+
+        if metadata is not None:
+            table = table.replace_schema_metadata({METADATA_KEY: canonical_json(metadata)})
+        pq.write_table(table, fh, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+        return
+    if file_format == "jsonl":
+        for row in _text_rows(table, csv_style=False):
+            fh.write(json.dumps(row, separators=(",", ":")).encode() + b"\n")
+        return
+    if file_format == "csv":
+        text = io.TextIOWrapper(fh, encoding="utf-8", newline="", write_through=True)
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(table.schema.names)
+        for row in _text_rows(table, csv_style=True):
+            writer.writerow(row.values())
+        text.flush()
+        text.detach()
+        return
+    check_file_format(file_format)
+
+
+def _text_value(value: Any, csv_style: bool) -> Any:
+    if isinstance(value, dt.datetime):
+        value = value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    elif isinstance(value, Decimal):
+        value = format(value.normalize(), "f") if value else "0"
+    if csv_style:
+        if value is None:
+            return ""
+        if isinstance(value, bool):
+            return "true" if value else "false"
+    return value
+
+
+def _text_rows(table: pa.Table, csv_style: bool) -> Any:
+    columns = table.to_pydict()
+    names = list(columns)
+    converted = [[_text_value(v, csv_style) for v in columns[name]] for name in names]
+    for values in zip(*converted):
+        yield dict(zip(names, values))
+
+
+# -- decoding ----------------------------------------------------------------------------------------
+def read_table(data: bytes, file_format: str, schema: pa.Schema | None = None) -> pa.Table:
+    """A day file's bytes → a table. Text formats need ``schema`` (they carry no types)."""
+    import pyarrow as pa
+
+    if file_format == "parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(pa.BufferReader(data))
+        return table if schema is None else table.select(schema.names).cast(schema)
+    if schema is None:
+        raise ValueError(f"reading {file_format} needs the dataset's schema")
+    if file_format == "jsonl":
+        records = [json.loads(line) for line in data.decode().splitlines() if line]
+        raw = {name: [r.get(name) for r in records] for name in schema.names}
+    elif file_format == "csv":
+        reader = csv.reader(io.StringIO(data.decode(), newline=""))
+        header = next(reader, None)
+        if header is None:
+            raise ValueError("a CSV day file without a header")
+        rows = list(reader)
+        index = {name: i for i, name in enumerate(header)}
+        raw = {name: [_from_csv(r[index[name]], schema.field(name).type) for r in rows] for name in schema.names}
+    else:
+        check_file_format(file_format)
+        raise AssertionError("unreachable")
+    columns = {f.name: [_from_text(v, f.type) for v in raw[f.name]] for f in schema}
+    return table_from_columns(schema, columns)
+
+
+def _from_csv(value: str, t: pa.DataType) -> Any:
+    import pyarrow as pa
+
+    if value == "" and not pa.types.is_string(t):
+        return None
+    if value == "" and pa.types.is_string(t):
+        return None  # CSV cannot tell "" from null; the writer writes null as empty
+    if pa.types.is_boolean(t):
+        return value == "true"
+    if pa.types.is_integer(t):
+        return int(value)
+    return value
+
+
+def _from_text(value: Any, t: pa.DataType) -> Any:
+    import pyarrow as pa
+
+    if value is None:
+        return None
+    if pa.types.is_timestamp(t):
+        return int(dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc).timestamp())
+    if pa.types.is_decimal(t):
+        return Decimal(value)
+    return value
