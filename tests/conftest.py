@@ -217,13 +217,3 @@ def run_dag(airflow_db, tmp_path):
     for path in written:
         path.unlink(missing_ok=True)
 
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Everything under tests/integration starts real systems (Airflow, a scheduler, moto, the demo,
-    a browser, a validator): marked ``integration`` so ``pytest tests/unit`` stays a seconds-long loop.
-
-    (Here and not in tests/integration/conftest.py: a second module named ``conftest`` shadows this
-    one for every ``from conftest import ...``.)"""
-    for item in items:
-        if "/tests/integration/" in str(item.path):
-            item.add_marker(pytest.mark.integration)

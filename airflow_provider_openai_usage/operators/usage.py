@@ -144,11 +144,10 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
         query = self.build_query(context, restate_days=self.restate_days)
         writer = None
         if self.output_path is not None:
-            from airflow_provider_openai_usage.storage import PartitionWriter, check_file_format
+            from airflow_provider_openai_usage.storage import PartitionWriter
 
             # Built and prepared before the first request: a bad path or format, a path that cannot be
             # written, or a day that holds other rows fails without touching the API.
-            check_file_format(self.file_format)
             location = output_location(self.output_path, self.output_conn_id or None)
             writer = PartitionWriter(
                 location / self.endpoint, query.endpoint, self.file_format, described_as=f"output_path={self.output_path!r}"
