@@ -101,7 +101,7 @@ class PartitionModel(RuleBasedStateMachine):
         if expected_refusal:
             with pytest.raises(OpenAIUsageStorageError, match=expected_refusal):
                 op.execute({})
-            self.outcomes["refused: " + ("format" if "file and" in expected_refusal else "identity")] += 1
+            self.outcomes["refused: " + ("format" if "already holds a" in expected_refusal else "identity")] += 1
             return
         op.execute({})
         self._apply(s, start - restate_days * DAY, end)
