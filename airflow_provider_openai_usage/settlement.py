@@ -17,7 +17,7 @@ from typing import Any
 
 from airflow_provider_openai_usage.intervals import iso
 from airflow_provider_openai_usage.query import UsageQuery
-from airflow_provider_openai_usage.rows import bucket_rows, json_safe
+from airflow_provider_openai_usage.rows import add_totals, bucket_columns, json_safe, metric_totals, rows_of
 
 
 @dataclass(frozen=True)
@@ -59,12 +59,11 @@ def check_settled(hook: Any, query: UsageQuery, rules: SettleRules, *, now: floa
     totals: dict[str, Any] = {c.name: 0 for c in query.endpoint.metric_columns}
     for bucket in hook.iter_query_buckets(query):
         seen.append((bucket["start_time"], bucket["end_time"]))
-        for row in bucket_rows(query.endpoint, bucket):
-            rows += 1
+        n, columns = bucket_columns(query.endpoint, bucket)
+        for row in rows_of(columns):
             digest.update(json.dumps({k: json_safe(v) for k, v in row.items()}, sort_keys=True).encode())
-            for name in totals:
-                if row[name] is not None:
-                    totals[name] += row[name]
+        rows += n
+        add_totals(totals, metric_totals(query.endpoint, columns))
     summary = {
         "endpoint": query.endpoint.key,
         "start_time": query.start_time,

@@ -1,9 +1,13 @@
-"""`make soak`: many seeded fault schedules against a paged multi-day pull; writes docs/reliability.md.
+"""`make soak`: many seeded fault schedules against paged pulls; writes docs/reliability.md.
 
-For every schedule the operator pulls 6 days (3 buckets per page, so 2+ pages) into a folder that
-already holds older partitions. A run must either succeed with files byte-identical to the
-fault-free run, or fail with one of the provider's errors, leaving every partition either as it was
-or complete and identical to the fault-free one, and no temporary file behind.
+Schedules rotate over three scenarios, each into a folder that already holds older partitions:
+- ``1d``: 6 whole days, 3 buckets per page;
+- ``1h``: 18:00 of one day to 06:00 two days later (parts of two days merged, one whole day), 12 per page;
+- ``1m``: 23:00–01:00 across midnight (parts of two days merged), 40 per page.
+A run must either succeed with files byte-identical to the fault-free run, or fail with one of the
+provider's errors, leaving every day file either as it was or as the fault-free run leaves it, and no
+temporary file behind. ``Retry-After`` answers are waited for for real (the fake sends 1 s); the
+report counts the waits the server saw honoured.
 
     python benchmarks/soak.py --schedules 1000
 """
@@ -65,80 +69,128 @@ class SoakResult:
     faults_injected: Counter = field(default_factory=Counter)
     requests: int = 0
     examples: list[str] = field(default_factory=list)
+    by_width: Counter = field(default_factory=Counter)
+    retry_after_waits: int = 0
+    retry_after_seconds: float = 0.0
+    retry_after_too_early: int = 0
+
+
+H = 3600
+
+
+@dataclass(frozen=True)
+class Scenario:
+    width: str
+    start: int
+    end: int
+    page_size: int
+
+
+SCENARIOS = (
+    Scenario("1d", START, NOW, 3),
+    Scenario("1h", START + 18 * H, START + 2 * DAY + 6 * H, 12),
+    Scenario("1m", START + 3 * DAY + 23 * H, START + 4 * DAY + 1 * H, 40),
+)
 
 
 class Soak:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, retry_after_cap: float = 5.0) -> None:
         from airflow_provider_openai_usage.testing import FakeOpenAIUsageAPI
 
         self.workdir = workdir
         self.api = FakeOpenAIUsageAPI(key=KEY, seed=21, now=NOW).start()
         os.environ["AIRFLOW_CONN_SOAK"] = self.api.connection_json(
-            timeout=0.2, max_retries=3, max_retry_wait=5, backoff_base=0.001, max_retry_after=0.001
+            timeout=0.2, max_retries=3, max_retry_wait=5, backoff_base=0.001, max_retry_after=retry_after_cap
         )
-        self.reference = self._pull_into(workdir / "reference")
-        self.api.controls.revisions.update({START + i * DAY: 9 for i in range(6)})
-        self.previous = self._pull_into(workdir / "previous")
-        self.api.controls.revisions.clear()
-        self.api.controls.page_size_cap = 3
+        self.previous: dict[str, dict[str, str]] = {}
+        self.reference: dict[str, dict[str, str]] = {}
+        for scenario in SCENARIOS:
+            # Older partitions: whole days at the scenario's width, with numbers OpenAI later revised.
+            base = workdir / f"previous-{scenario.width}"
+            self.api.controls.revisions.update({START - DAY + i * DAY: 9 for i in range(8)})
+            first, last = scenario.start - scenario.start % DAY, scenario.end - scenario.end % DAY + (DAY if scenario.end % DAY else 0)
+            self._operator(base, scenario).execute(self._context(first, last))
+            self.api.controls.revisions.clear()
+            self.previous[scenario.width] = tree(base)
+            shutil.copytree(base, workdir / f"reference-{scenario.width}")
+            self._operator(workdir / f"reference-{scenario.width}", scenario).execute(self._context(scenario.start, scenario.end))
+            self.reference[scenario.width] = tree(workdir / f"reference-{scenario.width}")
 
-    def _operator(self, out: Path) -> Any:
+    def _operator(self, out: Path, scenario: Scenario) -> Any:
         from airflow_provider_openai_usage.operators.usage import OpenAIUsageOperator
 
         return OpenAIUsageOperator(
-            task_id="soak", endpoint="completions", openai_usage_conn_id="soak", group_by=["project_id", "model"], output_path=str(out)
+            task_id="soak", endpoint="completions", openai_usage_conn_id="soak", group_by=["project_id", "model"],
+            output_path=str(out), bucket_width=scenario.width,
         )
 
-    def _context(self) -> dict:
+    @staticmethod
+    def _context(start: int, end: int) -> dict:
         import pendulum
 
-        return {"data_interval_start": pendulum.from_timestamp(START, tz="UTC"), "data_interval_end": pendulum.from_timestamp(NOW, tz="UTC")}
-
-    def _pull_into(self, out: Path) -> dict[str, str]:
-        self._operator(out).execute(self._context())
-        return tree(out)
+        return {"data_interval_start": pendulum.from_timestamp(start, tz="UTC"), "data_interval_end": pendulum.from_timestamp(end, tz="UTC")}
 
     def run(self, seeds: range, result: SoakResult | None = None) -> SoakResult:
         from airflow_provider_openai_usage.exceptions import OpenAIUsageError
 
         result = result or SoakResult()
         for seed in seeds:
+            scenario = SCENARIOS[seed % len(SCENARIOS)]
+            previous, reference = self.previous[scenario.width], self.reference[scenario.width]
             target = self.workdir / f"run-{seed}"
-            shutil.copytree(self.workdir / "previous", target)
+            shutil.copytree(self.workdir / f"previous-{scenario.width}", target)
             schedule = random_schedule(random.Random(seed))
             result.faults_injected.update(f.describe() for f in schedule if f.kind != "pass")
             self.api.faults.clear()
             self.api.clear_requests()
+            self.api.controls.page_size_cap = scenario.page_size
             self.api.faults.schedule(schedule)
             error: BaseException | None = None
             try:
-                self._operator(target).execute(self._context())
+                self._operator(target, scenario).execute(self._context(scenario.start, scenario.end))
             except BaseException as exc:  # noqa: BLE001 - every failure is classified below
                 error = exc
             result.schedules += 1
-            result.requests += len(self.api.requests)
+            result.by_width[scenario.width] += 1
+            requests = self.api.requests
+            result.requests += len(requests)
+            self._count_waits(requests, result)
             files = tree(target)
             result.temp_files_left += sum(1 for name in files if is_leftover(name))
             if error is None:
-                if files == self.reference:
+                if files == reference:
                     result.identical += 1
                 else:
                     result.lost_or_mixed += 1
-                    result.examples.append(f"seed {seed}: succeeded with different files")
+                    result.examples.append(f"seed {seed} ({scenario.width}): succeeded with different files")
             else:
                 if not isinstance(error, OpenAIUsageError) or not str(error):
                     result.unclear_errors += 1
-                    result.examples.append(f"seed {seed}: {type(error).__name__}: {error}")
-                consistent = files.keys() == self.previous.keys() and all(
-                    files[name] in (self.previous[name], self.reference[name]) for name in files
+                    result.examples.append(f"seed {seed} ({scenario.width}): {type(error).__name__}: {error}")
+                consistent = all(
+                    files.get(name) in (previous.get(name), reference.get(name))
+                    for name in set(files) | set(reference)
+                    if name.startswith("completions/date=")
                 )
                 if consistent:
                     result.clean_failures += 1
                 else:
                     result.lost_or_mixed += 1
-                    result.examples.append(f"seed {seed}: failed and left a partition that is neither old nor new")
+                    result.examples.append(f"seed {seed} ({scenario.width}): failed and left a day that is neither old nor new")
             shutil.rmtree(target)
         return result
+
+    @staticmethod
+    def _count_waits(requests: list[Any], result: SoakResult) -> None:
+        """A ``Retry-After: 1`` answer must be followed by the next request at least 1 s later."""
+        for answered, following in zip(requests, requests[1:]):
+            if answered.fault and "retry-after=" in answered.fault:
+                asked = float(answered.fault.split("retry-after=")[1])
+                waited = following.at - answered.at
+                result.retry_after_waits += 1
+                result.retry_after_seconds += waited
+                if waited < asked:
+                    result.retry_after_too_early += 1
 
     def close(self) -> None:
         self.api.stop()
@@ -154,24 +206,31 @@ def report(result: SoakResult, seconds: float) -> str:
             "",
             "Each schedule: a seeded list of up to 8 faults (429 with and without `Retry-After`, 500/502/503/504, "
             "dropped connections, read timeouts, truncated and non-JSON bodies, interleaved with clean answers) "
-            "served in order to an `OpenAIUsageOperator` pulling 6 days of completions in pages of 3 buckets into "
-            "a folder that already holds older partitions of those days. Retries per page: 3.",
+            "served in order to an `OpenAIUsageOperator` pulling completions (grouped by project and model) into a "
+            "folder that already holds older partitions of those days. Schedules rotate over three widths: `1d` "
+            "(6 whole days, 3 buckets per page), `1h` (18:00 of one day to 06:00 two days later: parts of two days "
+            "merged into their files, one whole day; 12 per page) and `1m` (23:00–01:00 across midnight: parts of "
+            "two days merged; 40 per page). Retries per page: 3. `Retry-After` is honoured for real.",
             "",
             "| figure | count |",
             "|---|---|",
-            f"| schedules run | {result.schedules} |",
+            f"| schedules run | {result.schedules} ({', '.join(f'{w}: {n}' for w, n in sorted(result.by_width.items()))}) |",
             f"| requests served | {result.requests} |",
             f"| succeeded, byte-identical to the fault-free run | {result.identical} |",
             f"| failed cleanly (provider error; each partition old or complete-new) | {result.clean_failures} |",
             f"| **anything lost, mixed or half-written** (must be 0) | {result.lost_or_mixed} |",
             f"| failures without a clear provider error (must be 0) | {result.unclear_errors} |",
             f"| temporary files left behind (must be 0) | {result.temp_files_left} |",
+            f"| `Retry-After: 1` answers, each followed by a wait (total {result.retry_after_seconds:.0f} s) | {result.retry_after_waits} |",
+            f"| next request sooner than `Retry-After` asked (must be 0) | {result.retry_after_too_early} |",
             "",
             "Faults injected: " + ", ".join(f"{k} x{v}" for k, v in sorted(result.faults_injected.items())) + ".",
             "",
             "A failed run may already have replaced the days completed before the failure with their complete new "
-            "version (each day is published atomically once all its buckets arrived); no day is ever left half "
-            "written or mixed. The retry wait of a page is capped by `max_retry_wait` and logged.",
+            "version (each day is published atomically once all its buckets arrived; a part of a day is merged into "
+            "the day's file and published in the same single step); no day is ever left half written or mixed. "
+            "The retry wait of a page is capped by `max_retry_wait` and logged. Kills (SIGKILL) at every publishing "
+            "step are covered by `tests/integration/test_publish_crash.py`.",
             "",
             *(["Examples of problems:", *[f"- {e}" for e in result.examples[:20]], ""] if result.examples else []),
         ]
@@ -203,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     page.write_text(text.rstrip("\n") + "\n\n" + marker + hand_written if marker else text)
     print(text)
     print(json.dumps({"lost_or_mixed": result.lost_or_mixed, "unclear": result.unclear_errors}))
-    return 0 if result.lost_or_mixed == result.unclear_errors == result.temp_files_left == 0 else 1
+    return 0 if result.lost_or_mixed == result.unclear_errors == result.temp_files_left == result.retry_after_too_early == 0 else 1
 
 
 if __name__ == "__main__":

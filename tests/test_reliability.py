@@ -35,6 +35,8 @@ def test_fault_soak_small(tmp_path):
     assert result.schedules == 40
     assert result.lost_or_mixed == 0 and result.unclear_errors == 0 and result.temp_files_left == 0, result.examples
     assert result.identical > 0 and result.clean_failures > 0, "the sample must exercise both outcomes"
+    assert set(result.by_width) == {"1d", "1h", "1m"}
+    assert result.retry_after_waits > 0 and result.retry_after_too_early == 0, "Retry-After is waited for, for real"
     assert result.identical + result.clean_failures == 40
 
 
