@@ -57,8 +57,11 @@ def test_s3_output_through_an_airflow_aws_connection(fake_api, conn_id, run_dag,
     dr, states = run_dag(dag_source("daily_s3", f"s3://{s3_bucket}/openai", conn="moto_s3"), "daily_s3", logical_date=pendulum.from_timestamp(NOW, tz="UTC"))
     assert states == {"costs": "success", "completions": "success"}
     s3 = boto3.client("s3", endpoint_url=moto_server, aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
-    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=s3_bucket)["Contents"])
+    all_keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=s3_bucket)["Contents"])
+    keys = [k for k in all_keys if "/date=" in k and "/_openai_usage/" not in k]
     assert keys == ["openai/completions/date=2025-11-09/data.parquet", "openai/costs/date=2025-11-09/data.parquet"]
+    # Beside the data: one manifest per day, no temporary object left.
+    assert sorted(set(all_keys) - set(keys)) == [f"openai/{e}/_openai_usage/manifests/date=2025-11-09.json" for e in ("completions", "costs")]
     body = s3.get_object(Bucket=s3_bucket, Key=keys[1])["Body"].read()
     table = pq.read_table(pa.BufferReader(body))
     summary = dr.get_task_instance("costs").xcom_pull(task_ids="costs")
@@ -81,7 +84,7 @@ def test_s3_rerun_replaces_objects_with_identical_bytes(fake_api, conn_id, s3_bu
     op.execute(context)
     first = snapshot()
     op.execute(context)
-    assert snapshot() == first and len(first) == 3
+    assert snapshot() == first and len([k for k in first if k.endswith("/data.parquet")]) == 3
 
 
 @pytest.fixture

@@ -95,8 +95,10 @@ def test_two_processes_writing_the_same_interval_to_s3(fake_api, conn_id, s3_buc
     fake_api.controls.page_size_cap = 1
     run_two_writers_at_once(fake_api, f"s3://{s3_bucket}/c", "moto_s3", NOW - 3 * DAY, NOW)
     s3 = boto3.client("s3", endpoint_url=moto_server, aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
-    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=s3_bucket)["Contents"])
+    all_keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=s3_bucket)["Contents"])
+    keys = [k for k in all_keys if "/_openai_usage/" not in k]
     assert len(keys) == 3 and all(k.endswith("/data.parquet") for k in keys)
+    assert not [k for k in all_keys if "/_openai_usage/tmp/" in k], "no temporary object left"
     for key, day_start in zip(keys, range(NOW - 3 * DAY, NOW, DAY)):
         table = pq.read_table(pa.BufferReader(s3.get_object(Bucket=s3_bucket, Key=key)["Body"].read()))
         expected = list(OpenAIUsageHook(conn_id).iter_rows("completions", day_start, day_start + DAY, group_by=["project_id", "model"]))

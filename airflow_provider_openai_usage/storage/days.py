@@ -36,13 +36,14 @@ import os
 import re
 import signal
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
 from airflow_provider_openai_usage.exceptions import OpenAIUsageStorageError, OpenAIUsageValidationError
-from airflow_provider_openai_usage.storage.formats import FILE_FORMATS, canonical_json, check_file_format, read_table, write_table
+from airflow_provider_openai_usage.storage.formats import canonical_json, check_file_format, read_table, write_table
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -59,6 +60,8 @@ PENDING_RE = re.compile(r"^pending\.(\d{4}-\d{2}-\d{2})\.([0-9a-f]+)\.json$")
 FAULT_ENV = "OPENAI_USAGE_TEST_KILL_AT"
 PUBLISH_STEPS = ("temp-written", "pending-written", "data-published", "manifest-published", "pending-removed")
 LOCAL_TEMP_PREFIX = "openai-usage-"
+#: An empty temp younger than this may belong to a writer between creating and locking it.
+FRESH_EMPTY_TEMP_SECONDS = 60
 
 
 _reached: dict[str, int] = {}
@@ -145,6 +148,8 @@ class DayStore:
         self.control = root / CONTROL_DIR
         self.local = is_local(root)
         self._prepared = False
+        #: date → format of each day's file, from one listing; kept current by replace_day.
+        self._formats: dict[str, str] | None = None
 
     # -- paths ---------------------------------------------------------------------------------------
     def day_dir(self, date: str) -> ObjectStoragePath:
@@ -175,9 +180,8 @@ class DayStore:
         try:
             if self.local:
                 os.makedirs(self.tmp_dir.path, exist_ok=True)
-                fd = os.open(target.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
-                os.close(fd)
-                os.unlink(target.path)
+                with _locked_temp(target.path):
+                    pass
             else:
                 target.write_bytes(b"")
                 target.unlink()
@@ -205,6 +209,9 @@ class DayStore:
                 entry.unlink()  # object stores get no data temps; a stray probe or manifest temp
 
     def _resolve_pending(self, date: str, pending_path: ObjectStoragePath) -> None:
+        token = PENDING_RE.match(pending_path.name).group(2)  # type: ignore[union-attr]
+        if self.local and _is_locked(os.path.join(self.tmp_dir.path, f"{token}.tmp")):
+            return  # its writer is alive and has not published yet
         try:
             pending = json.loads(pending_path.read_bytes())
         except (ValueError, FileNotFoundError):
@@ -229,28 +236,16 @@ class DayStore:
             if not (name.startswith(prefix) and name.endswith(".tmp")):
                 continue
             path = os.path.join(folder, name)
-            try:
-                fd = os.open(path, os.O_RDONLY)
-            except OSError:
-                continue
-            try:
-                import fcntl
-
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # its writer died: the lock is free
-            except OSError as exc:
-                if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                    continue  # a live writer's temp
-                raise
-            finally:
-                os.close(fd)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-                log.info("removed %s left by a crashed run", path)
+            if _is_locked(path, remove_if_free=True):
+                continue  # a live writer's temp
+            log.info("removed %s left by a crashed run", path)
 
     # -- what a day holds -----------------------------------------------------------------------------
     def existing_formats(self) -> dict[str, str]:
-        """date → format of the file each day holds now (one listing of the dataset)."""
-        return {date: path.name.split(".", 1)[1] for date, path in list_day_files(self.root).items()}
+        """date → format of the file each day holds now (one listing of the dataset, then kept current)."""
+        if self._formats is None:
+            self._formats = {date: path.name.split(".", 1)[1] for date, path in list_day_files(self.root).items()}
+        return dict(self._formats)
 
     def current_day(self, date: str, *, read_data: bool = True) -> DayFile | None:
         """The day's file and its verified manifest; None when the day has no file in this format.
@@ -316,10 +311,10 @@ class DayStore:
         """Make ``table`` the day's content in one atomic step (see the module docstring)."""
         if not DATE_RE.match(f"date={date}"):
             raise ValueError(f"date={date!r} is not YYYY-MM-DD")
-        other = [f for f in FILE_FORMATS if f != self.file_format and (self.day_dir(date) / data_name(f)).exists()]
-        if other:
+        held = self.existing_formats().get(date, self.file_format)
+        if held != self.file_format:
             raise OpenAIUsageStorageError(
-                f"{self.day_dir(date)} holds a {other[0]} file and this run writes {self.file_format}; a day holds one "
+                f"{self.day_dir(date)} holds a {held} file and this run writes {self.file_format}; a day holds one "
                 "file, and switching formats cannot be one atomic step. Write to a separate output_path, or delete "
                 "the dataset's old partitions first"
             )
@@ -350,6 +345,8 @@ class DayStore:
             self._write_small(pending, _manifest_bytes(record))
             fault_point("pending-written")
             self._publish_data(tmp_path, self.day_path(date))
+            if self._formats is not None:
+                self._formats[date] = self.file_format
             fault_point("data-published")
         self._write_small(self.manifest_path(date), _manifest_bytes(record))
         fault_point("manifest-published")
@@ -362,23 +359,18 @@ class DayStore:
     @contextlib.contextmanager
     def _temp_file(self, token: str) -> Iterator[tuple[str, IO[bytes]]]:
         """A locked temporary file: beside the dataset locally (same disk, for os.replace), else in the OS temp dir."""
-        import fcntl
 
         if self.local:
             os.makedirs(self.tmp_dir.path, exist_ok=True)
             path = os.path.join(self.tmp_dir.path, f"{token}.tmp")
         else:
             path = os.path.join(tempfile.gettempdir(), f"{LOCAL_TEMP_PREFIX}{token}.tmp")
-        # 0o666 & ~umask: published files get the process umask's mode (0644 under 022), like any file.
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o666)
-        fh = os.fdopen(fd, "w+b")
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield path, fh
-        finally:
-            fh.close()
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+        with _locked_temp(path) as fd:
+            fh = os.fdopen(os.dup(fd), "w+b")
+            try:
+                yield path, fh
+            finally:
+                fh.close()
 
     def _publish_data(self, tmp_path: str, dest: ObjectStoragePath) -> None:
         if self.local:
@@ -395,14 +387,9 @@ class DayStore:
         os.makedirs(dest.parent.path, exist_ok=True)
         os.makedirs(self.tmp_dir.path, exist_ok=True)
         tmp = os.path.join(self.tmp_dir.path, f"{uuid.uuid4().hex[:16]}.tmp")
-        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
+        with _locked_temp(tmp) as fd:
+            os.write(fd, data)
             os.replace(tmp, dest.path)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
 
     @contextlib.contextmanager
     def day_lock(self, date: str) -> Iterator[None]:
@@ -424,6 +411,52 @@ class DayStore:
             yield
         finally:
             os.close(fd)
+
+
+@contextlib.contextmanager
+def _locked_temp(path: str) -> Iterator[int]:
+    """Create ``path`` exclusively and hold an flock on it while it lives; remove it at the end.
+
+    Every temporary file is locked by its writer, so a concurrent run's clean-up (``_is_locked``)
+    removes only temps whose writer died (the kernel drops a dead process's locks).
+    Mode 0o666 & ~umask: a published file gets the mode any file of this process gets (0644 under 022).
+    """
+    import fcntl
+
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield fd
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        os.close(fd)
+
+
+def _is_locked(path: str, *, remove_if_free: bool = False) -> bool:
+    """Whether a live writer holds ``path``'s lock; a free (dead writer's) temp is removed if asked."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                return True
+            raise
+        info = os.fstat(fd)
+        if info.st_size == 0 and time.time() - info.st_mtime < FRESH_EMPTY_TEMP_SECONDS:
+            return True  # just created, maybe not locked yet by its writer: leave it to a later run
+        if remove_if_free:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        return False
+    finally:
+        os.close(fd)
 
 
 def _uri(path: ObjectStoragePath) -> str:
