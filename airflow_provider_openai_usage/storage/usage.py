@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_openai_usage.endpoints import DECIMAL_PRECISION, WIDTH_SECONDS, Endpoint
 from airflow_provider_openai_usage.exceptions import OpenAIUsageResponseError, OpenAIUsageStorageError
 from airflow_provider_openai_usage.intervals import iso
-from airflow_provider_openai_usage.rows import bucket_columns, metric_totals, sort_columns
+from airflow_provider_openai_usage.rows import bucket_columns, json_safe, metric_totals, sort_columns
 from airflow_provider_openai_usage.storage.days import DayStore
 from airflow_provider_openai_usage.storage.formats import read_table, table_from_columns
 
@@ -252,6 +252,4 @@ class PartitionWriter:
 
 
 def _json_totals(totals: Mapping[str, Any]) -> dict[str, Any]:
-    from decimal import Decimal
-
-    return {k: format(v, "f") if isinstance(v, Decimal) else v for k, v in totals.items()}
+    return {k: json_safe(v) for k, v in totals.items()}
