@@ -213,7 +213,8 @@ class PartitionWriter:
         label = day_label(day)
         if covered_until < window[1]:
             raise OpenAIUsageResponseError(
-                f"{self.endpoint.key}: day {label} is only reported up to {iso(covered_until)}; its partition is left as it was"
+                f"{self.endpoint.key}: day {label} is only reported up to {iso(covered_until)}; its partition is left as it was. "
+                f"Wait for it with an OpenAIUsageSensor (settle_period) before this task, or end the range at {label}T00:00:00Z"
             )
         names = self.schema.names
         columns = {name: [v for part in parts for v in part[name]] for name in names}

@@ -445,3 +445,14 @@ def test_an_output_path_under_a_file_fails_before_any_request(fake_api, conn_id,
     with pytest.raises(OpenAIUsageValidationError, match=r"output_path='.*a-file/usage' cannot be written \(.*\); point output_path"):
         OpenAIUsageOperator(task_id="t", endpoint="completions", output_path=str(tmp_path / "a-file" / "usage")).execute(ctx(D8, D8 + DAY))
     assert fake_api.requests == []
+
+
+def test_a_day_not_fully_reported_is_left_as_it_was_and_the_error_gives_the_fix(fake_api, conn_id, tmp_path):
+    fake_api.controls.now = NOW - 12 * H  # OpenAI has reported 2025-11-09 only up to 12:00
+    op = OpenAIUsageOperator(task_id="t", endpoint="completions", bucket_width="1h", output_path=tmp_path.as_uri())
+    with pytest.raises(OpenAIUsageResponseError) as info:
+        op.execute(ctx(NOW - 2 * DAY, NOW))
+    message = str(info.value)
+    assert "2025-11-09 is only reported up to 2025-11-09T12:00:00Z" in message, message
+    assert "OpenAIUsageSensor" in message and "end the range at 2025-11-09T00:00:00Z" in message, message
+    assert day(NOW - DAY) not in " ".join(data_files(tmp_path)), "the incomplete day is not written"
