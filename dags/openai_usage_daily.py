@@ -1,4 +1,5 @@
-"""Every UTC day of OpenAI usage and costs, for all 12 endpoints: wait until settled, then land it.
+"""Every UTC day of OpenAI usage and costs, for all 12 endpoints: wait until settled, then land it;
+and a daily snapshot of the organization directory (names for the ids) beside them.
 
 Configuration (read at parse time from the environment, so parsing stays free of network and DB):
 - ``OPENAI_USAGE_OUTPUT_PATH``: where partitions land, e.g. ``s3://my-bucket/openai``
@@ -15,6 +16,8 @@ Configuration (read at parse time from the environment, so parsing stays free of
   (default: ``default_pool``; see docs/production.md);
 - ``OPENAI_USAGE_RETRIES`` (2) and ``OPENAI_USAGE_RETRY_DELAY_SECONDS`` (300): Airflow retries of every
   task (a lost worker fails the attempts it was running; the retry lands the day).
+- ``OPENAI_USAGE_DIRECTORY`` (true): snapshot the organization directory (names for ids, spend
+  limits) once per run as ``snapshot_directory``; ``false`` leaves it out;
 - ``OPENAI_USAGE_SPEND_REPORT`` (true): add the spend report and spend alert tasks (below); ``false``
   leaves only the pulls;
 - ``OPENAI_USAGE_ALERT_RULES``: spend alert rules as JSON (default: an anomaly rule per project and
@@ -26,6 +29,8 @@ Configuration (read at parse time from the environment, so parsing stays free of
 After the costs and completions pulls, ``spend_report`` writes
 ``<output>/reports/date=YYYY-MM-DD/spend.html``; after the costs pull, ``spend_alerts`` evaluates the
 rules for the same day (beside the report, not after it: a broken chart never silences an alert).
+Both also wait for ``snapshot_directory``: the report names projects and the alerts read spend limits
+from the snapshot of the same date.
 
 The schedule is an *interval* timetable: a plain ``"@daily"`` gives Airflow 3 runs an empty data
 interval. ``airflow dags test openai_usage_daily 2025-10-05`` pulls 2025-10-04 (the day that ends at
@@ -44,6 +49,7 @@ import pendulum
 from airflow.sdk import DAG, CronDataIntervalTimetable
 
 from airflow_provider_openai_usage.endpoints import ENDPOINTS
+from airflow_provider_openai_usage.operators.directory import OpenAIDirectoryOperator
 from airflow_provider_openai_usage.operators.report import OpenAISpendAlertOperator, OpenAISpendReportOperator
 from airflow_provider_openai_usage.operators.usage import OpenAIUsageOperator
 from airflow_provider_openai_usage.sensors.usage import OpenAIUsageSensor
@@ -68,6 +74,7 @@ DEFAULT_ALERT_RULES = [
     {"name": "daily-spike", "kind": "anomaly", "project": "*", "factor": 3, "trailing_days": 14, "min_amount": "10"},
     {"name": "limit-80", "kind": "limit_percent", "project": "*", "percent": 80},
 ]
+DIRECTORY = os.environ.get("OPENAI_USAGE_DIRECTORY", "true").strip().lower() in ("1", "true", "yes")
 SPEND_REPORT = os.environ.get("OPENAI_USAGE_SPEND_REPORT", "true").strip().lower() in ("1", "true", "yes")
 ALERT_RULES = json.loads(os.environ["OPENAI_USAGE_ALERT_RULES"]) if os.environ.get("OPENAI_USAGE_ALERT_RULES") else DEFAULT_ALERT_RULES
 
@@ -135,6 +142,18 @@ with DAG(
         wait >> pull
         pulls[key] = pull
 
+    directory = None
+    if DIRECTORY:
+        # Names for the ids (projects, users, keys, spend limits): one snapshot per day, as of the run.
+        directory = OpenAIDirectoryOperator(
+            task_id="snapshot_directory",
+            output_path=OUTPUT_PATH,
+            output_conn_id=OUTPUT_CONN_ID,
+            retries=RETRIES,
+            retry_delay=RETRY_DELAY,
+            pool=POOL,
+        )
+
     if SPEND_REPORT and "costs" in pulls:  # the report and the alerts read the landed costs
         report = OpenAISpendReportOperator(
             task_id="spend_report", output_path=OUTPUT_PATH, output_conn_id=OUTPUT_CONN_ID,
@@ -154,3 +173,5 @@ with DAG(
         # fails the run (a downstream task with trigger_rule="all_done" would hide it).
         [pulls[k] for k in ("costs", "completions") if k in pulls] >> report
         pulls["costs"] >> alerts
+        if directory is not None:  # names in the report, spend limits for the alerts
+            directory >> [report, alerts]

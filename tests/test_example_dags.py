@@ -55,9 +55,9 @@ def test_dags_import_fast_without_errors_or_requests(fake_api, conn_id):
     assert set(bag.dag_ids) == {"openai_usage_daily", "openai_usage_backfill"}
     assert fake_api.requests == [], "parsing must not touch the network"
     daily = bag.dags["openai_usage_daily"]
-    assert {t.task_id for t in daily.tasks} == {f"{p}_{k}" for k in ENDPOINTS for p in ("wait", "pull")} | {"spend_report", "spend_alerts"}
-    assert daily.get_task("spend_report").upstream_task_ids == {"pull_costs", "pull_completions"}
-    assert daily.get_task("spend_alerts").upstream_task_ids == {"pull_costs"}
+    assert {t.task_id for t in daily.tasks} == {f"{p}_{k}" for k in ENDPOINTS for p in ("wait", "pull")} | {"spend_report", "spend_alerts", "snapshot_directory"}
+    assert daily.get_task("spend_report").upstream_task_ids == {"pull_costs", "pull_completions", "snapshot_directory"}
+    assert daily.get_task("spend_alerts").upstream_task_ids == {"pull_costs", "snapshot_directory"}
     # Every task is upstream of a leaf with the default trigger rule: a failed pull fails the run.
     assert all(t.trigger_rule == "all_success" for t in daily.tasks)
     assert all(t.deferrable for t in daily.tasks if t.task_id.startswith("wait_"))

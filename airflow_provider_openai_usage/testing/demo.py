@@ -21,11 +21,14 @@ import time
 import warnings
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 DEMO_SEED = 42
 #: Yesterday, this project runs this many extra events: an anomaly for the spend alerts to catch.
 SPIKE_PROJECT, SPIKE_EVENTS = "proj_beta", 40
 ALERT_CONN_ID = "openai_usage_demo_alerts"
+#: Enough projects for a "top five" (the directory names them).
+DEMO_PROJECTS = 7
 CENT = Decimal("0.01")
 
 
@@ -78,7 +81,23 @@ def _report(output: Path) -> str:
         for project, amount in zip(projects, amounts, strict=True):
             lines.append(f"  {project or '(no project)':28} {amount.quantize(CENT):>12} usd")
         lines.append(f"  {'total':28} {pc.sum(costs.column('amount_value')).as_py().quantize(CENT):>12} usd")
+        lines += _top_projects_by_name(output, by_project)
     return "\n".join(lines)
+
+
+def _top_projects_by_name(output: Path, by_project: Any) -> list[str]:
+    """The five projects that cost most, named from the latest directory snapshot (ids without a name stay ids)."""
+    import pyarrow.parquet as pq
+
+    snapshots = sorted((output / "directory" / "projects").glob("date=*/data.parquet"))
+    if not snapshots:
+        return []
+    names = dict(zip(*pq.read_table(snapshots[-1], columns=["id", "name"]).to_pydict().values()))
+    ranked = sorted(zip(by_project.column("project_id").to_pylist(), by_project.column("amount_value_sum").to_pylist()), key=lambda p: -p[1])
+    lines = [f"Top five projects by cost, named from the directory snapshot of {snapshots[-1].parent.name[5:]}:"]
+    for rank, (project, amount) in enumerate(ranked[:5], 1):
+        lines.append(f"  {rank}. {names.get(project) or project or '(no project)':25} {amount.quantize(CENT):>12} usd   {project}")
+    return lines
 
 
 def _free_port(preferred: int = 8000) -> int:
@@ -105,7 +124,7 @@ def next_steps(workdir: Path, dags: Path, output: Path, today: dt.date) -> str:
     return f"""
 Next steps: run the DAGs yourself. Paste into two fresh shells (the demo's fake API has stopped).
   # shell 1: the fake OpenAI usage API (Ctrl-C stops it)
-  {q(str(python))} -m airflow_provider_openai_usage.testing serve --port {port} --seed {DEMO_SEED} --spike {SPIKE_PROJECT}:{yesterday.isoformat()}:{SPIKE_EVENTS}
+  {q(str(python))} -m airflow_provider_openai_usage.testing serve --port {port} --seed {DEMO_SEED} --spike {SPIKE_PROJECT}:{yesterday.isoformat()}:{SPIKE_EVENTS} --projects {DEMO_PROJECTS}
 
   # shell 2: the demo's Airflow (metadata database already migrated by the demo)
   export PATH={q(str(python.parent))}:"$PATH" AIRFLOW_HOME={q(str(workdir / ".demo-airflow"))}
@@ -138,12 +157,14 @@ def main(argv: list[str] | None = None) -> int:
     _configure_airflow(workdir, dags, output, args.verbose)
     started = time.monotonic()
 
-    from airflow_provider_openai_usage.testing.data import FakeOrganization, parse_spike
+    from airflow_provider_openai_usage.testing.data import PROJECT_POOL, FakeOrganization, parse_spike
     from airflow_provider_openai_usage.testing.receivers import WebhookReceiver
     from airflow_provider_openai_usage.testing.server import FakeOpenAIUsageAPI
 
     yesterday = (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)).isoformat()
-    org = FakeOrganization(seed=DEMO_SEED, spike=parse_spike(f"{SPIKE_PROJECT}:{yesterday}:{SPIKE_EVENTS}"))
+    org = FakeOrganization(
+        seed=DEMO_SEED, projects=PROJECT_POOL[:DEMO_PROJECTS], spike=parse_spike(f"{SPIKE_PROJECT}:{yesterday}:{SPIKE_EVENTS}")
+    )
     with FakeOpenAIUsageAPI(organization=org) as api, WebhookReceiver() as webhook:
         os.environ["AIRFLOW_CONN_OPENAI_USAGE_DEFAULT"] = api.connection_json()
         os.environ[f"AIRFLOW_CONN_{ALERT_CONN_ID.upper()}"] = webhook.connection_json()
@@ -168,7 +189,11 @@ def main(argv: list[str] | None = None) -> int:
         if run.state != "success":
             print(f"backfill run ended {run.state}", file=sys.stderr)
             return 1
-        print(f"daily run: interval {last.to_date_string()} .. {today.to_date_string()} (sensor, then pull, per endpoint)", flush=True)
+        print(
+            f"daily run: interval {last.to_date_string()} .. {today.to_date_string()} (sensor, then pull, per endpoint; "
+            "a directory snapshot beside them)",
+            flush=True,
+        )
         run = bag.get_dag("openai_usage_daily").test(logical_date=today)
         if run.state != "success":
             print(f"daily run ended {run.state}", file=sys.stderr)

@@ -65,6 +65,20 @@ def test_the_report_counts_days_empty_days_rows_and_files_as_on_disk(demo):
     assert total_empty > 0, out
 
 
+def test_the_report_names_the_top_five_projects_by_cost_from_the_directory_snapshot(demo):
+    out, output = demo["run"].stdout, demo["work"] / "demo-output"
+    date = out.split("Top five projects by cost, named from the directory snapshot of ", 1)[1][:10]
+    snapshot = pq.read_table(output / "directory" / "projects" / f"date={date}" / "data.parquet")
+    names = dict(zip(snapshot.column("id").to_pylist(), snapshot.column("name").to_pylist()))
+    lines = out.split("Top five projects by cost", 1)[1].splitlines()[1:6]
+    assert [line.split(".")[0].strip() for line in lines] == ["1", "2", "3", "4", "5"], out
+    for line in lines:
+        project_id = line.split()[-1]
+        assert names[project_id] in line and not line.split(". ", 1)[1].startswith("proj_"), line
+    for entity in ("users", "project_api_keys", "project_spend_limits"):
+        assert (output / "directory" / entity / f"date={date}" / "data.parquet").exists(), entity
+
+
 def test_the_demo_prints_no_starlette_testclient_warning(demo):
     assert "starlette.testclient" not in demo["run"].stdout + demo["run"].stderr
 

@@ -82,8 +82,10 @@ def dag_env(output: Path, base_url: str, key: str) -> dict[str, str]:
         "OPENAI_USAGE_RETRIES": "3",
         "OPENAI_USAGE_RETRY_DELAY_SECONDS": "2",
         # The spend report reads what has landed when it runs, so its bytes depend on the order runs
-        # finish in; this test compares landed bytes with a sequential reference, so only the pulls run.
+        # finish in; this test compares landed bytes with a sequential reference, so only the pulls run
+        # (the directory snapshot has its own Airflow test: tests/integration/test_directory_in_airflow.py).
         "OPENAI_USAGE_SPEND_REPORT": "false",
+        "OPENAI_USAGE_DIRECTORY": "false",
     }
 
 

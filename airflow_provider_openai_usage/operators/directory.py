@@ -1,0 +1,164 @@
+"""``OpenAIDirectoryOperator``: a daily snapshot of the organization directory, one file per entity and day.
+
+Layout: ``<output_path>/directory/<entity>/date=YYYY-MM-DD/data.<ext>``, written with the same
+publishing primitive as usage partitions (``storage.DayStore``: one atomic replace per day file,
+byte-identical re-runs, crash recovery).
+
+Snapshot semantics: the date is the UTC date of the run's ``data_interval_end`` and the content is
+the directory *as read during the run*. The admin API has no history, so a backfill of last
+year writes today's names under last year's dates; keep a daily run going to build history.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from airflow_provider_openai_usage.directory import ENTITIES, resolve_entities
+from airflow_provider_openai_usage.exceptions import OpenAIUsageValidationError
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+#: The folder under ``output_path`` that holds one dataset per entity.
+DIRECTORY_DIR = "directory"
+#: Bumped when the columns of any entity change meaning (read back from each day's manifest).
+SCHEMA_VERSION = 1
+
+
+def _literal(value: Any) -> bool:
+    """A value known at DAG parse time (not a Jinja template rendered at run time)."""
+    if isinstance(value, str):
+        return "{{" not in value and "{%" not in value
+    if isinstance(value, (list, tuple)):
+        return all(_literal(v) for v in value)
+    return value is not None
+
+
+def snapshot_date(context: Any) -> str:
+    """The UTC date a run's snapshot is filed under: its data interval end.
+
+    A manual run without a data interval files under the date it runs (``run_after``), which is
+    what it reads anyway.
+    """
+    from airflow_provider_openai_usage.query import to_unix_seconds
+
+    moment = context.get("data_interval_end")
+    name = "data_interval_end"
+    if moment is None:
+        dag_run = context.get("dag_run")
+        moment, name = getattr(dag_run, "run_after", None), "run_after"
+    if moment is None:
+        moment, name = dt.datetime.now(dt.timezone.utc), "now"
+    seconds = to_unix_seconds(moment, name)
+    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).strftime("%Y-%m-%d")
+
+
+def _asset_uris(output_path: Any, entities: Sequence[str]) -> list[Any]:
+    from airflow.sdk import Asset, ObjectStoragePath
+
+    if isinstance(output_path, ObjectStoragePath):
+        base = output_path.as_uri()
+    elif isinstance(output_path, str) and _literal(output_path) and output_path.strip():
+        base = output_path.strip() if "://" in output_path else "file://" + output_path.strip()
+    else:
+        return []
+    return [Asset(uri=f"{base.rstrip('/')}/{DIRECTORY_DIR}/{e}", extra={"directory_entity": e}) for e in entities]
+
+
+class OpenAIDirectoryOperator(BaseOperator):
+    """Snapshot OpenAI's organization directory (projects, users, keys, limits, ...) for the run's date.
+
+    :param entities: ``"all"`` (default) or a list of entity keys: ``projects``, ``users``,
+        ``project_users``, ``project_api_keys``, ``project_service_accounts``, ``admin_api_keys``,
+        ``project_spend_limits``, ``project_spend_alerts``, ``project_rate_limits``.
+    :param output_path: ``s3://...``, ``gs://...``, ``file:///...`` or an ``ObjectStoragePath``;
+        each entity lands under ``<output_path>/directory/<entity>/date=YYYY-MM-DD/``.
+    :param file_format: ``parquet`` (default, typed), ``jsonl`` or ``csv``.
+    :param openai_usage_conn_id: the ``openai_usage`` connection holding the admin key.
+    :param output_conn_id: connection for the object store (e.g. an ``aws`` connection).
+
+    Every requested entity is read before any file is replaced, so a failed read changes nothing;
+    a re-run of the same date replaces that date's snapshot.
+    """
+
+    template_fields: Sequence[str] = ("entities", "output_path", "output_conn_id", "file_format")
+    ui_color = "#10a37f"
+    ui_fgcolor = "#ffffff"
+
+    def __init__(
+        self,
+        *,
+        output_path: Any,
+        entities: str | Sequence[str] = "all",
+        file_format: str = "parquet",
+        openai_usage_conn_id: str = "openai_usage_default",
+        output_conn_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        # Literal values are checked when the DAG is parsed, so a typo shows in the import errors.
+        resolved = resolve_entities(entities) if _literal(entities) else None
+        if _literal(output_path) and isinstance(output_path, str):
+            from airflow_provider_openai_usage.storage import check_output_path
+
+            check_output_path(output_path)
+        if _literal(file_format):
+            from airflow_provider_openai_usage.storage import check_file_format
+
+            check_file_format(file_format)
+        if output_path is None:
+            raise OpenAIUsageValidationError("output_path is required: the directory lands as files, e.g. s3://bucket/openai")
+        if "outlets" not in kwargs and resolved is not None:
+            assets = _asset_uris(output_path, resolved)
+            if assets:
+                kwargs["outlets"] = assets
+        super().__init__(**kwargs)
+        self.entities = entities
+        self.output_path = output_path
+        self.file_format = file_format
+        self.openai_usage_conn_id = openai_usage_conn_id
+        self.output_conn_id = output_conn_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_openai_usage.directory_rows import rows_table
+        from airflow_provider_openai_usage.hooks.directory_paging import DirectoryReader
+        from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
+        from airflow_provider_openai_usage.storage import DayStore, output_location
+
+        entities = resolve_entities(self.entities)
+        date = snapshot_date(context)
+        location = output_location(self.output_path, self.output_conn_id or None)
+        stores = {
+            key: DayStore(location / DIRECTORY_DIR / key, self.file_format, described_as=f"output_path={location.as_uri()!r}")
+            for key in entities
+        }
+        for store in stores.values():
+            store.prepare()  # before any request: an unwritable path fails without asking OpenAI
+        hook = OpenAIUsageHook(self.openai_usage_conn_id)
+        reader = DirectoryReader(hook)
+        tables = {}
+        try:
+            for key in entities:
+                entity = ENTITIES[key]
+                # Sorted, so a re-run over the same directory writes byte-identical files.
+                rows = sorted(reader.iter_rows(key), key=lambda r: (r.get("project_id") or "", r["id"]))
+                tables[key] = rows_table(entity, rows, self.file_format)
+                self.log.info("directory %s: %d rows read", key, len(rows))
+        finally:
+            hook.close()
+        written = {}
+        for key, table in tables.items():
+            identity = {"dataset": f"{DIRECTORY_DIR}/{key}", "entity": key, "schema_version": SCHEMA_VERSION, "snapshot": "as_of_run"}
+            day = stores[key].replace_day(date, table, identity)
+            written[key] = {"rows": day.rows, "file": day.path.as_uri() if hasattr(day.path, "as_uri") else str(day.path)}
+        return {
+            "snapshot_date": date,
+            "output": f"{location.as_uri().rstrip('/')}/{DIRECTORY_DIR}",
+            "file_format": self.file_format,
+            "requests": reader.requests,
+            "entities": written,
+            "rows": sum(w["rows"] for w in written.values()),
+        }
