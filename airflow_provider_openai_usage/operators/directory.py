@@ -44,8 +44,6 @@ def snapshot_date(context: Any) -> str:
     A manual run without a data interval files under the date it runs (``run_after``), which is
     what it reads anyway.
     """
-    from airflow_provider_openai_usage.query import to_unix_seconds
-
     moment = context.get("data_interval_end")
     name = "data_interval_end"
     if moment is None:
@@ -53,8 +51,11 @@ def snapshot_date(context: Any) -> str:
         moment, name = getattr(dag_run, "run_after", None), "run_after"
     if moment is None:
         moment, name = dt.datetime.now(dt.timezone.utc), "now"
-    seconds = to_unix_seconds(moment, name)
-    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).strftime("%Y-%m-%d")
+    if isinstance(moment, str):
+        moment = dt.datetime.fromisoformat(moment.replace("Z", "+00:00"))
+    if not isinstance(moment, dt.datetime) or moment.tzinfo is None:
+        raise OpenAIUsageValidationError(f"{name}={moment!r} is not an aware datetime; cannot tell which UTC date the snapshot is for")
+    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%d")
 
 
 def _asset_uris(output_path: Any, entities: Sequence[str]) -> list[Any]:

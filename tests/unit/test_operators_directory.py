@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import os
@@ -165,9 +166,14 @@ def test_snapshot_date_is_the_data_interval_end_or_when_a_manual_run_runs():
     assert snapshot_date(ctx(NOW + 3600)) == DATE, "an interval ending during a day files under that day"
 
     class Run:
-        run_after = pendulum.datetime(2026, 1, 2, 13, tz="UTC")
+        run_after = pendulum.datetime(2026, 1, 2, 23, 59, 59, 999_999, tz="UTC")
 
     assert snapshot_date({"data_interval_end": None, "dag_run": Run()}) == "2026-01-02"
+    assert snapshot_date({"data_interval_end": "2025-11-10T01:00:00+02:00"}) == "2025-11-09", "UTC, not local"
+    before = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
+    assert snapshot_date({}) in {before, dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")}  # a run at midnight may cross
+    with pytest.raises(OpenAIUsageValidationError, match="not an aware datetime"):
+        snapshot_date({"data_interval_end": dt.datetime(2025, 11, 10)})
 
 
 def test_outlets_name_one_asset_per_entity(tmp_path):
