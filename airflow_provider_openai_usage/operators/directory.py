@@ -81,9 +81,11 @@ class OpenAIDirectoryOperator(BaseOperator):
     :param file_format: ``parquet`` (default, typed), ``jsonl`` or ``csv``.
     :param openai_usage_conn_id: the ``openai_usage`` connection holding the admin key.
     :param output_conn_id: connection for the object store (e.g. an ``aws`` connection).
+    :param replace_history: overwrite a snapshot of a date more than a day past (default False: a
+        backfill or late re-run keeps the snapshot read back then; dates without one are written).
 
     Every requested entity is read before any file is replaced, so a failed read changes nothing;
-    a re-run of the same date replaces that date's snapshot.
+    a re-run of the same date on that date replaces that date's snapshot.
     """
 
     template_fields: Sequence[str] = ("entities", "output_path", "output_conn_id", "file_format")
@@ -98,6 +100,7 @@ class OpenAIDirectoryOperator(BaseOperator):
         file_format: str = "parquet",
         openai_usage_conn_id: str = "openai_usage_default",
         output_conn_id: str | None = None,
+        replace_history: bool = False,
         **kwargs: Any,
     ) -> None:
         # Literal values are checked when the DAG is parsed, so a typo shows in the import errors.
@@ -122,6 +125,9 @@ class OpenAIDirectoryOperator(BaseOperator):
         self.file_format = file_format
         self.openai_usage_conn_id = openai_usage_conn_id
         self.output_conn_id = output_conn_id
+        if not isinstance(replace_history, bool):
+            raise OpenAIUsageValidationError(f"replace_history={replace_history!r} must be True or False")
+        self.replace_history = replace_history
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_openai_usage.directory_rows import rows_table
@@ -138,11 +144,12 @@ class OpenAIDirectoryOperator(BaseOperator):
         }
         for store in stores.values():
             store.prepare()  # before any request: an unwritable path fails without asking OpenAI
+        kept = self._history_to_keep(date, stores)
         hook = OpenAIUsageHook(self.openai_usage_conn_id)
         reader = DirectoryReader(hook)
         tables = {}
         try:
-            for key in entities:
+            for key in (k for k in entities if k not in kept):
                 entity = ENTITIES[key]
                 # Sorted, so a re-run over the same directory writes byte-identical files.
                 rows = sorted(reader.iter_rows(key), key=lambda r: (r.get("project_id") or "", r["id"]))
@@ -161,5 +168,28 @@ class OpenAIDirectoryOperator(BaseOperator):
             "file_format": self.file_format,
             "requests": reader.requests,
             "entities": written,
+            "kept": kept,
             "rows": sum(w["rows"] for w in written.values()),
         }
+
+    def _history_to_keep(self, date: str, stores: dict[str, Any]) -> list[str]:
+        """Entities whose snapshot of a past ``date`` exists already: a late run cannot know past names.
+
+        A snapshot is "history" once a whole day separates its date from now (a daily run, a retry
+        or a re-run on the day itself replaces it). A backfill or a late re-run of such a date keeps
+        the snapshot read back then instead of overwriting it with today's names, unless
+        ``replace_history=True``. Dates without a snapshot are written as of now, as documented.
+        """
+        if self.replace_history:
+            return []
+        now = dt.datetime.now(dt.timezone.utc)
+        if dt.date.fromisoformat(date) >= (now - dt.timedelta(days=1)).date():
+            return []
+        kept = [key for key, store in stores.items() if store.current_day(date, read_data=False) is not None]
+        if kept:
+            self.log.warning(
+                "directory snapshot of %s exists for %s and that date is past: kept as read then (names as of today "
+                "would rewrite history). Set replace_history=True to overwrite it",
+                date, ", ".join(kept),
+            )
+        return kept

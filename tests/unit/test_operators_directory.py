@@ -35,6 +35,7 @@ def files(root: Path) -> dict[str, str]:
 
 def run(tmp_path: Path, end: int = NOW, **kwargs) -> dict:
     kwargs.setdefault("output_path", tmp_path.as_uri())
+    kwargs.setdefault("replace_history", True)  # NOW is in the past: these tests re-run past dates on purpose
     return OpenAIDirectoryOperator(task_id="directory", **kwargs).execute(ctx(end))
 
 
@@ -78,6 +79,28 @@ def test_each_date_is_its_own_snapshot(fake_api, conn_id, tmp_path):
     before = {r["id"]: r["name"] for r in snapshot(tmp_path, "projects", "2025-11-09")}
     after = {r["id"]: r["name"] for r in snapshot(tmp_path, "projects", DATE)}
     assert before["proj_beta"] != after["proj_beta"] == "Ranking v2"
+
+
+def test_a_late_rerun_of_a_past_date_keeps_the_snapshot_read_back_then(fake_api, conn_id, tmp_path):
+    run(tmp_path, entities=["projects", "users"])
+    before = files(tmp_path / "directory")
+    fake_api.api.admin.edits["proj_alpha"] = {"name": "Renamed since"}
+    fake_api.clear_requests()
+    summary = run(tmp_path, entities=["projects", "users", "admin_api_keys"], replace_history=False)
+    assert summary["kept"] == ["projects", "users"] and list(summary["entities"]) == ["admin_api_keys"]
+    assert {k: v for k, v in files(tmp_path / "directory").items() if not k.startswith("admin_api_keys")} == before
+    assert not any(r.path.endswith(("/organization/users", "/organization/projects")) for r in fake_api.requests), "kept: not even read"
+    run(tmp_path, entities=["projects"], replace_history=True)
+    assert {r["id"]: r["name"] for r in snapshot(tmp_path, "projects")}["proj_alpha"] == "Renamed since"
+
+
+def test_a_rerun_on_the_snapshot_s_own_date_replaces_it(fake_api, conn_id, tmp_path):
+    today = dt.datetime.now(dt.timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    end = int(today.timestamp())
+    run(tmp_path, end=end, entities=["projects"], replace_history=False)
+    fake_api.api.admin.edits["proj_alpha"] = {"name": "Renamed today"}
+    summary = run(tmp_path, end=end, entities=["projects"], replace_history=False)
+    assert summary["kept"] == [] and {r["id"]: r["name"] for r in snapshot(tmp_path, "projects", today.strftime("%Y-%m-%d"))}["proj_alpha"] == "Renamed today"
 
 
 def test_a_failed_read_replaces_nothing(fake_api, conn_id, tmp_path, monkeypatch):
@@ -136,6 +159,7 @@ def test_text_formats_hold_the_same_rows(fake_api, conn_id, tmp_path, file_forma
         ({"output_path": "ftp://host/x"}, "output_path='ftp://host/x'"),
         ({"output_path": "relative/dir"}, "relative"),
         ({"output_path": None}, "output_path"),
+        ({"replace_history": "yes"}, "replace_history='yes' must be True or False"),
     ],
 )
 def test_bad_parameters_fail_when_the_dag_is_parsed(fake_api, kwargs, match, tmp_path):
@@ -185,7 +209,7 @@ KILLED_RUN = textwrap.dedent(
     """
     import os, sys, pendulum
     from airflow_provider_openai_usage.operators.directory import OpenAIDirectoryOperator
-    op = OpenAIDirectoryOperator(task_id="d", entities=["projects", "users"], output_path=sys.argv[1])
+    op = OpenAIDirectoryOperator(task_id="d", entities=["projects", "users"], output_path=sys.argv[1], replace_history=True)
     end = pendulum.from_timestamp(int(sys.argv[2]), tz="UTC")
     op.execute({"data_interval_start": end.subtract(days=1), "data_interval_end": end})
     """
