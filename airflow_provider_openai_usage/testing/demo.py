@@ -92,8 +92,10 @@ def _top_projects_by_name(output: Path, by_project: Any) -> list[str]:
     snapshots = sorted((output / "directory" / "projects").glob("date=*/data.parquet"))
     if not snapshots:
         return []
-    names = dict(zip(*pq.read_table(snapshots[-1], columns=["id", "name"]).to_pydict().values()))
-    ranked = sorted(zip(by_project.column("project_id").to_pylist(), by_project.column("amount_value_sum").to_pylist()), key=lambda p: -p[1])
+    projects = pq.read_table(snapshots[-1], columns=["id", "name"])
+    names = dict(zip(projects.column("id").to_pylist(), projects.column("name").to_pylist(), strict=True))
+    costs = zip(by_project.column("project_id").to_pylist(), by_project.column("amount_value_sum").to_pylist(), strict=True)
+    ranked = sorted(costs, key=lambda p: -p[1])
     lines = [f"Top five projects by cost, named from the directory snapshot of {snapshots[-1].parent.name[5:]}:"]
     for rank, (project, amount) in enumerate(ranked[:5], 1):
         lines.append(f"  {rank}. {names.get(project) or project or '(no project)':25} {amount.quantize(CENT):>12} usd   {project}")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pendulum
 import pytest
+from conftest import DAY, NOW, SENTINEL_KEY
 
 from airflow_provider_openai_usage.directory import ENTITIES, ENTITY_KEYS
 from airflow_provider_openai_usage.directory_rows import arrow_schema
@@ -20,13 +21,15 @@ from airflow_provider_openai_usage.exceptions import OpenAIUsageError, OpenAIUsa
 from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
 from airflow_provider_openai_usage.operators.directory import OpenAIDirectoryOperator, snapshot_date
 from airflow_provider_openai_usage.testing import status
-from conftest import DAY, NOW, SENTINEL_KEY
 
 DATE = "2025-11-10"  # the UTC date of NOW, the run's data_interval_end
 
 
 def ctx(end: int = NOW) -> dict:
-    return {"data_interval_start": pendulum.from_timestamp(end - DAY, tz="UTC"), "data_interval_end": pendulum.from_timestamp(end, tz="UTC")}
+    return {
+        "data_interval_start": pendulum.from_timestamp(end - DAY, tz="UTC"),
+        "data_interval_end": pendulum.from_timestamp(end, tz="UTC"),
+    }
 
 
 def files(root: Path) -> dict[str, str]:
@@ -100,7 +103,10 @@ def test_a_rerun_on_the_snapshot_s_own_date_replaces_it(fake_api, conn_id, tmp_p
     run(tmp_path, end=end, entities=["projects"], replace_history=False)
     fake_api.api.admin.edits["proj_alpha"] = {"name": "Renamed today"}
     summary = run(tmp_path, end=end, entities=["projects"], replace_history=False)
-    assert summary["kept"] == [] and {r["id"]: r["name"] for r in snapshot(tmp_path, "projects", today.strftime("%Y-%m-%d"))}["proj_alpha"] == "Renamed today"
+    assert (
+        summary["kept"] == []
+        and {r["id"]: r["name"] for r in snapshot(tmp_path, "projects", today.strftime("%Y-%m-%d"))}["proj_alpha"] == "Renamed today"
+    )
 
 
 def test_a_failed_read_replaces_nothing(fake_api, conn_id, tmp_path, monkeypatch):
@@ -133,9 +139,9 @@ def test_the_admin_key_is_stored_only_redacted(fake_api, conn_id, tmp_path):
 @pytest.mark.parametrize("file_format", ["jsonl", "csv"])
 def test_text_formats_hold_the_same_rows(fake_api, conn_id, tmp_path, file_format):
     run(tmp_path, entities=["project_spend_alerts", "projects"], file_format=file_format)
-    from airflow_provider_openai_usage.storage import read_day_table
-
     from airflow.sdk import ObjectStoragePath
+
+    from airflow_provider_openai_usage.storage import read_day_table
 
     path = ObjectStoragePath(f"file://{tmp_path}/directory/projects/date={DATE}/data.{file_format}")
     table = read_day_table(path, arrow_schema(ENTITIES["projects"]))
@@ -144,7 +150,9 @@ def test_text_formats_hold_the_same_rows(fake_api, conn_id, tmp_path, file_forma
         OpenAIUsageHook(conn_id).iter_directory("projects"), key=lambda r: r["id"]
     )
     alerts = ObjectStoragePath(f"file://{tmp_path}/directory/project_spend_alerts/date={DATE}/data.{file_format}")
-    recipients = read_day_table(alerts, arrow_schema(ENTITIES["project_spend_alerts"], file_format)).column("notification_recipients").to_pylist()
+    recipients = (
+        read_day_table(alerts, arrow_schema(ENTITIES["project_spend_alerts"], file_format)).column("notification_recipients").to_pylist()
+    )
     if file_format == "csv":  # a CSV cell holds a list as JSON text
         recipients = [json.loads(r) for r in recipients]
     assert recipients and all(r[0] == "finops@example.com" and len(r) == 2 for r in recipients)
@@ -224,7 +232,9 @@ def test_a_kill_at_any_publishing_step_leaves_the_old_or_the_new_snapshot_and_a_
     old = {r["id"]: r["name"] for r in snapshot(tmp_path, "projects")}
     fake_api.api.admin.edits["proj_alpha"] = {"name": "Renamed"}
     env = {**os.environ, FAULT_ENV: step}
-    killed = subprocess.run([sys.executable, "-c", KILLED_RUN, tmp_path.as_uri(), str(NOW)], env=env, capture_output=True, text=True, timeout=300)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_RUN, tmp_path.as_uri(), str(NOW)], env=env, capture_output=True, text=True, timeout=300
+    )
     assert killed.returncode == -9, killed.stderr[-2000:]
     names = {r["id"]: r["name"] for r in snapshot(tmp_path, "projects")}
     assert names == old or names["proj_alpha"] == "Renamed"
