@@ -55,11 +55,14 @@ def test_airflow_backfill_create_over_daily_runs_with_a_real_scheduler(fake_api,
         tries = {(ti["dag_run_id"], ti["task_id"]): (ti["state"], ti["try_number"]) for ti in rest.task_instances(DAG_ID)}
         assert sorted(runs) == ["backfill__2025-11-02T00:00:00+00:00", "backfill__2025-11-03T00:00:00+00:00"], runs
         assert set(runs.values()) == {"success"}, runs
-        # Per run: wait + pull per endpoint, then the spend report and the spend alerts.
-        assert len(tries) == 2 * (2 * len(KEYS) + 2), sorted(tries)
+        # Per run: wait + pull per endpoint, the directory snapshot, then the spend report and the spend alerts.
+        assert len(tries) == 2 * (2 * len(KEYS) + 3), sorted(tries)
         assert set(tries.values()) == {("success", 1)}, {k: v for k, v in tries.items() if v != ("success", 1)}
     # Whatever the partition layout, every (endpoint, day) has a file whose path names both.
     files = [str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()]
     for key in KEYS:
         for day in ("2025-11-01", "2025-11-02"):
             assert any(key in f and day in f for f in files), (key, day, files)
+    # One directory snapshot per run, dated by the run's data interval end.
+    for day in ("2025-11-02", "2025-11-03"):
+        assert (out / "directory" / "projects" / f"date={day}" / "data.parquet").is_file(), files
