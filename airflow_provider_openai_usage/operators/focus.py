@@ -1,0 +1,275 @@
+"""``OpenAIFocusOperator``: a range of OpenAI costs as a FOCUS 1.2 ``CostAndUsage`` dataset.
+
+One file per UTC day under ``<output_path>/focus/date=YYYY-MM-DD/``, published with the same
+atomic day replacement as the raw partitions (``storage.DayStore``). The whole range is pulled and
+checked before the first day is published: a row the mapping cannot take (no amount, an unknown
+currency, no quantity) or a day OpenAI did not report stops the task with nothing written.
+The mapping itself is ``airflow_provider_openai_usage.focus`` (docs/focus.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from airflow_provider_openai_usage.exceptions import OpenAIUsageResponseError, OpenAIUsageValidationError
+from airflow_provider_openai_usage.task_range import UsageRangeTask
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context, ObjectStoragePath
+
+DATASET = "focus"
+FILE_FORMATS = ("parquet", "csv")
+DEFAULT_GROUP_BY = ("project_id", "line_item")
+#: Where the organization directory keeps project snapshots, relative to ``output_path``.
+DIRECTORY_PROJECTS = "directory/projects"
+SCHEMA_VERSION = 1
+
+
+def _literal(value: Any) -> bool:
+    return not (isinstance(value, str) and "{{" in value)
+
+
+class OpenAIFocusOperator(UsageRangeTask, BaseOperator):
+    """Pull OpenAI costs for a range and publish them as FOCUS 1.2, one file per UTC day.
+
+    :param output_path: ``s3://...``, ``gs://...``, ``file:///...`` or an ``ObjectStoragePath``; the
+        dataset goes to ``<output_path>/focus``. Required.
+    :param billing_account_id: the OpenAI organization ID (``org-...``); default: the connection extra
+        ``organization_id``. The Costs API does not report it, so without either the task fails.
+    :param billing_account_name: the organization's name; default: the connection extra ``organization_name``.
+    :param openai_usage_conn_id: the ``openai_usage`` connection holding the admin key.
+    :param start_time: range start (inclusive, UTC midnight); default the run's ``data_interval_start``.
+    :param end_time: range end (exclusive, UTC midnight); default the run's ``data_interval_end``.
+    :param group_by: costs grouping; default ``["project_id", "line_item"]``. Must include
+        ``line_item``: OpenAI sends quantities only per line item and FOCUS requires them.
+        Add ``api_key_id`` to get ``x_ApiKeyId``; drop ``project_id`` to get no sub accounts.
+    :param filters: the costs endpoint's filters (``project_ids``, ``api_key_ids``).
+    :param output_conn_id: connection for the object store (e.g. an ``aws`` connection).
+    :param file_format: ``parquet`` (default) or ``csv``.
+    :param restate_days: also rewrite this many days before the range (OpenAI revises recent days).
+    :param project_names: ``{project_id: name}`` to use instead of the directory snapshots.
+    :param directory_path: where project snapshots are; default ``<output_path>/directory/projects``.
+        Without snapshots SubAccountName is the project ID (docs/focus.md, "Project names").
+    """
+
+    endpoint_key = "costs"
+    template_fields: Sequence[str] = (
+        "start_time", "end_time", "group_by", "filters", "output_path", "output_conn_id", "file_format",
+        "billing_account_id", "billing_account_name", "directory_path",
+    )
+    template_fields_renderers = {"filters": "json", "group_by": "json"}
+    ui_color = "#10a37f"
+    ui_fgcolor = "#ffffff"
+
+    def __init__(
+        self,
+        *,
+        output_path: Any,
+        billing_account_id: str | None = None,
+        billing_account_name: str | None = None,
+        openai_usage_conn_id: str = "openai_usage_default",
+        start_time: Any = None,
+        end_time: Any = None,
+        group_by: Sequence[str] | None = DEFAULT_GROUP_BY,
+        filters: Mapping[str, Any] | None = None,
+        output_conn_id: str | None = None,
+        file_format: str = "parquet",
+        restate_days: int = 0,
+        project_names: Mapping[str, str] | None = None,
+        directory_path: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        _check_arguments(output_path, billing_account_id, billing_account_name, group_by, file_format)
+        if "outlets" not in kwargs:
+            from airflow_provider_openai_usage.operators.usage import _asset_for
+
+            asset = _asset_for(output_path, DATASET)
+            if asset is not None:
+                kwargs["outlets"] = [asset]
+        super().__init__(**kwargs)
+        self.endpoint = self.resolve_endpoint(None)
+        self.output_path = output_path
+        self.billing_account_id = billing_account_id
+        self.billing_account_name = billing_account_name
+        self.openai_usage_conn_id = openai_usage_conn_id
+        self.start_time = start_time
+        self.end_time = end_time
+        self.bucket_width = "1d"
+        self.group_by = list(group_by) if isinstance(group_by, (list, tuple)) else group_by
+        self.filters = filters
+        self.output_conn_id = output_conn_id
+        self.file_format = file_format
+        self.restate_days = restate_days
+        self.project_names = dict(project_names) if project_names is not None else None
+        self.directory_path = directory_path
+
+    # -- execute ----------------------------------------------------------------------------------
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_openai_usage import focus
+        from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
+        from airflow_provider_openai_usage.storage import DayStore, output_location
+
+        # Everything that can be refused is refused before the first request.
+        _check_arguments(self.output_path, self.billing_account_id, self.billing_account_name, self.group_by, self.file_format)
+        query = self.build_query(context, restate_days=self.restate_days)
+        if "line_item" not in query.group_by:
+            raise OpenAIUsageValidationError(_LINE_ITEM_HINT.format(group_by=list(query.group_by)))
+        hook = OpenAIUsageHook(self.openai_usage_conn_id)
+        try:
+            account = self._billing_account(hook)
+            location = output_location(self.output_path, self.output_conn_id or None)
+            store = DayStore(location / DATASET, self.file_format, described_as=f"output_path={self.output_path!r}")
+            store.prepare()
+            names = _DirectoryNames(self.project_names, self._directory_root(location))
+            self.log.info("Pulling %s for FOCUS", query.describe())
+            days = _whole_days(query, hook.iter_query_buckets(query))
+        finally:
+            hook.close()
+
+        # Map and check every row of every day before publishing the first one.
+        tables: dict[str, Any] = {}
+        totals: dict[str, Decimal] = {}
+        rows_per_day: dict[str, int] = {}
+        for day, rows in days.items():
+            ctx = focus.FocusContext(account, names.for_day(day))
+            mapped = sorted(focus.focus_rows(rows, ctx), key=_row_order)
+            table = focus.arrow_table(mapped)
+            tables[day] = focus.csv_table(table) if self.file_format == "csv" else table
+            totals[day] = sum((r["BilledCost"] for r in mapped), Decimal(0))
+            rows_per_day[day] = len(mapped)
+        identity = {
+            "dataset": DATASET, "schema_version": SCHEMA_VERSION, "focus_version": focus.FOCUS_VERSION, "format": self.file_format,
+            "group_by": list(query.group_by), "filters": {k: (list(v) if isinstance(v, tuple) else v) for k, v in query.filters},
+            "billing_account_id": account.id,
+        }
+        published: dict[str, dict[str, Any]] = {}
+        for day, table in tables.items():
+            day_file = store.replace_day(day, table, identity, totals={"BilledCost": format(totals[day], "f")})
+            published[day] = {"rows": rows_per_day[day], "BilledCost": format(totals[day], "f"), "file": str(day_file.path)}
+            self.log.info("focus: published %s (%d rows, BilledCost %s)", day, rows_per_day[day], totals[day])
+        return {
+            "dataset": DATASET,
+            "output": (location / DATASET).as_uri(),
+            "file_format": self.file_format,
+            "billing_account_id": account.id,
+            "days": published,
+            "rows": sum(rows_per_day.values()),
+            "BilledCost": format(sum(totals.values(), Decimal(0)), "f"),
+        }
+
+    def _billing_account(self, hook: Any) -> Any:
+        from airflow_provider_openai_usage import focus
+
+        account_id, account_name = self.billing_account_id, self.billing_account_name
+        if account_id is None or account_name is None:
+            extra = hook.get_connection(self.openai_usage_conn_id).extra_dejson or {}
+            account_id = extra.get("organization_id") if account_id is None else account_id
+            account_name = extra.get("organization_name") if account_name is None else account_name
+        return focus.BillingAccount.of(account_id, account_name)
+
+    def _directory_root(self, location: ObjectStoragePath) -> Any:
+        if self.project_names is not None:
+            return None
+        if self.directory_path is None:
+            return location / DIRECTORY_PROJECTS
+        from airflow_provider_openai_usage.storage import output_location
+
+        return output_location(self.directory_path, self.output_conn_id or None)
+
+
+_LINE_ITEM_HINT = (
+    "group_by={group_by} has no 'line_item': OpenAI sends quantity and quantity_unit only per line item, and FOCUS "
+    "requires PricingQuantity/PricingUnit and a SkuId on every usage row. Use group_by=['project_id', 'line_item'] "
+    "(the default), optionally with 'api_key_id'"
+)
+
+
+def _check_arguments(output_path: Any, account_id: Any, account_name: Any, group_by: Any, file_format: Any) -> None:
+    """Refusals that need no request, run at DAG parse time for literal values and again at execute."""
+    from airflow_provider_openai_usage import focus
+    from airflow_provider_openai_usage.storage import check_output_path
+
+    if output_path is None or (isinstance(output_path, str) and _literal(output_path)):
+        check_output_path(output_path)  # names output_path, the value and the fix
+    if _literal(file_format) and file_format not in FILE_FORMATS:
+        raise OpenAIUsageValidationError(f"file_format={file_format!r} is not supported for FOCUS; allowed: {', '.join(FILE_FORMATS)}")
+    if isinstance(group_by, (list, tuple)) and "line_item" not in group_by:
+        raise OpenAIUsageValidationError(_LINE_ITEM_HINT.format(group_by=list(group_by)))
+    for param, value in (("billing_account_id", account_id), ("billing_account_name", account_name)):
+        if value is not None and _literal(value):  # None: read from the connection at run time
+            focus.account_value(param, value)
+
+
+def _row_order(row: Mapping[str, Any]) -> tuple[str, ...]:
+    """Deterministic row order inside a day file, so re-runs give identical bytes."""
+    return tuple(row[k] or "" for k in ("SubAccountId", "x_ApiKeyId", "SkuId", "x_QuantityUnit"))
+
+
+def _whole_days(query: Any, buckets: Any) -> dict[str, list[dict[str, Any]]]:
+    """Rows per UTC day; every day of the range must be reported, or nothing is returned."""
+    from airflow_provider_openai_usage.intervals import iso
+    from airflow_provider_openai_usage.rows import bucket_rows
+
+    days: dict[str, list[dict[str, Any]]] = {}
+    covered = query.start_time
+    for bucket in buckets:
+        if bucket["start_time"] != covered:
+            raise OpenAIUsageResponseError(
+                f"costs: OpenAI returned no bucket from {iso(covered)} to {iso(bucket['start_time'])}; refusing to publish a "
+                "missing day as no spend, so no FOCUS day is written"
+            )
+        days.setdefault(iso(bucket["start_time"])[:10], []).extend(bucket_rows(query.endpoint, bucket))
+        covered = bucket["end_time"]
+    if covered < query.end_time:
+        raise OpenAIUsageResponseError(
+            f"costs: OpenAI reported days only up to {iso(covered)}, not to {iso(query.end_time)}; no FOCUS day is written. "
+            "Wait for the range with OpenAICostsSensor or end it earlier"
+        )
+    return days
+
+
+class _DirectoryNames:
+    """Project names per day from the organization directory's snapshots (or a fixed mapping)."""
+
+    def __init__(self, fixed: Mapping[str, str] | None, root: Any) -> None:
+        self.fixed = fixed
+        self.snapshots: dict[str, Any] = {}
+        self.cache: dict[str, dict[str, str]] = {}
+        if fixed is None and root is not None:
+            from airflow_provider_openai_usage.storage import list_day_files
+
+            try:
+                self.snapshots = dict(list_day_files(root))
+            except FileNotFoundError:
+                self.snapshots = {}
+
+    def for_day(self, day: str) -> Mapping[str, str]:
+        """Names as at the end of ``day``: a snapshot dated D is read during the run for day D-1, so the
+        first snapshot dated after ``day``, else the newest one before it; {} without snapshots."""
+        if self.fixed is not None:
+            return self.fixed
+        if not self.snapshots:
+            return {}
+        after = [d for d in self.snapshots if d > day]
+        chosen = min(after) if after else max(self.snapshots)
+        if chosen not in self.cache:
+            self.cache[chosen] = _names_of(self.snapshots[chosen])
+        return self.cache[chosen]
+
+
+def _names_of(path: Any) -> dict[str, str]:
+    from airflow_provider_openai_usage.storage import read_day_table
+
+    table = read_day_table(path)
+    id_col = "id" if "id" in table.column_names else "project_id"
+    name_col = "name" if "name" in table.column_names else "project_name"
+    if id_col not in table.column_names or name_col not in table.column_names:
+        raise OpenAIUsageResponseError(
+            f"project snapshot {path} has columns {table.column_names}; expected 'id' and 'name' to read project names from"
+        )
+    ids, names = table.column(id_col).to_pylist(), table.column(name_col).to_pylist()
+    return {i: n for i, n in zip(ids, names, strict=True) if i is not None and n}

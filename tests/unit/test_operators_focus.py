@@ -1,0 +1,171 @@
+"""OpenAIFocusOperator: whole-day FOCUS files, exact totals, refusals before anything is written."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections import defaultdict
+from decimal import Decimal
+from pathlib import Path
+
+import pendulum
+import pytest
+
+from airflow_provider_openai_usage.exceptions import OpenAIUsageResponseError, OpenAIUsageValidationError
+from airflow_provider_openai_usage.operators.focus import OpenAIFocusOperator
+from airflow_provider_openai_usage.testing import Fault
+
+NOW = 1762732800  # 2025-11-10T00:00:00Z, as tests/conftest.py
+DAY = 86400
+START = NOW - 10 * DAY
+ACCOUNT = {"billing_account_id": "org-test", "billing_account_name": "Test Org"}
+
+
+def ctx(start: int, end: int) -> dict:
+    return {"data_interval_start": pendulum.from_timestamp(start, tz="UTC"), "data_interval_end": pendulum.from_timestamp(end, tz="UTC")}
+
+
+def day(t: int) -> str:
+    return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%d")
+
+
+def tree(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def day_files(root: Path, ext: str = "parquet") -> dict[str, Path]:
+    return {p.parent.name.removeprefix("date="): p for p in sorted((root / "focus").glob(f"date=*/*.{ext}"))}
+
+
+def costs_by_day(conn_id: str, start: int, end: int, **kwargs) -> dict[str, Decimal]:
+    from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
+
+    hook = OpenAIUsageHook(conn_id)
+    totals: dict[str, Decimal] = defaultdict(Decimal)
+    try:
+        for row in hook.iter_rows("costs", start, end, **kwargs):
+            totals[day(row["start_time"])] += row["amount_value"]
+    finally:
+        hook.close()
+    return dict(totals)
+
+
+def test_one_file_per_day_with_exact_totals_and_identical_reruns(conn_id, tmp_path):
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    op = OpenAIFocusOperator(task_id="focus", output_path=str(tmp_path), **ACCOUNT)
+    summary = op.execute(ctx(START, NOW))
+    files = day_files(tmp_path)
+    assert list(files) == [day(START + i * DAY) for i in range(10)]
+    assert all(p.name == "data.parquet" for p in files.values())
+    expected = costs_by_day(conn_id, START, NOW)  # ungrouped: the organization's total per day
+    for d, path in files.items():
+        table = pq.read_table(path)
+        billed = pc.sum(table.column("BilledCost")).as_py() or Decimal(0)
+        assert billed == expected.get(d, Decimal(0)), d  # to the last decimal
+        assert Decimal(summary["days"][d]["BilledCost"]) == billed
+        assert set(table.column("BillingAccountId").to_pylist()) <= {"org-test"}
+    assert summary["rows"] == sum(pq.read_metadata(p).num_rows for p in files.values()) > 0
+    assert summary["output"].endswith("/focus") and summary["billing_account_id"] == "org-test"
+    json.dumps(summary)  # XCom-safe
+
+    before = tree(tmp_path / "focus")
+    op.execute(ctx(START, NOW))
+    assert tree(tmp_path / "focus") == before  # byte-identical re-run
+    # a daily run rewrites its day with the same bytes a wide run wrote
+    OpenAIFocusOperator(task_id="d", output_path=str(tmp_path), **ACCOUNT).execute(ctx(NOW - DAY, NOW))
+    assert tree(tmp_path / "focus") == before
+
+
+def test_csv_on_request(conn_id, tmp_path):
+    import csv
+
+    OpenAIFocusOperator(task_id="focus", output_path=str(tmp_path), file_format="csv", **ACCOUNT).execute(ctx(NOW - 2 * DAY, NOW))
+    files = day_files(tmp_path, "csv")
+    assert list(files) == [day(NOW - 2 * DAY), day(NOW - DAY)]
+    expected = costs_by_day(conn_id, NOW - 2 * DAY, NOW)
+    for d, path in files.items():
+        rows = list(csv.DictReader(path.open(newline="")))
+        assert sum(Decimal(r["BilledCost"]) for r in rows) == expected.get(d, Decimal(0))
+        assert all(r["ChargePeriodStart"] == f"{d}T00:00:00Z" for r in rows)
+
+
+def test_billing_account_from_the_connection_extras(fake_api, monkeypatch, tmp_path):
+    import pyarrow.parquet as pq
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_OPENAI_USAGE_DEFAULT",
+        fake_api.connection_json(organization_id="org-extra", organization_name="From Extras", max_retries=1, backoff_base=0.01),
+    )
+    OpenAIFocusOperator(task_id="focus", output_path=str(tmp_path)).execute(ctx(NOW - DAY, NOW))
+    table = pq.read_table(day_files(tmp_path)[day(NOW - DAY)])
+    assert set(table.column("BillingAccountName").to_pylist()) == {"From Extras"}
+
+
+def test_missing_billing_account_fails_before_any_request_and_writes_nothing(fake_api, conn_id, tmp_path):
+    fake_api.clear_requests()
+    with pytest.raises(OpenAIUsageValidationError, match=r"billing_account_id=None: .*organization_id"):
+        OpenAIFocusOperator(task_id="focus", output_path=str(tmp_path)).execute(ctx(NOW - DAY, NOW))
+    assert fake_api.requests == []
+    assert not any(p.is_file() for p in tmp_path.rglob("*"))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"billing_account_id": "  "}, r"billing_account_id='  '.*not guessed"),
+        ({"billing_account_name": ""}, r"billing_account_name=''"),
+        ({"group_by": ["project_id"]}, r"group_by=\['project_id'\] has no 'line_item'.*PricingQuantity"),
+        ({"file_format": "jsonl"}, r"file_format='jsonl' is not supported for FOCUS; allowed: parquet, csv"),
+        ({"output_path": ""}, r"output_path=''"),
+        ({"output_path": None}, r"output_path=None"),
+    ],
+)
+def test_bad_literal_arguments_fail_at_dag_parse_time(kwargs, message, tmp_path):
+    with pytest.raises(OpenAIUsageValidationError, match=message):
+        OpenAIFocusOperator(task_id="focus", **({"output_path": str(tmp_path)} | ACCOUNT | kwargs))
+
+
+def test_a_bad_row_anywhere_in_the_range_means_no_day_is_written(fake_api, conn_id, tmp_path):
+    """OpenAI drops quantity_unit (a drifting API): FOCUS cannot price the rows, so nothing is published."""
+    op = OpenAIFocusOperator(task_id="focus", output_path=str(tmp_path), **ACCOUNT)
+    op.execute(ctx(NOW - 3 * DAY, NOW))
+    before = tree(tmp_path)
+    fake_api.schedule_faults(Fault("drift", path="/organization/costs"))
+    with pytest.raises(OpenAIUsageResponseError, match=r"costs row of 2025-11-0\d .*quantity_unit=None"):
+        op.execute(ctx(NOW - 3 * DAY, NOW))
+    assert tree(tmp_path) == before  # earlier days untouched, no temp files left
+
+
+def test_days_not_reported_yet_are_refused_before_writing(fake_api, conn_id, tmp_path):
+    fake_api.controls.available_until = NOW - DAY
+    with pytest.raises(OpenAIUsageResponseError, match="no FOCUS day is written"):
+        OpenAIFocusOperator(task_id="focus", output_path=str(tmp_path), **ACCOUNT).execute(ctx(NOW - 3 * DAY, NOW))
+    assert day_files(tmp_path) == {}
+
+
+def test_project_names_from_directory_snapshots(conn_id, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from airflow_provider_openai_usage.storage import DayStore, output_location
+
+    store = DayStore(output_location(str(tmp_path), None) / "directory" / "projects", "parquet")
+    store.prepare()
+    snapshot = pa.table({"id": ["proj_alpha", "proj_beta"], "name": ["Alpha (old)", None]})
+    store.replace_day(day(NOW - 5 * DAY), snapshot, {"dataset": "directory/projects"})
+    store.replace_day(day(NOW), pa.table({"id": ["proj_alpha"], "name": ["Alpha"]}), {"dataset": "directory/projects"})
+    OpenAIFocusOperator(task_id="focus", output_path=str(tmp_path), **ACCOUNT).execute(ctx(START, NOW))
+    seen = set()
+    for d, path in day_files(tmp_path).items():
+        t = pq.read_table(path, columns=["SubAccountId", "SubAccountName", "x_SubAccountNameSource"])
+        for pid, name, source in zip(*(t.column(i).to_pylist() for i in range(3)), strict=True):
+            if pid == "proj_alpha":  # a snapshot dated D holds the names as at the end of D-1
+                expected = ("Alpha (old)" if d < day(NOW - 5 * DAY) else "Alpha", "directory")
+            else:  # proj_beta is unnamed, proj_gamma missing from the directory: the ID
+                expected = (pid, "project_id")
+            assert (name, source) == expected, (d, pid)
+            seen.add((pid, expected[0]))
+    assert seen == {("proj_alpha", "Alpha (old)"), ("proj_alpha", "Alpha"), ("proj_beta", "proj_beta"), ("proj_gamma", "proj_gamma")}
