@@ -114,6 +114,35 @@ CONNECTION_EXTRAS: dict[str, ExtraSpec] = {
 }
 
 
+@dataclass(frozen=True)
+class TextExtraSpec:
+    """One text connection extra (shown in the form): a name the API does not tell us, e.g. the organization."""
+
+    label: str
+    description: str
+    in_ui: bool = True
+
+    def parse(self, conn_id: str, name: str, raw: Any) -> str | None:
+        if raw is None or raw == "":
+            return None
+        if not isinstance(raw, str) or not raw.strip():
+            raise _invalid(f"connection {conn_id!r} has extra {name}={raw!r}, which is not text; {self.description}")
+        return raw.strip()
+
+
+#: Text extras: facts about the organization that no Usage or Costs answer carries.
+TEXT_EXTRAS: dict[str, TextExtraSpec] = {
+    "organization_id": TextExtraSpec(
+        "Organization ID",
+        "Your OpenAI organization ID (org-...): the FOCUS export's BillingAccountId (the Costs API does not report it).",
+    ),
+    "organization_name": TextExtraSpec(
+        "Organization name",
+        "Your OpenAI organization's name: the FOCUS export's BillingAccountName.",
+    ),
+}
+
+
 class SecretStr:
     """A string that does not show itself: repr/str/format give ``'***'``; pickling is refused.
 
@@ -167,6 +196,8 @@ class ConnectionSettings:
     max_total_retry_wait: float = CONNECTION_EXTRAS["max_total_retry_wait"].default
     backoff_base: float = CONNECTION_EXTRAS["backoff_base"].default
     max_retry_after: float = CONNECTION_EXTRAS["max_retry_after"].default
+    organization_id: str | None = None
+    organization_name: str | None = None
 
 
 def is_loopback(host: str) -> bool:
@@ -230,10 +261,15 @@ def read_settings(conn_id: str, conn: Connection) -> ConnectionSettings:
     if not isinstance(extra, dict):
         raise _invalid(f"connection {conn_id!r} has extras that are not a JSON object")
 
-    def value(name: str) -> float:
+    def raw(name: str) -> Any:
         # The form of Airflow < 3 stored extras as ``extra__<conn type>__<name>``: read both.
-        raw = extra.get(name, extra.get(f"extra__{CONN_TYPE}__{name}"))
-        return CONNECTION_EXTRAS[name].parse(conn_id, name, raw)
+        return extra.get(name, extra.get(f"extra__{CONN_TYPE}__{name}"))
+
+    def value(name: str) -> float:
+        return CONNECTION_EXTRAS[name].parse(conn_id, name, raw(name))
+
+    def text(name: str) -> str | None:
+        return TEXT_EXTRAS[name].parse(conn_id, name, raw(name))
 
     return ConnectionSettings(
         base_url=base_url_of(conn),
@@ -244,19 +280,27 @@ def read_settings(conn_id: str, conn: Connection) -> ConnectionSettings:
         max_total_retry_wait=value("max_total_retry_wait"),
         backoff_base=value("backoff_base"),
         max_retry_after=value("max_retry_after"),
+        organization_id=text("organization_id"),
+        organization_name=text("organization_name"),
     )
+
+
+def known_extras() -> list[str]:
+    """Every extra the provider reads, numbers then text, in form order."""
+    return [*CONNECTION_EXTRAS, *TEXT_EXTRAS]
 
 
 def unknown_extras(conn: Connection) -> list[str]:
     """Extras this provider does not read (a typo such as ``max_retry`` would otherwise pass silently)."""
     extra = conn.extra_dejson or {}
-    known = set(CONNECTION_EXTRAS) | {f"extra__{CONN_TYPE}__{name}" for name in CONNECTION_EXTRAS}
+    names = known_extras()
+    known = set(names) | {f"extra__{CONN_TYPE}__{name}" for name in names}
     return sorted(str(k) for k in extra if k not in known) if isinstance(extra, dict) else []
 
 
 def conn_fields() -> dict[str, dict[str, Any]]:
     """The extras shown in the UI form, as provider info's ``conn-fields`` (Airflow 3.2+ reads them)."""
-    return {
+    fields = {
         name: {
             "label": spec.label,
             "description": spec.description,
@@ -265,3 +309,11 @@ def conn_fields() -> dict[str, dict[str, Any]]:
         for name, spec in CONNECTION_EXTRAS.items()
         if spec.in_ui
     }
+    fields.update(
+        {
+            name: {"label": spec.label, "description": spec.description, "schema": {"type": ["string", "null"]}}
+            for name, spec in TEXT_EXTRAS.items()
+            if spec.in_ui
+        }
+    )
+    return fields

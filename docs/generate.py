@@ -73,11 +73,13 @@ def operator_classes() -> str:
 
 
 def connection_extras() -> str:
-    from airflow_provider_openai_usage.connection import CONNECTION_EXTRAS
+    from airflow_provider_openai_usage.connection import CONNECTION_EXTRAS, TEXT_EXTRAS
 
     rows = ["| extra | meaning | default | in the UI form |", "|---|---|---|---|"]
     for name, spec in CONNECTION_EXTRAS.items():
         rows.append(f"| `{name}` | {spec.description} | {spec.default:g} | {'yes' if spec.in_ui else 'no (set it in the JSON)'} |")
+    for name, text in TEXT_EXTRAS.items():
+        rows.append(f"| `{name}` | {text.description} | none | {'yes' if text.in_ui else 'no (set it in the JSON)'} |")
     return "\n".join(rows)
 
 

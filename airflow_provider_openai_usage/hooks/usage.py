@@ -31,9 +31,9 @@ from airflow.sdk import BaseHook
 from airflow_provider_openai_usage.connection import (
     ADMIN_KEY_HINT,
     CONN_TYPE,
-    CONNECTION_EXTRAS,
     DEFAULT_CONN_ID,
     ConnectionSettings,
+    known_extras,
     read_settings,
     unknown_extras,
 )
@@ -183,7 +183,7 @@ class OpenAIUsageHook(BaseHook):
             if unknown:
                 self.log.warning(
                     "connection %r has extras this provider does not read: %s (known: %s)",
-                    self.openai_usage_conn_id, ", ".join(unknown), ", ".join(CONNECTION_EXTRAS),
+                    self.openai_usage_conn_id, ", ".join(unknown), ", ".join(known_extras()),
                 )
             self._settings = settings
         return self._settings

@@ -166,9 +166,9 @@ class OpenAIFocusOperator(UsageRangeTask, BaseOperator):
 
         account_id, account_name = self.billing_account_id, self.billing_account_name
         if account_id is None or account_name is None:
-            extra = hook.get_connection(self.openai_usage_conn_id).extra_dejson or {}
-            account_id = extra.get("organization_id") if account_id is None else account_id
-            account_name = extra.get("organization_name") if account_name is None else account_name
+            settings = hook.settings  # validated connection extras
+            account_id = settings.organization_id if account_id is None else account_id
+            account_name = settings.organization_name if account_name is None else account_name
         return focus.BillingAccount.of(account_id, account_name)
 
     def _directory_root(self, location: ObjectStoragePath) -> Any:

@@ -10,7 +10,7 @@ import pickle
 import pytest
 from conftest import DAY, NOW, SENTINEL_KEY
 
-from airflow_provider_openai_usage.connection import CONNECTION_EXTRAS, ConnectionSettings, SecretStr, conn_fields
+from airflow_provider_openai_usage.connection import CONNECTION_EXTRAS, TEXT_EXTRAS, ConnectionSettings, SecretStr, conn_fields
 from airflow_provider_openai_usage.exceptions import OpenAIUsageValidationError
 from airflow_provider_openai_usage.get_provider_info import get_provider_info
 from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
@@ -128,7 +128,8 @@ def test_the_ui_form_shows_every_declared_extra_but_the_hidden_ones():
     (conn,) = get_provider_info()["connection-types"]
     fields = conn["conn-fields"]
     assert fields == conn_fields()
-    assert set(fields) == {name for name, spec in CONNECTION_EXTRAS.items() if spec.in_ui}
+    assert set(fields) == {name for name, spec in CONNECTION_EXTRAS.items() if spec.in_ui} | set(TEXT_EXTRAS)
+    assert fields["organization_id"]["schema"] == {"type": ["string", "null"]}
     assert {"timeout", "max_retries", "max_retry_wait", "max_total_retry_wait"} <= set(fields)
     assert "backoff_base" not in fields and "max_retry_after" not in fields
     assert {"backoff_base", "max_retry_after"} <= set(CONNECTION_EXTRAS)
@@ -140,8 +141,18 @@ def test_every_extra_is_documented():
     from pathlib import Path
 
     page = (Path(__file__).resolve().parents[2] / "docs" / "connection.md").read_text()
-    for name in CONNECTION_EXTRAS:
+    for name in [*CONNECTION_EXTRAS, *TEXT_EXTRAS]:
         assert f"`{name}`" in page, name
+
+
+def test_organization_extras_are_read_as_text_and_refused_when_not_text(monkeypatch, fake_api):
+    hook = use_connection(monkeypatch, "org", host=fake_api.base_url, password=SENTINEL_KEY,
+                          extra={"organization_id": " org-abc ", "organization_name": "Acme"})
+    assert (hook.settings.organization_id, hook.settings.organization_name) == ("org-abc", "Acme")
+    hook = use_connection(monkeypatch, "orgbad", host=fake_api.base_url, password=SENTINEL_KEY, extra={"organization_id": 42})
+    with pytest.raises(OpenAIUsageValidationError, match=r"connection 'orgbad' has extra organization_id=42, which is not text"):
+        hook.settings  # noqa: B018 - reading the settings validates them
+    assert fake_api.requests == []
 
 
 def test_an_extra_the_provider_does_not_read_is_named_in_a_warning(fake_api, monkeypatch, capsys):
