@@ -51,6 +51,16 @@ def land(
             op.execute({"data_interval_start": pendulum.parse(start), "data_interval_end": pendulum.parse(end)})
 
 
+def snapshot_directory(output_path: str, date: str, *, seed: int = 7, now: int = NOW) -> None:
+    """The organization directory as ``OpenAIDirectoryOperator`` lands it for a run whose interval ends on ``date``."""
+    from airflow_provider_openai_usage.operators.directory import OpenAIDirectoryOperator
+    from airflow_provider_openai_usage.testing import FakeOpenAIUsageAPI
+
+    with FakeOpenAIUsageAPI(seed=seed, now=now) as api, _env("AIRFLOW_CONN_OPENAI_USAGE_DEFAULT", api.connection_json()):
+        op = OpenAIDirectoryOperator(task_id="snapshot_directory", output_path=output_path, entities=["projects", "project_spend_limits"])
+        op.execute({"data_interval_end": pendulum.parse(date)})
+
+
 def partition_sums(costs_root: Path, project: str | None = None) -> dict[str, Decimal]:
     """Oracle: each landed day's exact cost, summed in plain Python from each file's rows."""
     import pyarrow.parquet as pq

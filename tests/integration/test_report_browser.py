@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pendulum
 import pytest
-from report_support import land, partition_sums
+from report_support import land, partition_sums, snapshot_directory
 
 from airflow_provider_openai_usage.operators.report import OpenAISpendReportOperator
 from airflow_provider_openai_usage.report import charts
@@ -54,6 +54,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("report")
     land(out.as_uri(), "2025-10-05", "2025-11-10")
     shutil.rmtree(out / "costs" / f"date={GAP}")
+    snapshot_directory(out.as_uri(), "2025-11-10")  # the daily DAG's snapshot_directory runs before the report
     OpenAISpendReportOperator(task_id="report", output_path=out.as_uri(), days=WINDOW).execute(CTX)
     return out
 
@@ -123,3 +124,31 @@ def test_report_renders_offline_with_charts_and_the_partition_sums(browser, repo
     month_total = browser.find_element(By.CSS_SELECTOR, "#month-table tr.total td.num")
     assert Decimal(month_total.get_attribute("data-exact")) == mtd
     assert "Not landed (shown as gaps, not zeros): 2025-11-03" in browser.find_element(By.TAG_NAME, "body").text
+
+
+def test_report_names_projects_and_shows_limits_from_the_landed_directory(browser, report: Path) -> None:
+    """Names and spend limits come from what OpenAIDirectoryOperator landed, read back without our code."""
+    import pyarrow.parquet as pq
+    from selenium.webdriver.common.by import By
+
+    projects = pq.read_table(report / "directory" / "projects" / "date=2025-11-10" / "data.parquet").to_pylist()
+    limits = pq.read_table(report / "directory" / "project_spend_limits" / "date=2025-11-10" / "data.parquet").to_pylist()
+    assert projects and limits, "the fake organization has projects and at least one spend limit"
+    browser.get((report / "reports" / "date=2025-11-09" / "spend.html").as_uri())
+    body = browser.find_element(By.TAG_NAME, "body").text
+    assert "No spend limits known" not in body
+    month = {r.find_elements(By.TAG_NAME, "td")[0].text: r for r in browser.find_elements(By.CSS_SELECTOR, "#month-table tbody tr")}
+    for project in projects:
+        if project["name"] and any(f"({project['id']})" in label for label in month):
+            assert f"{project['name']} ({project['id']})" in month, (project, list(month))
+    named = [label for label in month if "(" in label]
+    assert named, f"no project in the month table carries its directory name: {list(month)}"
+    names = {p["id"]: p["name"] for p in projects}
+    shown = 0
+    for limit in limits:  # the API's threshold_amount is in cents (spec: "The hard spend limit amount, in cents")
+        label = f"{names[limit['project_id']]} ({limit['project_id']})" if names.get(limit["project_id"]) else limit["project_id"]
+        if label in month:
+            expected = money(Decimal(limit["threshold_amount"]) / 100, limit["currency"].lower())
+            assert month[label].find_elements(By.TAG_NAME, "td")[2].text == expected, (label, expected)
+            shown += 1
+    assert shown, "no project shows the spend limit its directory snapshot holds"
