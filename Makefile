@@ -20,10 +20,11 @@ setup: $(STAMP)
 demo: setup
 	$(PY) -m airflow_provider_openai_usage.testing.demo
 
-test: setup
+# Lint and types first (seconds), then the suite.
+test: lint
 	$(PY) -m pytest -q
 
-# The lint/type gate (config in pyproject.toml). To join `make test` once main is clean (issue #13).
+# The lint/type gate (config in pyproject.toml), part of `make test`.
 lint: setup
 	$(PY) -m ruff check airflow_provider_openai_usage
 	$(PY) -m mypy airflow_provider_openai_usage

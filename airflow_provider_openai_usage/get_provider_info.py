@@ -29,7 +29,12 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "hooks": [{"integration-name": "OpenAI Usage", "python-modules": [f"{PACKAGE}.hooks.usage"]}],
-        "operators": [{"integration-name": "OpenAI Usage", "python-modules": [f"{PACKAGE}.operators.usage", f"{PACKAGE}.operators.directory", f"{PACKAGE}.operators.focus", f"{PACKAGE}.operators.report"]}],
+        "operators": [
+            {
+                "integration-name": "OpenAI Usage",
+                "python-modules": [f"{PACKAGE}.operators.{name}" for name in ("usage", "directory", "focus", "report")],
+            }
+        ],
         "sensors": [{"integration-name": "OpenAI Usage", "python-modules": [f"{PACKAGE}.sensors.usage"]}],
         "triggers": [{"integration-name": "OpenAI Usage", "python-modules": [f"{PACKAGE}.triggers.usage"]}],
         "connection-types": [

@@ -41,7 +41,9 @@ def report_day(context: Any, value: Any) -> dt.date:
         try:
             return dt.date.fromisoformat(str(value).strip()[:10])
         except ValueError:
-            raise OpenAIUsageValidationError(f"report_date={value!r} is not a date; use YYYY-MM-DD or '{{{{ data_interval_start | ds }}}}'") from None
+            raise OpenAIUsageValidationError(
+                f"report_date={value!r} is not a date; use YYYY-MM-DD or '{{{{ data_interval_start | ds }}}}'"
+            ) from None
     start = context.get("data_interval_start") or context.get("logical_date")
     if start is None:
         raise OpenAIUsageValidationError(
@@ -181,7 +183,9 @@ class OpenAISpendAlertOperator(BaseOperator):
         notifiers = [notifiers] if isinstance(notifiers, BaseNotifier) else list(notifiers)
         for i, n in enumerate(notifiers):
             if not isinstance(n, BaseNotifier):
-                raise OpenAIUsageValidationError(f"notifiers[{i}]={n!r} is not an Airflow BaseNotifier (e.g. SlackWebhookNotifier, SmtpNotifier)")
+                raise OpenAIUsageValidationError(
+                    f"notifiers[{i}]={n!r} is not an Airflow BaseNotifier (e.g. SlackWebhookNotifier, SmtpNotifier)"
+                )
         self.rules = rules
         self.notifiers = notifiers
         self.output_path = output_path

@@ -69,25 +69,35 @@ class SpendRule:
         """Validate one rule; errors name the rule, the parameter, the value and the fix."""
         where = f"rules[{index}]"
         if not isinstance(raw, Mapping):
-            raise OpenAIUsageValidationError(f"{where}={raw!r} must be a mapping such as {{'name': 'daily-org', 'kind': 'daily', 'threshold': '100'}}")
+            raise OpenAIUsageValidationError(
+                f"{where}={raw!r} must be a mapping such as {{'name': 'daily-org', 'kind': 'daily', 'threshold': '100'}}"
+            )
         name = raw.get("name")
         if not isinstance(name, str) or not NAME_RE.match(name):
-            raise OpenAIUsageValidationError(f"{where}.name={name!r} must be 1-100 letters, digits, '_', '.' or '-' (it names the rule's marker objects)")
+            raise OpenAIUsageValidationError(
+                f"{where}.name={name!r} must be 1-100 letters, digits, '_', '.' or '-' (it names the rule's marker objects)"
+            )
         where = f"rule {name!r}"
         kind = raw.get("kind")
         if kind not in KINDS:
             raise OpenAIUsageValidationError(f"{where}: kind={kind!r} is not one of {', '.join(KINDS)}")
         unknown = set(raw) - {"name", "kind", "project", *ALLOWED[kind]}
         if unknown:
-            raise OpenAIUsageValidationError(f"{where}: {sorted(unknown)} do not apply to kind={kind!r}; it takes {['project', *ALLOWED[kind]]}")
+            raise OpenAIUsageValidationError(
+                f"{where}: {sorted(unknown)} do not apply to kind={kind!r}; it takes {['project', *ALLOWED[kind]]}"
+            )
         for key in REQUIRED[kind]:
             if raw.get(key) is None:
                 raise OpenAIUsageValidationError(f"{where}: kind={kind!r} needs {key}, e.g. {key}={'80' if key == 'percent' else '100.00'}")
         project = raw.get("project")
         if project is not None and (not isinstance(project, str) or not project.strip()):
-            raise OpenAIUsageValidationError(f"{where}: project={project!r} must be a project id or name, '*' for each project, or left out for the organization")
+            raise OpenAIUsageValidationError(
+                f"{where}: project={project!r} must be a project id or name, '*' for each project, or left out for the organization"
+            )
         if kind == "limit_percent" and project is None:
-            raise OpenAIUsageValidationError(f"{where}: spend limits are per project; set project to a project id or name, or '*' for each project")
+            raise OpenAIUsageValidationError(
+                f"{where}: spend limits are per project; set project to a project id or name, or '*' for each project"
+            )
         kwargs: dict[str, Any] = {"name": name, "kind": kind, "project": project.strip() if project else None}
         for key in ("threshold", "percent", "factor", "min_amount"):
             if raw.get(key) is not None:
@@ -99,7 +109,9 @@ class SpendRule:
             kwargs["trailing_days"] = days
         rule = cls(**kwargs)
         if rule.kind == "anomaly" and rule.factor <= 1:
-            raise OpenAIUsageValidationError(f"{where}: factor={raw.get('factor')!r} must be above 1 (3 means three times the trailing median)")
+            raise OpenAIUsageValidationError(
+                f"{where}: factor={raw.get('factor')!r} must be above 1 (3 means three times the trailing median)"
+            )
         if rule.kind == "limit_percent" and rule.percent is not None and rule.percent <= 0:
             raise OpenAIUsageValidationError(f"{where}: percent={raw.get('percent')!r} must be above 0 (80 means 80 % of the spend limit)")
         return rule
@@ -132,7 +144,10 @@ def parse_rules(rules: Any) -> list[SpendRule]:
         except json.JSONDecodeError as exc:
             raise OpenAIUsageValidationError(f"rules={rules[:80]!r} is a string but not JSON ({exc}); pass a list of mappings") from None
     if isinstance(rules, Mapping) or not isinstance(rules, Sequence) or not rules:
-        raise OpenAIUsageValidationError(f"rules={rules!r} must be a non-empty list of rule mappings, e.g. [{{'name': 'daily-org', 'kind': 'daily', 'threshold': '100'}}]")
+        raise OpenAIUsageValidationError(
+            f"rules={rules!r} must be a non-empty list of rule mappings, "
+            "e.g. [{'name': 'daily-org', 'kind': 'daily', 'threshold': '100'}]"
+        )
     parsed = [SpendRule.from_mapping(r, i) for i, r in enumerate(rules)]
     names = [r.name for r in parsed]
     duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -245,7 +260,8 @@ class Evaluator:
             ev.detail = (ev.detail + "; " if ev.detail else "") + f"{len(missing)} day(s) of the month not landed"
         known = {p for per_day in spend.daily.values() for p in per_day} | set(spend.directory.names)
         if project is not None and project not in known:
-            ev.detail = (ev.detail + "; " if ev.detail else "") + f"no spend and no directory entry for {project!r}: check the project id or name"
+            note = f"no spend and no directory entry for {project!r}: check the project id or name"
+            ev.detail = (ev.detail + "; " if ev.detail else "") + note
         ev.message = self._message(ev)
         return ev
 

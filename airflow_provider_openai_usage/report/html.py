@@ -101,7 +101,7 @@ tr.total td { font-weight: 600; border-top: 2px solid #999; }
 <p class="note">Model cost comes from the costs line items named "&lt;model&gt;, input|output"; tokens from the completions usage.</p>
 </body>
 </html>
-"""
+"""  # noqa: E501 - an HTML/Jinja template: wrapping its lines would change the page's text
 
 TOP_LINE_ITEMS = 12
 

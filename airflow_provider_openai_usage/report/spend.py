@@ -193,7 +193,8 @@ def load_spend(
 
 def _main_currency(table: Any) -> tuple[str, dict[str, Decimal]]:
     """The currency most of the amounts are in; OpenAI bills in ``usd``."""
-    sums = {r["amount_currency"]: r["amount_value_sum"] for r in table.group_by("amount_currency").aggregate([("amount_value", "sum")]).to_pylist()}
+    grouped = table.group_by("amount_currency").aggregate([("amount_value", "sum")]).to_pylist()
+    sums = {r["amount_currency"]: r["amount_value_sum"] for r in grouped}
     sums = {(k or "usd"): v for k, v in sums.items()}
     if not sums:
         return "usd", {}

@@ -354,7 +354,9 @@ class DayStore:
             pending.unlink()
         fault_point("pending-removed")
         log.info("%s: wrote date=%s (%d rows)", self.root, date, table.num_rows)
-        return DayFile(date, self.day_path(date), self.file_format, table.num_rows, record["sha256"], ident, record["covered"], record["totals"])
+        return DayFile(
+            date, self.day_path(date), self.file_format, table.num_rows, record["sha256"], ident, record["covered"], record["totals"]
+        )
 
     @contextlib.contextmanager
     def _temp_file(self, token: str) -> Iterator[tuple[str, IO[bytes]]]:

@@ -141,8 +141,8 @@ def _text_rows(table: pa.Table, csv_style: bool) -> Any:
     columns = table.to_pydict()
     names = list(columns)
     converted = [[_text_value(v, csv_style) for v in columns[name]] for name in names]
-    for values in zip(*converted):
-        yield dict(zip(names, values))
+    for values in zip(*converted, strict=True):  # a table's columns all have num_rows values
+        yield dict(zip(names, values, strict=True))
 
 
 # -- decoding ----------------------------------------------------------------------------------------

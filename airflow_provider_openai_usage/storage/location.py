@@ -46,4 +46,6 @@ def output_location(output_path: Any, output_conn_id: str | None) -> ObjectStora
     try:
         return ObjectStoragePath(url, conn_id=output_conn_id)
     except ValueError as exc:  # e.g. "No filesystem registered for scheme gs" without the provider installed
-        raise OpenAIUsageValidationError(f"output_path={output_path!r} cannot be opened: {exc}; install the provider for that store or {_FIX}") from None
+        raise OpenAIUsageValidationError(
+            f"output_path={output_path!r} cannot be opened: {exc}; install the provider for that store or {_FIX}"
+        ) from None

@@ -94,7 +94,7 @@ def day_totals(endpoint: Endpoint, table: pa.Table) -> dict[str, Any]:
 
 def merge_windows(windows: Iterable[Iterable[int]]) -> list[list[int]]:
     out: list[list[int]] = []
-    for start, end in sorted(tuple(w) for w in windows):  # type: ignore[misc]
+    for start, end in sorted(tuple(w) for w in windows):
         if out and start <= out[-1][1]:
             out[-1][1] = max(out[-1][1], end)
         else:
@@ -208,7 +208,9 @@ class PartitionWriter:
             f"{self.endpoint.key}: OpenAI returned no buckets from {iso(since)} to {iso(until)}; refusing to write a gap as no usage"
         )
 
-    def _finish(self, query: UsageQuery, wanted: dict[str, Any], day: int, parts: list[dict[str, list[Any]]], covered_until: int) -> DayResult:
+    def _finish(
+        self, query: UsageQuery, wanted: dict[str, Any], day: int, parts: list[dict[str, list[Any]]], covered_until: int
+    ) -> DayResult:
         window = (max(query.start_time, day), min(query.end_time, day + DAY))
         label = day_label(day)
         if covered_until < window[1]:

@@ -104,7 +104,7 @@ def _top_projects_by_name(output: Path, by_project: Any) -> list[str]:
 
 
 #: The demo organization (the Costs API does not say which organization answered; FOCUS needs it).
-DEMO_ACCOUNT = {"billing_account_id": "org-demo", "billing_account_name": "Demo Organization"}
+DEMO_ACCOUNT_ID, DEMO_ACCOUNT_NAME = "org-demo", "Demo Organization"
 
 
 def write_focus(output: Path, first, end) -> dict:
@@ -116,7 +116,14 @@ def write_focus(output: Path, first, end) -> dict:
     """
     from airflow_provider_openai_usage.operators.focus import OpenAIFocusOperator
 
-    operator = OpenAIFocusOperator(task_id="focus", output_path=output.as_uri(), start_time=first, end_time=end, **DEMO_ACCOUNT)
+    operator = OpenAIFocusOperator(
+        task_id="focus",
+        output_path=output.as_uri(),
+        start_time=first,
+        end_time=end,
+        billing_account_id=DEMO_ACCOUNT_ID,
+        billing_account_name=DEMO_ACCOUNT_NAME,
+    )
     return operator.execute({})
 
 
@@ -153,10 +160,14 @@ def next_steps(workdir: Path, dags: Path, output: Path, today: dt.date) -> str:
     port = _free_port()
     yesterday = today - dt.timedelta(days=1)
     export_conn = connection_export(f"http://127.0.0.1:{port}/v1")
+    serve = (
+        f"{q(str(python))} -m airflow_provider_openai_usage.testing serve --port {port} --seed {DEMO_SEED} "
+        f"--spike {SPIKE_PROJECT}:{yesterday.isoformat()}:{SPIKE_EVENTS} --projects {DEMO_PROJECTS}"
+    )
     return f"""
 Next steps: run the DAGs yourself. Paste into two fresh shells (the demo's fake API has stopped).
   # shell 1: the fake OpenAI usage API (Ctrl-C stops it)
-  {q(str(python))} -m airflow_provider_openai_usage.testing serve --port {port} --seed {DEMO_SEED} --spike {SPIKE_PROJECT}:{yesterday.isoformat()}:{SPIKE_EVENTS} --projects {DEMO_PROJECTS}
+  {serve}
 
   # shell 2: the demo's Airflow (metadata database already migrated by the demo)
   export PATH={q(str(python.parent))}:"$PATH" AIRFLOW_HOME={q(str(workdir / ".demo-airflow"))}
