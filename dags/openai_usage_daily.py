@@ -18,6 +18,9 @@ Configuration (read at parse time from the environment, so parsing stays free of
   task (a lost worker fails the attempts it was running; the retry lands the day).
 - ``OPENAI_USAGE_DIRECTORY`` (true): snapshot the organization directory (names for ids, spend
   limits) once per run as ``snapshot_directory``; ``false`` leaves it out;
+- ``OPENAI_USAGE_FOCUS`` (false): add ``focus_export``, the day's costs as FOCUS 1.2 under
+  ``<output>/focus/`` (docs/focus.md); needs the connection extras ``organization_id`` and
+  ``organization_name`` (FOCUS's BillingAccountId/Name, which the Costs API does not report);
 - ``OPENAI_USAGE_SPEND_REPORT`` (true): add the spend report and spend alert tasks (below); ``false``
   leaves only the pulls;
 - ``OPENAI_USAGE_ALERT_RULES``: spend alert rules as JSON (default: an anomaly rule per project and
@@ -50,6 +53,7 @@ from airflow.sdk import DAG, CronDataIntervalTimetable
 
 from airflow_provider_openai_usage.endpoints import ENDPOINTS
 from airflow_provider_openai_usage.operators.directory import OpenAIDirectoryOperator
+from airflow_provider_openai_usage.operators.focus import OpenAIFocusOperator
 from airflow_provider_openai_usage.operators.report import OpenAISpendAlertOperator, OpenAISpendReportOperator
 from airflow_provider_openai_usage.operators.usage import OpenAIUsageOperator
 from airflow_provider_openai_usage.sensors.usage import OpenAIUsageSensor
@@ -75,6 +79,9 @@ DEFAULT_ALERT_RULES = [
     {"name": "limit-80", "kind": "limit_percent", "project": "*", "percent": 80},
 ]
 DIRECTORY = os.environ.get("OPENAI_USAGE_DIRECTORY", "true").strip().lower() in ("1", "true", "yes")
+FOCUS = os.environ.get("OPENAI_USAGE_FOCUS", "false").strip().lower() in ("1", "true", "yes")
+if FOCUS and "costs" not in SELECTED:
+    raise ValueError("OPENAI_USAGE_FOCUS=true exports costs as FOCUS: add costs to OPENAI_USAGE_ENDPOINTS (or leave it empty for all)")
 SPEND_REPORT = os.environ.get("OPENAI_USAGE_SPEND_REPORT", "true").strip().lower() in ("1", "true", "yes")
 ALERT_RULES = json.loads(os.environ["OPENAI_USAGE_ALERT_RULES"]) if os.environ.get("OPENAI_USAGE_ALERT_RULES") else DEFAULT_ALERT_RULES
 
@@ -113,6 +120,7 @@ with DAG(
     doc_md=__doc__,
 ) as dag:
     pulls = {}
+    waits = {}
     for key in SELECTED:
         endpoint = ENDPOINTS[key]
         # Costs by user_id together with project_id is answered 400 on some organizations (SDK docs).
@@ -141,6 +149,7 @@ with DAG(
         )
         wait >> pull
         pulls[key] = pull
+        waits[key] = wait
 
     directory = None
     if DIRECTORY:
@@ -153,6 +162,20 @@ with DAG(
             retry_delay=RETRY_DELAY,
             pool=POOL,
         )
+
+    if FOCUS:
+        # Pulls settled costs itself (grouped by project and line item) and names projects from the snapshot.
+        focus = OpenAIFocusOperator(
+            task_id="focus_export",
+            output_path=OUTPUT_PATH,
+            output_conn_id=OUTPUT_CONN_ID,
+            retries=RETRIES,
+            retry_delay=RETRY_DELAY,
+            pool=POOL,
+        )
+        waits["costs"] >> focus
+        if directory is not None:
+            directory >> focus
 
     if SPEND_REPORT and "costs" in pulls:  # the report and the alerts read the landed costs
         report = OpenAISpendReportOperator(

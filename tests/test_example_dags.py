@@ -35,6 +35,21 @@ def dag_env(airflow_db, conn_id) -> dict:
     return {**os.environ, "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS), "OPENAI_USAGE_SETTLE_MINUTES": "60"}
 
 
+def test_focus_export_is_added_on_request_after_the_costs_sensor_and_the_directory(fake_api, conn_id, monkeypatch):
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("OPENAI_USAGE_FOCUS", "true")
+    bag = DagBag(dag_folder=str(DAGS / "openai_usage_daily.py"))
+    assert bag.import_errors == {}
+    focus = bag.dags["openai_usage_daily"].get_task("focus_export")
+    assert focus.upstream_task_ids == {"wait_costs", "snapshot_directory"}
+    monkeypatch.setenv("OPENAI_USAGE_ENDPOINTS", "completions")
+    bag = DagBag(dag_folder=str(DAGS / "openai_usage_daily.py"))
+    (error,) = bag.import_errors.values()
+    assert "OPENAI_USAGE_FOCUS=true exports costs as FOCUS: add costs to OPENAI_USAGE_ENDPOINTS" in error
+    assert fake_api.requests == []
+
+
 def expected_rows(conn_id: str, key: str, start: int, end: int) -> int:
     return sum(1 for _ in OpenAIUsageHook(conn_id).iter_rows(key, start, end, group_by=grouping(key)))
 

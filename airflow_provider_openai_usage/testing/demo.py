@@ -209,7 +209,11 @@ def main(argv: list[str] | None = None) -> int:
         seed=DEMO_SEED, projects=PROJECT_POOL[:DEMO_PROJECTS], spike=parse_spike(f"{SPIKE_PROJECT}:{yesterday}:{SPIKE_EVENTS}")
     )
     with FakeOpenAIUsageAPI(organization=org) as api, WebhookReceiver() as webhook:
-        os.environ["AIRFLOW_CONN_OPENAI_USAGE_DEFAULT"] = api.connection_json()
+        # The organization's id and name are connection extras: the FOCUS export's billing account.
+        os.environ["AIRFLOW_CONN_OPENAI_USAGE_DEFAULT"] = api.connection_json(
+            organization_id=DEMO_ACCOUNT["billing_account_id"], organization_name=DEMO_ACCOUNT["billing_account_name"]
+        )
+        os.environ["OPENAI_USAGE_FOCUS"] = "true"
         os.environ[f"AIRFLOW_CONN_{ALERT_CONN_ID.upper()}"] = webhook.connection_json()
         os.environ["OPENAI_USAGE_ALERT_SLACK_CONN_ID"] = ALERT_CONN_ID
         print(f"fake OpenAI usage API on {api.base_url} (seed {DEMO_SEED})", flush=True)

@@ -272,15 +272,17 @@ def test_daily_dag_knobs_for_deployments_come_from_the_environment(monkeypatch):
         return next(v for v in vars(module).values() if isinstance(v, DAG))
 
     default = load()
-    # wait + pull per endpoint, then spend_report and spend_alerts
-    assert len(default.tasks) == 2 * len(ENDPOINTS) + 2 and default.max_active_runs == 4 and default.end_date is None
+    # wait + pull per endpoint, snapshot_directory, then spend_report and spend_alerts (focus_export only on request)
+    assert len(default.tasks) == 2 * len(ENDPOINTS) + 3 and default.max_active_runs == 4 and default.end_date is None
     assert {(t.pool, t.retries) for t in default.tasks} == {("default_pool", 2)}
     for name, value in {"OPENAI_USAGE_ENDPOINTS": "costs, images", "OPENAI_USAGE_END_DATE": "2025-11-09",
                         "OPENAI_USAGE_MAX_ACTIVE_RUNS": "3", "OPENAI_USAGE_POKE_SECONDS": "3", "OPENAI_USAGE_POOL": "org_main",
-                        "OPENAI_USAGE_RETRIES": "5", "OPENAI_USAGE_RETRY_DELAY_SECONDS": "7"}.items():
+                        "OPENAI_USAGE_RETRIES": "5", "OPENAI_USAGE_RETRY_DELAY_SECONDS": "7", "OPENAI_USAGE_FOCUS": "true"}.items():
         monkeypatch.setenv(name, value)
     dag = load()
-    assert sorted(t.task_id for t in dag.tasks) == ["pull_costs", "pull_images", "spend_alerts", "spend_report", "wait_costs", "wait_images"]
+    assert sorted(t.task_id for t in dag.tasks) == [
+        "focus_export", "pull_costs", "pull_images", "snapshot_directory", "spend_alerts", "spend_report", "wait_costs", "wait_images"
+    ]
     assert dag.max_active_runs == 3 and dag.end_date.isoformat().startswith("2025-11-09")
     assert {(t.pool, t.retries, t.retry_delay.total_seconds()) for t in dag.tasks} == {("org_main", 5, 7.0)}
     assert {t.poke_interval for t in dag.tasks if t.task_id.startswith("wait_")} == {3.0}
