@@ -55,6 +55,10 @@ KEYS = sorted(ENDPOINTS) if CHOSEN == "all" else [k.strip() for k in CHOSEN.spli
 #: The last LATE days are not reported until the test says so (after the triggerer restart).
 LATE = 2
 FIRST_DAY = NOW - DAYS * DAY
+#: Seconds to allow per task instance of the whole scenario (2 cores, Celery start-up per task), so
+#: the waits scale from the 5-day CI scenario to ``make e2e-prod``'s 30 days of every endpoint.
+PER_TASK = 8
+SCENARIO_TASKS = DAYS * 2 * len(KEYS)
 CONNECTION_EXTRA = {"timeout": 10, "max_retries": 6, "max_retry_wait": 60, "backoff_base": 0.2}
 
 
@@ -205,7 +209,8 @@ def test_daily_dag_on_postgres_celery_and_a_separate_triggerer_survives_kills(tm
         def deferred() -> list[dict]:
             return [ti for ti in rest.task_instances(DAG_ID) if ti["state"] == "deferred"]
 
-        wait_until(deferred, timeout=600, what="a sensor to defer to the triggerer", every=1,
+        # The late days' sensors defer only once the runs before them have been scheduled.
+        wait_until(deferred, timeout=max(600, PER_TASK * SCENARIO_TASKS), what="a sensor to defer to the triggerer", every=1,
                    watch=[api, processor, scheduler, triggerer, workers[1]])
         wait_until(lambda: "poll " in _trigger_logs(home), timeout=300, what="the triggerer to poll a late day",
                    watch=[triggerer])
@@ -225,7 +230,7 @@ def test_daily_dag_on_postgres_celery_and_a_separate_triggerer_survives_kills(tm
             runs = rest.runs(DAG_ID)
             return runs if len(runs) == DAYS and all(s in ("success", "failed") for s in runs.values()) else None
 
-        runs = wait_until(finished, timeout=1800, what=f"{DAYS} runs to finish", every=2, watch=alive)
+        runs = wait_until(finished, timeout=max(1800, PER_TASK * SCENARIO_TASKS), what=f"{DAYS} runs to finish", every=2, watch=alive)
         instances = rest.task_instances(DAG_ID)
         assert set(runs.values()) == {"success"}, f"{runs}\n{services.report()}"
         assert len(instances) == DAYS * 2 * len(KEYS) and {ti["state"] for ti in instances} == {"success"}
