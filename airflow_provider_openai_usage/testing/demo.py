@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     with FakeOpenAIUsageAPI(organization=org) as api, WebhookReceiver() as webhook:
         # The organization's id and name are connection extras: the FOCUS export's billing account.
         os.environ["AIRFLOW_CONN_OPENAI_USAGE_DEFAULT"] = api.connection_json(
-            organization_id=DEMO_ACCOUNT["billing_account_id"], organization_name=DEMO_ACCOUNT["billing_account_name"]
+            organization_id=DEMO_ACCOUNT_ID, organization_name=DEMO_ACCOUNT_NAME
         )
         os.environ["OPENAI_USAGE_FOCUS"] = "true"
         os.environ[f"AIRFLOW_CONN_{ALERT_CONN_ID.upper()}"] = webhook.connection_json()
