@@ -33,9 +33,8 @@ def test_providers_manager_registers_the_connection_type():
 
 def test_the_connection_form_shows_admin_key_base_url_and_extras(airflow_db, monkeypatch):
     monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "True")
-    from fastapi.testclient import TestClient
-
     from airflow.api_fastapi.app import create_app
+    from fastapi.testclient import TestClient
 
     client = TestClient(create_app())
     response = client.get("/ui/connections/hook_meta")
@@ -63,3 +62,38 @@ def test_operator_and_sensor_modules_import_nothing_heavy_beyond_airflow_itself(
     baseline = loaded_heavy("import airflow.sdk")
     assert "pyarrow" not in baseline
     assert loaded_heavy(f"import {module}") - baseline == set()
+
+
+def test_importing_the_focus_mapping_stays_cheap():
+    code = "import sys, airflow_provider_openai_usage.focus; print(sorted(m for m in ('pyarrow', 'babel', 'pandas') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_importing_the_report_operators_stays_cheap():
+    code = (
+        "import sys; import airflow_provider_openai_usage.operators.report, airflow_provider_openai_usage.report.alerts; "
+        "heavy = [m for m in ('matplotlib', 'duckdb', 'jinja2.environment_x') if m in sys.modules]; print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_importing_the_directory_registry_stays_cheap():
+    code = (
+        "import sys, airflow_provider_openai_usage.directory; "
+        "print(sorted(m for m in ('airflow', 'pyarrow', 'requests') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"
+
+
+def test_no_runtime_module_imports_the_starlette_test_client():
+    # Its import warns on every run; Airflow's own dag.test path imports it (svcs), ours must not.
+    modules = ["operators.usage", "sensors.usage", "hooks.usage", "triggers.usage", "testing", "testing.demo", "storage", "query"]
+    code = "; ".join(f"import airflow_provider_openai_usage.{m}" for m in modules)
+    code += "; import sys; print(sorted(m for m in sys.modules if m.startswith(('starlette', 'fastapi.testclient', 'httpx'))))"
+    result = subprocess.run([sys.executable, "-c", code],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "starlette.testclient" not in result.stdout and "fastapi.testclient" not in result.stdout, result.stdout

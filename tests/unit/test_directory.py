@@ -161,15 +161,3 @@ def test_entities_resolve_to_registry_order(given, expected):
 def test_bad_entity_lists_are_refused(given, match):
     with pytest.raises(OpenAIUsageValidationError, match=match):
         resolve_entities(given)
-
-
-def test_importing_the_registry_stays_cheap():
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, airflow_provider_openai_usage.directory; "
-        "print(sorted(m for m in ('airflow', 'pyarrow', 'requests') if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
-    assert out == "[]"

@@ -7,6 +7,7 @@ import json
 import logging
 import math
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from conftest import DAY, NOW, SENTINEL_KEY
@@ -483,3 +484,17 @@ def test_a_400_blaming_a_parameter_the_provider_computes_asks_for_a_report(fake_
         r"limit', which this provider computes itself",
     ):
         list(OpenAIUsageHook(conn_id).iter_rows("completions", START, NOW, group_by=["model"]))
+
+
+def test_old_spellings_are_read_like_todays(fake_api, conn_id):
+    hook = OpenAIUsageHook(conn_id)
+    for key in ("code_interpreter_sessions", "embeddings"):
+        today = list(hook.iter_rows(key, NOW - 5 * DAY, NOW))
+        fake_api.schedule_faults(Fault("legacy"))
+        assert list(hook.iter_rows(key, NOW - 5 * DAY, NOW)) == today and today
+
+
+def test_tls_verification_is_never_disabled():
+    package = Path(__file__).resolve().parents[2] / "airflow_provider_openai_usage"
+    sources = "\n".join(p.read_text() for p in package.rglob("*.py"))
+    assert "verify=False" not in sources and "verify = False" not in sources

@@ -6,9 +6,6 @@ import datetime as dt
 import hashlib
 import json
 import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pendulum
@@ -211,37 +208,3 @@ def test_snapshot_date_is_the_data_interval_end_or_when_a_manual_run_runs():
 def test_outlets_name_one_asset_per_entity(tmp_path):
     op = OpenAIDirectoryOperator(task_id="d", entities=["users", "projects"], output_path=tmp_path.as_uri())
     assert [a.uri for a in op.outlets] == [f"{tmp_path.as_uri()}/directory/projects", f"{tmp_path.as_uri()}/directory/users"]
-
-
-KILLED_RUN = textwrap.dedent(
-    """
-    import os, sys, pendulum
-    from airflow_provider_openai_usage.operators.directory import OpenAIDirectoryOperator
-    op = OpenAIDirectoryOperator(task_id="d", entities=["projects", "users"], output_path=sys.argv[1], replace_history=True)
-    end = pendulum.from_timestamp(int(sys.argv[2]), tz="UTC")
-    op.execute({"data_interval_start": end.subtract(days=1), "data_interval_end": end})
-    """
-)
-
-
-@pytest.mark.parametrize("step", ["temp-written", "pending-written", "data-published", "manifest-published"])
-def test_a_kill_at_any_publishing_step_leaves_the_old_or_the_new_snapshot_and_a_rerun_completes(fake_api, conn_id, tmp_path, step):
-    from airflow_provider_openai_usage.storage.days import FAULT_ENV
-
-    run(tmp_path, entities=["projects", "users"])
-    old = {r["id"]: r["name"] for r in snapshot(tmp_path, "projects")}
-    fake_api.api.admin.edits["proj_alpha"] = {"name": "Renamed"}
-    env = {**os.environ, FAULT_ENV: step}
-    killed = subprocess.run(
-        [sys.executable, "-c", KILLED_RUN, tmp_path.as_uri(), str(NOW)], env=env, capture_output=True, text=True, timeout=300
-    )
-    assert killed.returncode == -9, killed.stderr[-2000:]
-    names = {r["id"]: r["name"] for r in snapshot(tmp_path, "projects")}
-    assert names == old or names["proj_alpha"] == "Renamed"
-    assert len(snapshot(tmp_path, "users")) > 100, "the other entity's day is whole and typed"
-    run(tmp_path, entities=["projects", "users"])
-    assert {r["id"]: r["name"] for r in snapshot(tmp_path, "projects")}["proj_alpha"] == "Renamed"
-    leftovers = [p for p in (tmp_path / "directory").rglob("*") if p.is_file() and "tmp" in p.relative_to(tmp_path).parts]
-    assert leftovers == []
-    manifest = json.loads((tmp_path / "directory" / "projects" / "_openai_usage" / "manifests" / f"date={DATE}.json").read_text())
-    assert manifest["identity"]["entity"] == "projects" and manifest["rows"] == len(names)

@@ -40,14 +40,3 @@ def test_serve_prints_a_connection_line_that_works_when_pasted():
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-
-
-def test_no_runtime_module_imports_the_starlette_test_client():
-    # Its import warns on every run; Airflow's own dag.test path imports it (svcs), ours must not.
-    modules = ["operators.usage", "sensors.usage", "hooks.usage", "triggers.usage", "testing", "testing.demo", "storage", "query"]
-    code = "; ".join(f"import airflow_provider_openai_usage.{m}" for m in modules)
-    code += "; import sys; print(sorted(m for m in sys.modules if m.startswith(('starlette', 'fastapi.testclient', 'httpx'))))"
-    result = subprocess.run([sys.executable, "-c", code],
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert "starlette.testclient" not in result.stdout and "fastapi.testclient" not in result.stdout, result.stdout

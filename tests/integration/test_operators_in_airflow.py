@@ -9,7 +9,6 @@ import sys
 
 import pendulum
 import pytest
-
 from conftest import NOW
 
 DAG_TEMPLATE = '''

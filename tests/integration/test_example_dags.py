@@ -10,12 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import DAY, NOW
 
 from airflow_provider_openai_usage.endpoints import ENDPOINTS
 from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
-from conftest import DAY, NOW
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "dags"
 FINOPS = ("project_id", "user_id", "api_key_id", "model", "line_item")
 

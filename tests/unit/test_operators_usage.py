@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from decimal import Decimal
 
 import pendulum
 import pytest
-
-from airflow_provider_openai_usage.endpoints import ENDPOINTS
-from airflow_provider_openai_usage.exceptions import OpenAIUsageValidationError
-from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
-from airflow_provider_openai_usage.operators.usage import OpenAICostsOperator, OpenAIUsageOperator
 from conftest import DAY, NOW
 
+from airflow_provider_openai_usage.exceptions import OpenAIUsageResponseError, OpenAIUsageValidationError
+from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
+from airflow_provider_openai_usage.operators.usage import OpenAICostsOperator
+from airflow_provider_openai_usage.testing import Fault
 
 START = NOW - 4 * DAY
 
@@ -50,3 +50,18 @@ def test_a_literal_output_path_is_declared_as_an_asset(tmp_path):
     op = OpenAICostsOperator(task_id="t", output_path="s3://bucket/openai")
     assert [a.uri for a in op.outlets] == ["s3://bucket/openai/costs"]
     assert OpenAICostsOperator(task_id="u", output_path="{{ var.value.base }}").outlets == []
+
+
+@pytest.mark.parametrize(
+    ("kind", "fragment"),
+    [
+        ("wrong_object", "result object 'organization.usage.something_else.result' is not"),
+        ("no_data", "no 'data' array"),
+        ("shift", "outside the requested range"),
+    ],
+)
+def test_bad_answers_fail_loudly_and_write_nothing(fake_api, conn_id, tmp_path, kind, fragment):
+    fake_api.schedule_faults(Fault(kind))
+    with pytest.raises(OpenAIUsageResponseError, match=re.escape(fragment)):
+        OpenAICostsOperator(task_id="t", output_path=str(tmp_path)).execute(ctx(NOW - 3 * DAY, NOW))
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
