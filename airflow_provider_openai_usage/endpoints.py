@@ -320,3 +320,17 @@ def get_endpoint(key: str) -> Endpoint:
         raise OpenAIUsageValidationError(
             f"endpoint={key!r} is not an OpenAI usage endpoint; allowed: {', '.join(ENDPOINT_KEYS)}"
         ) from None
+
+
+#: What a FinOps team slices spend by; the example DAGs group each endpoint by those it allows.
+FINOPS_DIMENSIONS: tuple[str, ...] = ("project_id", "user_id", "api_key_id", "model", "line_item")
+
+
+def finops_group_by(key: str) -> list[str]:
+    """The FinOps dimensions endpoint ``key`` can group by, in ``FINOPS_DIMENSIONS`` order.
+
+    Costs leave out ``user_id``: grouped by it together with ``project_id``, the Costs endpoint is
+    answered 400 on some organizations (SDK docs).
+    """
+    endpoint = get_endpoint(key)
+    return [d for d in FINOPS_DIMENSIONS if d in endpoint.group_by and (key, d) != ("costs", "user_id")]

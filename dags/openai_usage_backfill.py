@@ -13,10 +13,9 @@ from pathlib import Path
 import pendulum
 from airflow.sdk import DAG, Param, task
 
-from airflow_provider_openai_usage.endpoints import ENDPOINT_KEYS, ENDPOINTS
+from airflow_provider_openai_usage.endpoints import ENDPOINT_KEYS, finops_group_by
 from airflow_provider_openai_usage.operators.usage import OpenAIUsageOperator
 
-FINOPS_DIMENSIONS = ("project_id", "user_id", "api_key_id", "model", "line_item")
 DEFAULT_OUTPUT = os.environ.get("OPENAI_USAGE_OUTPUT_PATH") or (Path(__file__).resolve().parents[1] / "demo-output").as_uri()
 _today = pendulum.today("UTC")
 
@@ -61,8 +60,7 @@ with DAG(
         in the words of the form (the pulls see end_date + 1 day, the exclusive end_time)."""
         check_dates(params["start_date"], params["end_date"])
         return [
-            # Costs by user_id together with project_id is answered 400 on some organizations (SDK docs).
-            {"endpoint": key, "group_by": [d for d in FINOPS_DIMENSIONS if d in ENDPOINTS[key].group_by and (key, d) != ("costs", "user_id")]}
+            {"endpoint": key, "group_by": finops_group_by(key)}
             for key in params["endpoints"]
         ]
 

@@ -51,17 +51,17 @@ from pathlib import Path
 import pendulum
 from airflow.sdk import DAG, CronDataIntervalTimetable
 
-from airflow_provider_openai_usage.endpoints import ENDPOINTS
+from airflow_provider_openai_usage.endpoints import ENDPOINTS, finops_group_by
 from airflow_provider_openai_usage.operators.directory import OpenAIDirectoryOperator
 from airflow_provider_openai_usage.operators.focus import OpenAIFocusOperator
 from airflow_provider_openai_usage.operators.report import OpenAISpendAlertOperator, OpenAISpendReportOperator
 from airflow_provider_openai_usage.operators.usage import OpenAIUsageOperator
 from airflow_provider_openai_usage.sensors.usage import OpenAIUsageSensor
 
-#: What a FinOps team slices spend by; each endpoint groups by the ones it allows.
-FINOPS_DIMENSIONS = ("project_id", "user_id", "api_key_id", "model", "line_item")
 OUTPUT_PATH = os.environ.get("OPENAI_USAGE_OUTPUT_PATH") or (Path(__file__).resolve().parents[1] / "demo-output").as_uri()
 OUTPUT_CONN_ID = os.environ.get("OPENAI_USAGE_OUTPUT_CONN_ID") or None
+#: Where every task that writes (pulls, directory, FOCUS, report, alerts) lands or reads its files.
+LANDING = {"output_path": OUTPUT_PATH, "output_conn_id": OUTPUT_CONN_ID}
 SETTLE = dt.timedelta(minutes=float(os.environ.get("OPENAI_USAGE_SETTLE_MINUTES", "60")))
 START_DATE = pendulum.parse(os.environ.get("OPENAI_USAGE_START_DATE", "2025-01-01"), tz="UTC")
 CATCHUP = os.environ.get("OPENAI_USAGE_CATCHUP", "false").strip().lower() in ("1", "true", "yes")
@@ -118,13 +118,13 @@ with DAG(
     max_active_runs=MAX_ACTIVE_RUNS,
     tags=["openai", "finops"],
     doc_md=__doc__,
+    # Every task: Airflow's retries (a lost worker fails the attempts it ran) and the OpenAI pool.
+    default_args={"retries": RETRIES, "retry_delay": RETRY_DELAY, "pool": POOL},
 ) as dag:
     pulls = {}
     waits = {}
     for key in SELECTED:
-        endpoint = ENDPOINTS[key]
-        # Costs by user_id together with project_id is answered 400 on some organizations (SDK docs).
-        group_by = [d for d in FINOPS_DIMENSIONS if d in endpoint.group_by and (key, d) != ("costs", "user_id")]
+        group_by = finops_group_by(key)  # every FinOps dimension the endpoint allows
         wait = OpenAIUsageSensor(
             task_id=f"wait_{key}",
             endpoint=key,
@@ -133,19 +133,12 @@ with DAG(
             deferrable=True,
             poke_interval=POKE_SECONDS,
             timeout=12 * 3600,
-            retries=RETRIES,
-            retry_delay=RETRY_DELAY,
-            pool=POOL,
         )
         pull = OpenAIUsageOperator(
             task_id=f"pull_{key}",
             endpoint=key,
             group_by=group_by,
-            output_path=OUTPUT_PATH,
-            output_conn_id=OUTPUT_CONN_ID,
-            retries=RETRIES,
-            retry_delay=RETRY_DELAY,
-            pool=POOL,
+            **LANDING,
         )
         wait >> pull
         pulls[key] = pull
@@ -156,42 +149,22 @@ with DAG(
         # Names for the ids (projects, users, keys, spend limits): one snapshot per day, as of the run.
         directory = OpenAIDirectoryOperator(
             task_id="snapshot_directory",
-            output_path=OUTPUT_PATH,
-            output_conn_id=OUTPUT_CONN_ID,
-            retries=RETRIES,
-            retry_delay=RETRY_DELAY,
-            pool=POOL,
+            **LANDING,
         )
 
     if FOCUS:
         # Pulls settled costs itself (grouped by project and line item) and names projects from the snapshot.
         focus = OpenAIFocusOperator(
             task_id="focus_export",
-            output_path=OUTPUT_PATH,
-            output_conn_id=OUTPUT_CONN_ID,
-            retries=RETRIES,
-            retry_delay=RETRY_DELAY,
-            pool=POOL,
+            **LANDING,
         )
         waits["costs"] >> focus
         if directory is not None:
             directory >> focus
 
     if SPEND_REPORT and "costs" in pulls:  # the report and the alerts read the landed costs
-        report = OpenAISpendReportOperator(
-            task_id="spend_report", output_path=OUTPUT_PATH, output_conn_id=OUTPUT_CONN_ID,
-            retries=RETRIES, retry_delay=RETRY_DELAY, pool=POOL,
-        )
-        alerts = OpenAISpendAlertOperator(
-            task_id="spend_alerts",
-            output_path=OUTPUT_PATH,
-            output_conn_id=OUTPUT_CONN_ID,
-            rules=ALERT_RULES,
-            notifiers=alert_notifiers(),
-            retries=RETRIES,
-            retry_delay=RETRY_DELAY,
-            pool=POOL,
-        )
+        report = OpenAISpendReportOperator(task_id="spend_report", **LANDING)
+        alerts = OpenAISpendAlertOperator(task_id="spend_alerts", **LANDING, rules=ALERT_RULES, notifiers=alert_notifiers())
         # Side by side, both leaves: a broken chart never silences an alert, and a failed pull still
         # fails the run (a downstream task with trigger_rule="all_done" would hide it).
         [pulls[k] for k in ("costs", "completions") if k in pulls] >> report

@@ -17,11 +17,10 @@ from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "dags"
-FINOPS = ("project_id", "user_id", "api_key_id", "model", "line_item")
-
-
 def grouping(key: str) -> list[str]:
-    return [d for d in FINOPS if d in ENDPOINTS[key].group_by and (key, d) != ("costs", "user_id")]
+    from airflow_provider_openai_usage.endpoints import finops_group_by
+
+    return finops_group_by(key)
 
 
 def airflow(*args: str, env: dict) -> subprocess.CompletedProcess:

@@ -210,3 +210,15 @@ def test_one_thin_operator_and_sensor_class_per_registry_entry():
             assert cls.__name__.startswith("OpenAI") and cls.__name__.endswith(suffix)
     assert operators.OpenAIDecisionsUsageOperator.endpoint_key == "decisions"
     assert sensors.OpenAIDecisionsUsageSensor.endpoint_key == "decisions"
+
+
+def test_finops_group_by_is_every_finops_dimension_an_endpoint_allows_but_costs_by_user():
+    from airflow_provider_openai_usage.endpoints import FINOPS_DIMENSIONS, finops_group_by
+
+    assert finops_group_by("costs") == ["project_id", "api_key_id", "line_item"]
+    assert finops_group_by("completions") == ["project_id", "user_id", "api_key_id", "model"]
+    for key, endpoint in ENDPOINTS.items():
+        chosen = finops_group_by(key)
+        assert set(chosen) <= set(endpoint.group_by) & set(FINOPS_DIMENSIONS), key
+    with pytest.raises(OpenAIUsageValidationError, match="endpoint='chat' is not an OpenAI usage endpoint"):
+        finops_group_by("chat")
