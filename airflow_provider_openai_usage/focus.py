@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_openai_usage.endpoints import DECIMAL_PRECISION, ENDPOINTS
 from airflow_provider_openai_usage.exceptions import OpenAIUsageResponseError, OpenAIUsageValidationError
+from airflow_provider_openai_usage.times import day_label
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -449,7 +450,7 @@ def national_currencies() -> frozenset[str]:
 
 
 def describe_row(row: Mapping[str, Any]) -> str:
-    day = _utc(row["start_time"]).strftime("%Y-%m-%d") if isinstance(row.get("start_time"), int) else row.get("start_time")
+    day = day_label(row["start_time"]) if isinstance(row.get("start_time"), int) else row.get("start_time")
     return f"costs row of {day} (project_id={row.get('project_id')!r}, line_item={row.get('line_item')!r})"
 
 

@@ -6,79 +6,13 @@ same inputs with the same words: the parameter, the bad value, and what is allow
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from airflow_provider_openai_usage.endpoints import WIDTH_SECONDS, Endpoint, get_endpoint
 from airflow_provider_openai_usage.exceptions import OpenAIUsageValidationError
-
-TimeLike = int | dt.datetime | str
-
-
-#: 9999-12-31T23:59:59Z, the last second a datetime holds; anything later is not Unix seconds.
-MAX_UNIX_SECONDS = 253_402_300_799
-#: Units people pass by mistake, finest last: the first whose quotient fits is the likely one.
-_FINER_UNITS = (("milliseconds", 10**3), ("microseconds", 10**6), ("nanoseconds", 10**9))
-
-
-def iso(seconds: int) -> str:
-    """Unix seconds as the UTC ISO-8601 text every message of this provider uses."""
-    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _checked_seconds(value: int, name: str) -> int:
-    if value < 0:
-        raise OpenAIUsageValidationError(f"{name}={value!r} is negative (before 1970-01-01); pass Unix seconds >= 0")
-    if value > MAX_UNIX_SECONDS:
-        for unit, factor in _FINER_UNITS:
-            if value // factor <= MAX_UNIX_SECONDS:
-                seconds = value // factor
-                raise OpenAIUsageValidationError(
-                    f"{name}={value} looks like epoch {unit} (divided by {factor:,} it is {iso(seconds)}); "
-                    f"pass Unix seconds, e.g. {name}={seconds}"
-                )
-        raise OpenAIUsageValidationError(f"{name}={value} is after the year 9999; pass Unix seconds")
-    return value
-
-
-def to_unix_seconds(value: Any, name: str) -> int:
-    """Accept int seconds, aware datetimes and ISO-8601 strings with an offset; refuse naive times.
-
-    Naive datetimes are refused because OpenAI's buckets are UTC and guessing a zone shifts days.
-    Strings come from rendered templates (``{{ data_interval_start }}``). Epoch milliseconds (what
-    JavaScript and many loggers give) are refused with the seconds they probably meant, before
-    any request, rather than sent and answered with an opaque error.
-    """
-    if isinstance(value, bool):
-        raise OpenAIUsageValidationError(f"{name}={value!r} is not a time; pass int Unix seconds or an aware datetime")
-    if isinstance(value, int):
-        return _checked_seconds(value, name)
-    if isinstance(value, str):
-        text = value.strip()
-        if text.lstrip("-").isdigit():
-            return to_unix_seconds(int(text), name)
-        try:
-            value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            raise OpenAIUsageValidationError(
-                f"{name}={value!r} is not a time; pass int Unix seconds, an aware datetime or an ISO-8601 string "
-                "with an offset such as '2026-11-03T00:00:00+00:00'"
-            ) from None
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
-            raise OpenAIUsageValidationError(
-                f"{name}={value!r} is a naive datetime; OpenAI buckets are UTC, so pass an aware datetime "
-                "(e.g. datetime(..., tzinfo=timezone.utc) or pendulum.datetime(..., tz='UTC'))"
-            )
-        seconds = value.timestamp()
-        if seconds != int(seconds):
-            raise OpenAIUsageValidationError(f"{name}={value.isoformat()} has sub-second precision; buckets start on whole seconds")
-        return _checked_seconds(int(seconds), name)
-    raise OpenAIUsageValidationError(
-        f"{name}={value!r} ({type(value).__name__}) is not a time; pass int Unix seconds or an aware datetime"
-    )
+from airflow_provider_openai_usage.times import check_range, iso, to_unix_seconds
 
 
 def _allowed(values: Iterable[str]) -> str:
@@ -192,11 +126,7 @@ class UsageQuery:
         check_filters_mapping(filters)
         start = to_unix_seconds(start_time, "start_time")
         end = to_unix_seconds(end_time, "end_time")
-        if end <= start:
-            raise OpenAIUsageValidationError(
-                f"end_time ({end}) must be after start_time ({start}); the range is [start_time, end_time) "
-                "and an empty or inverted range has no buckets"
-            )
+        check_range(start, end)
         return cls(
             endpoint=ep,
             start_time=start,

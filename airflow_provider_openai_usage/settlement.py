@@ -15,9 +15,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_openai_usage.intervals import iso
 from airflow_provider_openai_usage.query import UsageQuery
 from airflow_provider_openai_usage.rows import add_totals, bucket_columns, json_safe, metric_totals, rows_of
+from airflow_provider_openai_usage.times import iso
 
 
 @dataclass(frozen=True)

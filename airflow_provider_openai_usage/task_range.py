@@ -1,4 +1,7 @@
-"""What operators and sensors share: which endpoint they read and how a run's range becomes a query.
+"""``UsageRangeTask``, the parameters usage operators and sensors share, and ``is_templated``.
+
+The mixin holds which endpoint a task reads and how its range and parameters become a ``UsageQuery``
+(the time rules themselves live in ``times.py``).
 
 Both resolve the range and validate it here, so a DAG gets the same refusal, in the same words,
 from a sensor and from the operator behind it. Parameters are checked twice with the same rules
@@ -61,8 +64,8 @@ class UsageRangeTask:
 
     def build_query(self, context: Any, *, restate_days: int = 0) -> UsageQuery:
         """Resolve and validate the range and parameters, before any request."""
-        from airflow_provider_openai_usage.intervals import resolve_range
         from airflow_provider_openai_usage.query import UsageQuery
+        from airflow_provider_openai_usage.times import resolve_range
 
         start, end = resolve_range(context, self.start_time, self.end_time, self.bucket_width, restate_days=restate_days)
         return UsageQuery.build(self.endpoint, start, end, bucket_width=self.bucket_width, group_by=self.group_by, filters=self.filters)
@@ -74,7 +77,7 @@ class UsageRangeTask:
         left for the run; inside ``filters`` only the templated values are, not their names.
         """
         from airflow_provider_openai_usage import query
-        from airflow_provider_openai_usage.intervals import resolve_range
+        from airflow_provider_openai_usage.times import resolve_range, to_unix_seconds
 
         ep = get_endpoint(self.endpoint)
         if not is_templated(self.bucket_width):
@@ -96,4 +99,4 @@ class UsageRangeTask:
         else:
             for name, value in (("start_time", start), ("end_time", end)):
                 if value is not None and not is_templated(value):
-                    query.to_unix_seconds(value, name)
+                    to_unix_seconds(value, name)

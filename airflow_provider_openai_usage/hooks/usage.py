@@ -514,7 +514,7 @@ class OpenAIUsageHook(BaseHook):
             raise
 
     def _checked_buckets(self, query: UsageQuery, require_complete: bool) -> Iterator[dict[str, Any]]:
-        from airflow_provider_openai_usage.intervals import iso
+        from airflow_provider_openai_usage.times import iso
 
         decimals = [c for c in query.endpoint.columns if c.type == "decimal"]
         last_end = query.start_time

@@ -211,8 +211,8 @@ def _row_order(row: Mapping[str, Any]) -> tuple[str, ...]:
 
 def _whole_days(query: Any, buckets: Any) -> dict[str, list[dict[str, Any]]]:
     """Rows per UTC day; every day of the range must be reported, or nothing is returned."""
-    from airflow_provider_openai_usage.intervals import iso
     from airflow_provider_openai_usage.rows import bucket_rows
+    from airflow_provider_openai_usage.times import day_label, iso
 
     days: dict[str, list[dict[str, Any]]] = {}
     covered = query.start_time
@@ -222,7 +222,7 @@ def _whole_days(query: Any, buckets: Any) -> dict[str, list[dict[str, Any]]]:
                 f"costs: OpenAI returned no bucket from {iso(covered)} to {iso(bucket['start_time'])}; refusing to publish a "
                 "missing day as no spend, so no FOCUS day is written"
             )
-        days.setdefault(iso(bucket["start_time"])[:10], []).extend(bucket_rows(query.endpoint, bucket))
+        days.setdefault(day_label(bucket["start_time"]), []).extend(bucket_rows(query.endpoint, bucket))
         covered = bucket["end_time"]
     if covered < query.end_time:
         raise OpenAIUsageResponseError(

@@ -129,7 +129,7 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
 
     def _check_parameters(self) -> None:
         """At DAG parse time: every literal parameter, so list-import-errors names a bad one before any run."""
-        from airflow_provider_openai_usage.intervals import check_restate_days
+        from airflow_provider_openai_usage.times import check_restate_days
 
         check_restate_days(self.restate_days)
         check_max_xcom_rows(self.max_xcom_rows)
@@ -175,8 +175,8 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
         return rows
 
     def _write(self, hook: OpenAIUsageHook, query: UsageQuery, writer: PartitionWriter) -> dict[str, Any]:
-        from airflow_provider_openai_usage.intervals import iso
         from airflow_provider_openai_usage.rows import add_totals
+        from airflow_provider_openai_usage.times import iso
 
         totals: dict[str, Any] = {c.name: 0 for c in query.endpoint.metric_columns}
         days: dict[str, dict[str, Any]] = {}

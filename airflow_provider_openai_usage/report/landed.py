@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING
 
 from airflow_provider_openai_usage.exceptions import OpenAIUsageValidationError
 from airflow_provider_openai_usage.report.publish import is_local
+from airflow_provider_openai_usage.times import DAY, day_start
 
 if TYPE_CHECKING:
     import pyarrow as pa
     from airflow.sdk import ObjectStoragePath
 
 COMPLETE, PARTIAL, MISSING = "complete", "partial", "missing"
-DAY = 86400
 #: A day's data files: ``data.<ext>`` (one file per day) or ``part-HHMM-HHMM.<ext>`` (a window of it).
 DATA_RE = re.compile(r"^(?:data|part-(\d{4})-(\d{4}))\.(parquet|jsonl|csv)$")
 #: Where the pulls keep what each day's file covers (sidecar manifests, skipped by dataset readers).
@@ -146,7 +146,7 @@ def _manifest_covered(root: ObjectStoragePath, day: dt.date) -> list[tuple[int, 
     covered = manifest.get("covered")
     if not covered:
         return None
-    start = int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc).timestamp())
+    start = day_start(day)
     windows = []
     for a, b in covered:
         windows.append((max(0, _seconds(a) - start), min(DAY, _seconds(b) - start)))

@@ -19,17 +19,14 @@ from airflow_provider_openai_usage.storage.days import (
 from airflow_provider_openai_usage.storage.formats import FILE_FORMATS, check_file_format
 from airflow_provider_openai_usage.storage.location import check_output_path, output_location
 from airflow_provider_openai_usage.storage.usage import (
-    DAY,
     DayResult,
     PartitionWriter,
     arrow_schema,
-    day_label,
     day_totals,
     usage_identity,
 )
 
 __all__ = [
-    "DAY",
     "FILE_FORMATS",
     "DayFile",
     "DayResult",
@@ -39,7 +36,6 @@ __all__ = [
     "arrow_schema",
     "check_file_format",
     "check_output_path",
-    "day_label",
     "day_totals",
     "list_day_files",
     "output_location",

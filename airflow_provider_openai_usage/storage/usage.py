@@ -21,12 +21,12 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_openai_usage.endpoints import DECIMAL_PRECISION, WIDTH_SECONDS, Endpoint
+from airflow_provider_openai_usage.endpoints import DECIMAL_PRECISION, Endpoint
 from airflow_provider_openai_usage.exceptions import OpenAIUsageResponseError, OpenAIUsageStorageError
-from airflow_provider_openai_usage.intervals import iso
 from airflow_provider_openai_usage.rows import bucket_columns, json_safe, metric_totals, sort_columns
 from airflow_provider_openai_usage.storage.days import DayStore
 from airflow_provider_openai_usage.storage.formats import read_table, table_from_columns
+from airflow_provider_openai_usage.times import DAY, day_label, iso
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from airflow_provider_openai_usage.query import UsageQuery
 
 log = logging.getLogger(__name__)
-DAY = WIDTH_SECONDS["1d"]
 #: Version of this layout (one file per day, identity recorded); part of every day's identity.
 LAYOUT_VERSION = 2
 
@@ -60,10 +59,6 @@ def arrow_schema(endpoint: Endpoint) -> pa.Schema:
 def schema_fingerprint(schema: pa.Schema) -> str:
     spelled = json.dumps([[f.name, str(f.type), f.nullable] for f in schema])
     return hashlib.sha256(spelled.encode()).hexdigest()[:16]
-
-
-def day_label(day_start: int) -> str:
-    return iso(day_start)[:10]
 
 
 def usage_identity(query: UsageQuery, file_format: str, schema: pa.Schema) -> dict[str, Any]:

@@ -28,13 +28,13 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_openai_usage.directory import ENTITIES, Entity
 from airflow_provider_openai_usage.testing.data import DEFAULT_MODELS, FakeOrganization
+from airflow_provider_openai_usage.times import DAY
 
 if TYPE_CHECKING:
     from airflow_provider_openai_usage.testing.server import FakeControls
 
 #: 2024-01-01T00:00:00Z: the synthetic organization's history starts here (no wall clock involved).
 EPOCH = 1704067200
-DAY = 86400
 #: Names of the usage users (data, not API facts); other users get seeded names.
 KNOWN_NAMES = {"user-ada": "Ada Lovelace", "user-grace": "Grace Hopper", "user-alan": "Alan Turing", "user-linus": "Linus Torvalds"}
 FIRST = ("Maya", "Noah", "Lena", "Omar", "Iris", "Theo", "Zara", "Kai", "Nina", "Ravi", "Elif", "Jon", "Sofia", "Luca", "Mina")

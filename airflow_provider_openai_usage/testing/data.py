@@ -20,8 +20,7 @@ from functools import lru_cache
 from typing import Any
 
 from airflow_provider_openai_usage.endpoints import ENDPOINTS, Endpoint
-
-DAY = 86400
+from airflow_provider_openai_usage.times import DAY, day_start
 
 #: Which models a synthetic organization uses per endpoint (data, not API facts).
 DEFAULT_MODELS: Mapping[str, tuple[str, ...]] = {
@@ -74,7 +73,7 @@ def parse_spike(text: str) -> tuple[str, int, int]:
 
     try:
         project, day, events = text.rsplit(":", 2)
-        start = int(dt.datetime.combine(dt.date.fromisoformat(day), dt.time(), dt.timezone.utc).timestamp())
+        start = day_start(dt.date.fromisoformat(day))
         return project, start, int(events)
     except ValueError:
         raise ValueError(f"spike={text!r} must look like PROJECT:YYYY-MM-DD:EVENTS, e.g. proj_beta:2025-11-09:40") from None

@@ -32,7 +32,6 @@ from urllib.parse import parse_qsl, urlsplit
 from airflow_provider_openai_usage.endpoints import ENDPOINTS, WIDTH_SECONDS, Endpoint
 from airflow_provider_openai_usage.testing.admin import AdminAPI
 from airflow_provider_openai_usage.testing.data import (
-    DAY,
     FakeOrganization,
     aggregate,
     day_events,
@@ -41,6 +40,7 @@ from airflow_provider_openai_usage.testing.data import (
     matches,
 )
 from airflow_provider_openai_usage.testing.faults import Fault, FaultPlan
+from airflow_provider_openai_usage.times import DAY
 
 DEFAULT_KEY = "sk-admin-fake-openai-usage-key"
 CORRUPTIONS = ("loop", "shift", "legacy", "drift", "wrong_object", "no_data", "no_has_more", "gap")

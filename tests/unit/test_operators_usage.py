@@ -40,7 +40,7 @@ def test_without_output_path_rows_go_to_xcom_up_to_the_cap(fake_api, conn_id):
 
 
 def test_a_relative_output_path_is_refused_before_any_request(fake_api, conn_id):
-    # Range and parameter refusals: tests/unit/test_intervals.py, test_task_range.py, test_query.py.
+    # Range and parameter refusals: tests/unit/test_times.py, test_task_range.py, test_query.py.
     with pytest.raises(OpenAIUsageValidationError, match=r"output_path='relative/dir' is relative"):
         OpenAICostsOperator(task_id="t", output_path="relative/dir").execute(ctx(NOW - DAY, NOW))
     assert fake_api.requests == []

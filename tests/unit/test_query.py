@@ -2,48 +2,14 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 import pytest
 from conftest import DAY, NOW
 
 from airflow_provider_openai_usage.exceptions import OpenAIUsageValidationError
 from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
-from airflow_provider_openai_usage.query import MAX_UNIX_SECONDS, UsageQuery, to_unix_seconds
+from airflow_provider_openai_usage.query import UsageQuery
 
 T0 = NOW - 7 * DAY  # 2025-11-03T00:00:00Z
-
-
-@pytest.mark.parametrize(
-    ("value", "unit", "seconds"),
-    [
-        (T0 * 1000, "milliseconds", T0),
-        (T0 * 1000 + 999, "milliseconds", T0),
-        (str(T0 * 1000), "milliseconds", T0),
-        (T0 * 10**6, "microseconds", T0),
-        (T0 * 10**9, "nanoseconds", T0),
-    ],
-)
-def test_epoch_milliseconds_and_finer_units_are_named_with_the_seconds_meant(value, unit, seconds):
-    with pytest.raises(OpenAIUsageValidationError) as info:
-        to_unix_seconds(value, "start_time")
-    message = str(info.value)
-    assert f"start_time={int(value)} looks like epoch {unit}" in message
-    assert "2025-11-03T00:00:00Z" in message and f"start_time={seconds}" in message
-
-
-def test_the_last_representable_second_is_accepted_and_the_next_one_is_not_seconds():
-    assert to_unix_seconds(MAX_UNIX_SECONDS, "end_time") == MAX_UNIX_SECONDS
-    with pytest.raises(OpenAIUsageValidationError, match="looks like epoch milliseconds"):
-        to_unix_seconds(MAX_UNIX_SECONDS + 1, "end_time")
-    with pytest.raises(OpenAIUsageValidationError, match=r"end_time=\d+ is after the year 9999"):
-        to_unix_seconds(MAX_UNIX_SECONDS * 10**9 + 10**9, "end_time")
-
-
-def test_times_before_1970_are_refused_whatever_their_type():
-    for value in (-1, "-86400", dt.datetime(1969, 12, 31, tzinfo=dt.timezone.utc), "1960-01-01T00:00:00+00:00"):
-        with pytest.raises(OpenAIUsageValidationError, match=r"start_time=.* is negative \(before 1970-01-01\)"):
-            to_unix_seconds(value, "start_time")
 
 
 def test_milliseconds_through_the_hook_send_no_request(fake_api, conn_id):

@@ -1,17 +1,27 @@
-"""intervals.py: a run's data interval (or explicit times) → a UTC-aligned range, with errors that teach.
+"""times.py: Unix seconds, UTC days, and a run's data interval (or explicit times) → a UTC-aligned range.
 
-Checked through the operator's ``execute`` so each case also proves no request was sent.
+Range refusals are checked through the operator's ``execute`` so each case also proves no request was sent.
 """
 
 from __future__ import annotations
+
+import datetime as dt
 
 import pendulum
 import pytest
 from conftest import DAY, NOW
 
 from airflow_provider_openai_usage.exceptions import OpenAIUsageValidationError
-from airflow_provider_openai_usage.intervals import check_restate_days, resolve_range
 from airflow_provider_openai_usage.operators.usage import OpenAICompletionsUsageOperator, OpenAICostsOperator
+from airflow_provider_openai_usage.times import (
+    MAX_UNIX_SECONDS,
+    check_range,
+    check_restate_days,
+    day_label,
+    day_start,
+    resolve_range,
+    to_unix_seconds,
+)
 
 
 def ctx(start: int, end: int) -> dict:
@@ -71,3 +81,51 @@ def test_restate_days_must_be_a_non_negative_int(value):
         check_restate_days(value)
     with pytest.raises(OpenAIUsageValidationError, match=r"restate_days=.* must be an int >= 0"):
         OpenAICostsOperator(task_id="t", restate_days=value)
+
+
+T0 = NOW - 7 * DAY  # 2025-11-03T00:00:00Z
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "seconds"),
+    [
+        (T0 * 1000, "milliseconds", T0),
+        (T0 * 1000 + 999, "milliseconds", T0),
+        (str(T0 * 1000), "milliseconds", T0),
+        (T0 * 10**6, "microseconds", T0),
+        (T0 * 10**9, "nanoseconds", T0),
+    ],
+)
+def test_epoch_milliseconds_and_finer_units_are_named_with_the_seconds_meant(value, unit, seconds):
+    with pytest.raises(OpenAIUsageValidationError) as info:
+        to_unix_seconds(value, "start_time")
+    message = str(info.value)
+    assert f"start_time={int(value)} looks like epoch {unit}" in message
+    assert "2025-11-03T00:00:00Z" in message and f"start_time={seconds}" in message
+
+
+def test_the_last_representable_second_is_accepted_and_the_next_one_is_not_seconds():
+    assert to_unix_seconds(MAX_UNIX_SECONDS, "end_time") == MAX_UNIX_SECONDS
+    with pytest.raises(OpenAIUsageValidationError, match="looks like epoch milliseconds"):
+        to_unix_seconds(MAX_UNIX_SECONDS + 1, "end_time")
+    with pytest.raises(OpenAIUsageValidationError, match=r"end_time=\d+ is after the year 9999"):
+        to_unix_seconds(MAX_UNIX_SECONDS * 10**9 + 10**9, "end_time")
+
+
+def test_times_before_1970_are_refused_whatever_their_type():
+    for value in (-1, "-86400", dt.datetime(1969, 12, 31, tzinfo=dt.timezone.utc), "1960-01-01T00:00:00+00:00"):
+        with pytest.raises(OpenAIUsageValidationError, match=r"start_time=.* is negative \(before 1970-01-01\)"):
+            to_unix_seconds(value, "start_time")
+
+
+def test_a_day_s_label_and_start_are_utc():
+    assert day_label(NOW) == day_label(NOW + DAY - 1) == "2025-11-10" and day_label(NOW - 1) == "2025-11-09"
+    assert day_start(dt.date(2025, 11, 10)) == NOW
+    assert day_label(day_start(dt.date(1970, 1, 1))) == "1970-01-01"
+
+
+def test_an_empty_or_inverted_range_is_refused_naming_both_ends():
+    check_range(NOW - 1, NOW)
+    for end in (NOW, NOW - DAY):
+        with pytest.raises(OpenAIUsageValidationError, match=r"end_time \(\d+\) must be after start_time \(1762732800\)"):
+            check_range(NOW, end)
