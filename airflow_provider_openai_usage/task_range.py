@@ -45,6 +45,7 @@ class UsageRangeTask:
     #: Set by the per-endpoint classes; the generic class takes ``endpoint=``.
     endpoint_key: ClassVar[str | None] = None
     endpoint: str
+    openai_usage_conn_id: str
     start_time: Any
     end_time: Any
     bucket_width: str
@@ -61,6 +62,18 @@ class UsageRangeTask:
             raise OpenAIUsageValidationError(f"{cls.__name__} always reads {cls.endpoint_key!r}; got endpoint={endpoint!r}")
         get_endpoint(endpoint)
         return endpoint
+
+    def keep_range_parameters(
+        self, endpoint: str, openai_usage_conn_id: str, start_time: Any, end_time: Any, bucket_width: str, group_by: Any, filters: Any
+    ) -> None:
+        """Store the shared parameters as the attributes Airflow renders (``template_fields``) and runs read."""
+        self.endpoint = endpoint
+        self.openai_usage_conn_id = openai_usage_conn_id
+        self.start_time = start_time
+        self.end_time = end_time
+        self.bucket_width = bucket_width
+        self.group_by = group_by
+        self.filters = filters
 
     def build_query(self, context: Any, *, restate_days: int = 0) -> UsageQuery:
         """Resolve and validate the range and parameters, before any request."""

@@ -19,6 +19,7 @@ from airflow.sdk import BaseOperator
 
 from airflow_provider_openai_usage.directory import ENTITIES, resolve_entities
 from airflow_provider_openai_usage.exceptions import OpenAIUsageValidationError
+from airflow_provider_openai_usage.task_range import is_templated
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -30,12 +31,8 @@ SCHEMA_VERSION = 1
 
 
 def _literal(value: Any) -> bool:
-    """A value known at DAG parse time (not a Jinja template rendered at run time)."""
-    if isinstance(value, str):
-        return "{{" not in value and "{%" not in value
-    if isinstance(value, (list, tuple)):
-        return all(_literal(v) for v in value)
-    return value is not None
+    """A value known at DAG parse time (given, and not rendered at run time)."""
+    return value is not None and not is_templated(value)
 
 
 def snapshot_date(context: Any) -> str:

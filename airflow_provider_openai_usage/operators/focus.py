@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_provider_openai_usage.exceptions import OpenAIUsageResponseError, OpenAIUsageValidationError
-from airflow_provider_openai_usage.task_range import UsageRangeTask
+from airflow_provider_openai_usage.task_range import UsageRangeTask, is_templated
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
@@ -27,10 +27,6 @@ DEFAULT_GROUP_BY = ("project_id", "line_item")
 #: Where the organization directory keeps project snapshots, relative to ``output_path``.
 DIRECTORY_PROJECTS = "directory/projects"
 SCHEMA_VERSION = 1
-
-
-def _literal(value: Any) -> bool:
-    return not (isinstance(value, str) and "{{" in value)
 
 
 class OpenAIFocusOperator(UsageRangeTask, BaseOperator):
@@ -91,16 +87,11 @@ class OpenAIFocusOperator(UsageRangeTask, BaseOperator):
             if asset is not None:
                 kwargs["outlets"] = [asset]
         super().__init__(**kwargs)
-        self.endpoint = self.resolve_endpoint(None)
+        group_by = list(group_by) if isinstance(group_by, (list, tuple)) else group_by
+        self.keep_range_parameters(self.resolve_endpoint(None), openai_usage_conn_id, start_time, end_time, "1d", group_by, filters)
         self.output_path = output_path
         self.billing_account_id = billing_account_id
         self.billing_account_name = billing_account_name
-        self.openai_usage_conn_id = openai_usage_conn_id
-        self.start_time = start_time
-        self.end_time = end_time
-        self.bucket_width = "1d"
-        self.group_by = list(group_by) if isinstance(group_by, (list, tuple)) else group_by
-        self.filters = filters
         self.output_conn_id = output_conn_id
         self.file_format = file_format
         self.restate_days = restate_days
@@ -193,14 +184,14 @@ def _check_arguments(output_path: Any, account_id: Any, account_name: Any, group
     from airflow_provider_openai_usage import focus
     from airflow_provider_openai_usage.storage import check_output_path
 
-    if output_path is None or (isinstance(output_path, str) and _literal(output_path)):
+    if output_path is None or (isinstance(output_path, str) and not is_templated(output_path)):
         check_output_path(output_path)  # names output_path, the value and the fix
-    if _literal(file_format) and file_format not in FILE_FORMATS:
+    if not is_templated(file_format) and file_format not in FILE_FORMATS:
         raise OpenAIUsageValidationError(f"file_format={file_format!r} is not supported for FOCUS; allowed: {', '.join(FILE_FORMATS)}")
     if isinstance(group_by, (list, tuple)) and "line_item" not in group_by:
         raise OpenAIUsageValidationError(_LINE_ITEM_HINT.format(group_by=list(group_by)))
     for param, value in (("billing_account_id", account_id), ("billing_account_name", account_name)):
-        if value is not None and _literal(value):  # None: read from the connection at run time
+        if value is not None and not is_templated(value):  # None: read from the connection at run time
             focus.account_value(param, value)
 
 

@@ -27,15 +27,6 @@ if TYPE_CHECKING:
 DEFAULT_MAX_XCOM_ROWS = 10_000
 
 
-def check_file_format(file_format: Any) -> str:
-    """Checked whether or not output_path is set: a format that is silently ignored is still a typo."""
-    from airflow_provider_openai_usage.storage import FILE_FORMATS
-
-    if file_format not in FILE_FORMATS:
-        raise OpenAIUsageValidationError(f"file_format={file_format!r} is not supported; allowed: {', '.join(FILE_FORMATS)}")
-    return file_format
-
-
 def check_max_xcom_rows(max_xcom_rows: Any) -> int:
     if not isinstance(max_xcom_rows, int) or isinstance(max_xcom_rows, bool) or max_xcom_rows < 0:
         raise OpenAIUsageValidationError(
@@ -113,13 +104,7 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
             if asset is not None:
                 kwargs["outlets"] = [asset]
         super().__init__(**kwargs)
-        self.endpoint = endpoint
-        self.openai_usage_conn_id = openai_usage_conn_id
-        self.start_time = start_time
-        self.end_time = end_time
-        self.bucket_width = bucket_width
-        self.group_by = group_by
-        self.filters = filters
+        self.keep_range_parameters(endpoint, openai_usage_conn_id, start_time, end_time, bucket_width, group_by, filters)
         self.output_path = output_path
         self.output_conn_id = output_conn_id
         self.file_format = file_format
@@ -129,16 +114,18 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
 
     def _check_parameters(self) -> None:
         """At DAG parse time: every literal parameter, so list-import-errors names a bad one before any run."""
+        from airflow_provider_openai_usage.storage import check_file_format
         from airflow_provider_openai_usage.times import check_restate_days
 
         check_restate_days(self.restate_days)
         check_max_xcom_rows(self.max_xcom_rows)
         if not is_templated(self.file_format):
-            check_file_format(self.file_format)
+            check_file_format(self.file_format)  # even without output_path: a format silently ignored is still a typo
         self.check_literal_parameters(restate_days=self.restate_days)
 
     def execute(self, context: Context) -> Any:
         from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
+        from airflow_provider_openai_usage.storage import check_file_format
 
         check_file_format(self.file_format)  # rendered now; the other rendered values are checked by build_query
         query = self.build_query(context, restate_days=self.restate_days)

@@ -129,12 +129,7 @@ def month_chart(spend: Spend) -> Figure:
     ax.set_yticks(range(len(rows)), labels)
     ax.set_xlabel(spend.currency.upper())
     ax.set_title(f"Month to date ({spend.report_day.strftime('%Y-%m')}) vs spend limit")
-    ax.grid(axis="x", alpha=0.3)
-    ax.set_axisbelow(True)
-    if rows:
-        ax.legend(loc="lower right", fontsize=7, frameon=False)
-    else:
-        ax.text(0.5, 0.5, "no spend this month", transform=ax.transAxes, ha="center")
+    _finish_bars([ax], ax, "no spend this month" if not rows else None)
     return fig
 
 
@@ -157,14 +152,20 @@ def models_chart(spend: Spend) -> Figure:
     token_ax.barh(y, outputs, left=inputs, color="#fd8d3c", height=0.6, label="output tokens")
     token_ax.set_title("Tokens per model")
     token_ax.set_xlabel("tokens")
-    for ax in (cost_ax, token_ax):
+    _finish_bars([cost_ax, token_ax], token_ax, "no model spend" if not models else None, note_ax=cost_ax)
+    return fig
+
+
+def _finish_bars(axes: list[Any], legend_ax: Any, empty_note: str | None, note_ax: Any = None) -> None:
+    """Vertical grid lines behind the bars of ``axes``; a legend, or ``empty_note`` when there is nothing."""
+    for ax in axes:
         ax.grid(axis="x", alpha=0.3)
         ax.set_axisbelow(True)
-    if models:
-        token_ax.legend(loc="lower right", fontsize=7, frameon=False)
+    if empty_note is None:
+        legend_ax.legend(loc="lower right", fontsize=7, frameon=False)
     else:
-        cost_ax.text(0.5, 0.5, "no model spend", transform=cost_ax.transAxes, ha="center")
-    return fig
+        note_ax = legend_ax if note_ax is None else note_ax
+        note_ax.text(0.5, 0.5, empty_note, transform=note_ax.transAxes, ha="center")
 
 
 def _colors() -> list[str]:

@@ -50,11 +50,8 @@ def _read(root: ObjectStoragePath, path: str, columns: list[str]) -> Any:
 
         with root.fs.open(path, "rb") as fh:
             return pq.read_table(fh, columns=columns)
-    from airflow_provider_openai_usage import storage
+    from airflow_provider_openai_usage.storage import read_day_table
 
-    read_day_table = getattr(storage, "read_day_table", None)
-    if read_day_table is None:
-        raise ValueError(f"{path}: only Parquet directory snapshots can be read by this version")
     return read_day_table(root / path.rsplit("/", 2)[-2] / path.rsplit("/", 1)[-1]).select(columns)
 
 

@@ -77,13 +77,7 @@ class OpenAIUsageSensor(UsageRangeTask, BaseSensorOperator):
                 f"stable_polls={stable_polls} needs memory across polls, which mode='reschedule' does not have; "
                 "use deferrable=True (frees the worker slot too) or mode='poke'"
             )
-        self.endpoint = endpoint
-        self.openai_usage_conn_id = openai_usage_conn_id
-        self.start_time = start_time
-        self.end_time = end_time
-        self.bucket_width = bucket_width
-        self.group_by = group_by
-        self.filters = filters
+        self.keep_range_parameters(endpoint, openai_usage_conn_id, start_time, end_time, bucket_width, group_by, filters)
         self.settle_period = settle_period
         self.require_results = require_results
         self.stable_polls = stable_polls
