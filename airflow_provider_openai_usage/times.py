@@ -4,7 +4,8 @@ OpenAI's buckets are UTC multiples of their width and a partition is one UTC day
 time lives in this one module and the rest import it: what a day is (``DAY``), how a second is written
 (``iso``) and which day it files under (``day_label``), which inputs are times (``to_unix_seconds``),
 that a range ends after it starts (``check_range``), and how a DAG run's data interval (or explicit
-times) becomes a UTC-aligned range (``resolve_range``).
+times) becomes a UTC-aligned range (``resolve_range``). It imports no Airflow: the fake API and the
+pytest plugin load it before Airflow is configured.
 
 Airflow 3 traps that ``resolve_range`` turns into clear messages:
 - ``schedule="@daily"`` gives a *zero-length* interval (start == end == logical date);
@@ -17,10 +18,12 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_openai_usage.endpoints import WIDTH_SECONDS
-from airflow_provider_openai_usage.exceptions import OpenAIUsageValidationError
+
+if TYPE_CHECKING:
+    from airflow_provider_openai_usage.exceptions import OpenAIUsageValidationError
 
 __all__ = [
     "DAILY_SCHEDULE_HINT",
@@ -48,6 +51,13 @@ DAILY_SCHEDULE_HINT = (
 )
 
 
+def _invalid(message: str) -> OpenAIUsageValidationError:
+    """The refusal to raise; imported here so this module loads without Airflow (the fake API uses it)."""
+    from airflow_provider_openai_usage.exceptions import OpenAIUsageValidationError
+
+    return OpenAIUsageValidationError(message)
+
+
 def iso(seconds: int) -> str:
     """Unix seconds as the UTC ISO-8601 text every message of this provider uses."""
     return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -65,16 +75,16 @@ def day_start(day: dt.date) -> int:
 
 def _checked_seconds(value: int, name: str) -> int:
     if value < 0:
-        raise OpenAIUsageValidationError(f"{name}={value!r} is negative (before 1970-01-01); pass Unix seconds >= 0")
+        raise _invalid(f"{name}={value!r} is negative (before 1970-01-01); pass Unix seconds >= 0")
     if value > MAX_UNIX_SECONDS:
         for unit, factor in _FINER_UNITS:
             if value // factor <= MAX_UNIX_SECONDS:
                 seconds = value // factor
-                raise OpenAIUsageValidationError(
+                raise _invalid(
                     f"{name}={value} looks like epoch {unit} (divided by {factor:,} it is {iso(seconds)}); "
                     f"pass Unix seconds, e.g. {name}={seconds}"
                 )
-        raise OpenAIUsageValidationError(f"{name}={value} is after the year 9999; pass Unix seconds")
+        raise _invalid(f"{name}={value} is after the year 9999; pass Unix seconds")
     return value
 
 
@@ -87,7 +97,7 @@ def to_unix_seconds(value: Any, name: str) -> int:
     any request, rather than sent and answered with an opaque error.
     """
     if isinstance(value, bool):
-        raise OpenAIUsageValidationError(f"{name}={value!r} is not a time; pass int Unix seconds or an aware datetime")
+        raise _invalid(f"{name}={value!r} is not a time; pass int Unix seconds or an aware datetime")
     if isinstance(value, int):
         return _checked_seconds(value, name)
     if isinstance(value, str):
@@ -97,21 +107,21 @@ def to_unix_seconds(value: Any, name: str) -> int:
         try:
             value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
-            raise OpenAIUsageValidationError(
+            raise _invalid(
                 f"{name}={value!r} is not a time; pass int Unix seconds, an aware datetime or an ISO-8601 string "
                 "with an offset such as '2026-11-03T00:00:00+00:00'"
             ) from None
     if isinstance(value, dt.datetime):
         if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
-            raise OpenAIUsageValidationError(
+            raise _invalid(
                 f"{name}={value!r} is a naive datetime; OpenAI buckets are UTC, so pass an aware datetime "
                 "(e.g. datetime(..., tzinfo=timezone.utc) or pendulum.datetime(..., tz='UTC'))"
             )
         seconds = value.timestamp()
         if seconds != int(seconds):
-            raise OpenAIUsageValidationError(f"{name}={value.isoformat()} has sub-second precision; buckets start on whole seconds")
+            raise _invalid(f"{name}={value.isoformat()} has sub-second precision; buckets start on whole seconds")
         return _checked_seconds(int(seconds), name)
-    raise OpenAIUsageValidationError(
+    raise _invalid(
         f"{name}={value!r} ({type(value).__name__}) is not a time; pass int Unix seconds or an aware datetime"
     )
 
@@ -120,14 +130,14 @@ def check_range(start: int, end: int, source: str = "start_time/end_time", names
     """Refuse an empty or inverted [start, end): the one "end after start" rule, for every caller."""
     if end <= start:
         first, last = names
-        raise OpenAIUsageValidationError(
+        raise _invalid(
             f"{source} is empty or inverted ({iso(start)} → {iso(end)}): {last} ({end}) must be after {first} ({start}); "
             f"the range is [{first}, {last}) and an empty or inverted range has no buckets"
         )
 
 
 def _restate_too_far(restate_days: int, start: int) -> OpenAIUsageValidationError:
-    return OpenAIUsageValidationError(
+    return _invalid(
         f"restate_days={restate_days} reaches back before 1970-01-01 (from {iso(start)}); it counts the days "
         "before each run's range to re-pull because OpenAI revises recent buckets: use a few days, e.g. restate_days=3"
     )
@@ -136,7 +146,7 @@ def _restate_too_far(restate_days: int, start: int) -> OpenAIUsageValidationErro
 def check_restate_days(restate_days: Any, *, now: float | None = None) -> int:
     """Refuse a restate_days no run can use, naming it (checked at DAG parse time and again per run)."""
     if not isinstance(restate_days, int) or isinstance(restate_days, bool) or restate_days < 0:
-        raise OpenAIUsageValidationError(f"restate_days={restate_days!r} must be an int >= 0 (days to re-pull before the range)")
+        raise _invalid(f"restate_days={restate_days!r} must be an int >= 0 (days to re-pull before the range)")
     now = time.time() if now is None else now
     if restate_days * DAY > now:
         # Even a run starting now would reach before 1970: no run of this DAG can work.
@@ -161,13 +171,13 @@ def resolve_range(
 ) -> tuple[int, int]:
     """The [start, end) to pull, in Unix seconds, aligned to ``bucket_width`` in UTC."""
     if (start_time is None) != (end_time is None):
-        raise OpenAIUsageValidationError(
+        raise _invalid(
             f"start_time={start_time!r} and end_time={end_time!r}: give both or neither (neither uses the "
             "run's data interval)"
         )
     if start_time is None:
         if context.get("data_interval_start") is None or context.get("data_interval_end") is None:
-            raise OpenAIUsageValidationError(
+            raise _invalid(
                 "this run has no data interval (a manual trigger without a logical date), so there is no range "
                 "to pull. Pass start_time and end_time (e.g. from params: start_time='{{ params.start }}'), or "
                 "trigger the run with a logical date on a DAG with an interval timetable"
@@ -176,7 +186,7 @@ def resolve_range(
         end = to_unix_seconds(context["data_interval_end"], "data_interval_end")
         source, names = "the run's data interval", ("data_interval_start", "data_interval_end")
         if start == end:
-            raise OpenAIUsageValidationError(
+            raise _invalid(
                 f"the run's data interval is empty ({iso(start)} → {iso(end)}): in Airflow 3 a cron schedule such "
                 f'as "@daily" gives start == end. For daily pulls use {DAILY_SCHEDULE_HINT}; or pass '
                 "start_time/end_time explicitly"
@@ -199,7 +209,7 @@ def resolve_range(
                 if tz and tz not in ("UTC", "Etc/UTC", "+00:00")
                 else f" For daily pulls use {DAILY_SCHEDULE_HINT}."
             )
-            raise OpenAIUsageValidationError(
+            raise _invalid(
                 f"{source} {name} {iso(value)} is not on {unit}, so it cannot map onto OpenAI's bucket_width="
                 f"{bucket_width} buckets.{tz_hint}"
             )

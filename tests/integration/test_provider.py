@@ -97,3 +97,14 @@ def test_no_runtime_module_imports_the_starlette_test_client():
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "starlette.testclient" not in result.stdout and "fastapi.testclient" not in result.stdout, result.stdout
+
+
+def test_the_fake_api_and_the_time_rules_import_no_airflow():
+    # The pytest plugin loads the fake API before tests/conftest.py points AIRFLOW_HOME at a temp dir:
+    # an Airflow import here would configure Airflow from ~/airflow.
+    code = (
+        "import sys, airflow_provider_openai_usage.testing.pytest_plugin, airflow_provider_openai_usage.times; "
+        "print(sorted(m for m in ('airflow', 'pyarrow') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
