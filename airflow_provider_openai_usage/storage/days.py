@@ -36,14 +36,15 @@ import os
 import re
 import signal
 import tempfile
+import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_openai_usage.exceptions import OpenAIUsageStorageError, OpenAIUsageValidationError
-from airflow_provider_openai_usage.storage.formats import canonical_json, check_file_format, read_table, write_table
+from airflow_provider_openai_usage.storage.formats import canonical_json, check_file_format, encode_table, read_table
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -55,7 +56,7 @@ CONTROL_DIR = "_openai_usage"
 MANIFEST_VERSION = 1
 DATE_RE = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
 DATA_RE = re.compile(r"^data\.(parquet|jsonl|csv)$")
-PENDING_RE = re.compile(r"^pending\.(\d{4}-\d{2}-\d{2})\.([0-9a-f]+)\.json$")
+PENDING_RE = re.compile(r"^pending\.(\d{4}-\d{2}-\d{2})\.([0-9a-f]+(?:-\d+)?)\.json$")
 #: Environment variable naming a publishing step at which the process SIGKILLs itself (crash tests).
 FAULT_ENV = "OPENAI_USAGE_TEST_KILL_AT"
 PUBLISH_STEPS = ("temp-written", "pending-written", "data-published", "manifest-published", "pending-removed")
@@ -65,6 +66,7 @@ FRESH_EMPTY_TEMP_SECONDS = 60
 
 
 _reached: dict[str, int] = {}
+_reached_lock = threading.Lock()
 
 
 def fault_point(step: str) -> None:
@@ -76,8 +78,10 @@ def fault_point(step: str) -> None:
     name, _, nth = wanted.partition("@")
     if name != step:
         return
-    _reached[step] = _reached.get(step, 0) + 1
-    if _reached[step] == int(nth or 1):
+    with _reached_lock:  # days are published on several threads: count each arrival once
+        _reached[step] = _reached.get(step, 0) + 1
+        reached = _reached[step]
+    if reached == int(nth or 1):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -112,20 +116,35 @@ class DayFile:
 
 def list_day_files(root: ObjectStoragePath) -> dict[str, ObjectStoragePath]:
     """date → the day's data file, sorted by date: what a reader should read (nothing else)."""
-    out: dict[str, ObjectStoragePath] = {}
-    if not root.exists():
-        return out
-    for folder in sorted(root.iterdir(), key=lambda p: p.name):
-        match = DATE_RE.match(folder.name)
-        if not match or not folder.is_dir():
-            continue
-        files = sorted(p for p in folder.iterdir() if DATA_RE.match(p.name))
+    return {date: root / f"date={date}" / name for date, name in _day_file_names(root).items()}
+
+
+def _day_file_names(root: ObjectStoragePath) -> dict[str, str]:
+    """date → the name of the day's data file (one listing; plain ``os.scandir`` on a local disk)."""
+    out: dict[str, str] = {}
+    if is_local(root):
+        try:
+            with os.scandir(root.path) as entries:
+                folders = sorted((e.name, e.path) for e in entries if DATE_RE.match(e.name) and e.is_dir())
+        except (FileNotFoundError, NotADirectoryError):
+            return out
+        listed = [(name, f"file://{path}", os.listdir(path)) for name, path in folders]
+    else:
+        if not root.exists():
+            return out
+        listed = [
+            (folder.name, str(folder), [p.name for p in folder.iterdir()])
+            for folder in sorted(root.iterdir(), key=lambda p: p.name)
+            if DATE_RE.match(folder.name) and folder.is_dir()
+        ]
+    for name, where, children in listed:
+        files = sorted(c for c in children if DATA_RE.match(c))
         if len(files) > 1:
             raise OpenAIUsageStorageError(
-                f"{folder}: holds {', '.join(p.name for p in files)}; a day has one file. Remove the files this provider did not write"
+                f"{where}: holds {', '.join(files)}; a day has one file. Remove the files this provider did not write"
             )
         if files:
-            out[match.group(1)] = files[0]
+            out[DATE_RE.match(name).group(1)] = files[0]  # type: ignore[union-attr]
     return out
 
 
@@ -223,7 +242,7 @@ class DayStore:
                 current = self._read_manifest(date)
                 if current is None or current.get("sha256") != pending["sha256"]:
                     log.info("%s: finishing the publication of date=%s that a crashed run left half done", self.root, date)
-                    self._write_small(self.manifest_path(date), _manifest_bytes(pending))
+                    self._write_manifest(date, _manifest_bytes(pending))
         with contextlib.suppress(FileNotFoundError):
             pending_path.unlink()
 
@@ -244,7 +263,7 @@ class DayStore:
     def existing_formats(self) -> dict[str, str]:
         """date → format of the file each day holds now (one listing of the dataset, then kept current)."""
         if self._formats is None:
-            self._formats = {date: path.name.split(".", 1)[1] for date, path in list_day_files(self.root).items()}
+            self._formats = {date: name.split(".", 1)[1] for date, name in _day_file_names(self.root).items()}
         return dict(self._formats)
 
     def current_day(self, date: str, *, read_data: bool = True) -> DayFile | None:
@@ -307,8 +326,13 @@ class DayStore:
         *,
         covered: list[list[int]] | None = None,
         totals: Mapping[str, Any] | None = None,
+        wait_turn: Callable[[], None] | None = None,
     ) -> DayFile:
-        """Make ``table`` the day's content in one atomic step (see the module docstring)."""
+        """Make ``table`` the day's content in one atomic step (see the module docstring).
+
+        ``wait_turn``: called once the new file is durable in its temp and before the first publishing
+        step; a caller publishing several days at once uses it to keep the steps in day order.
+        """
         if not DATE_RE.match(f"date={date}"):
             raise ValueError(f"date={date!r} is not YYYY-MM-DD")
         held = self.existing_formats().get(date, self.file_format)
@@ -329,69 +353,88 @@ class DayStore:
             "covered": covered or [],
             "totals": dict(totals or {}),
         }
-        token = uuid.uuid4().hex[:16]
-        with self._temp_file(token) as (tmp_path, fh):
-            # Parquet carries what it holds in its own metadata (identity and windows), readable by any reader.
-            write_table(table, self.file_format, fh, metadata={k: record[k] for k in ("identity", "covered")})
-            fh.flush()
-            os.fsync(fh.fileno())
-            fh.seek(0)
-            digest = hashlib.sha256()
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-            record["sha256"] = digest.hexdigest()
-            fault_point("temp-written")
-            pending = self.tmp_dir / f"pending.{date}.{token}.json"
-            self._write_small(pending, _manifest_bytes(record))
-            fault_point("pending-written")
-            self._publish_data(tmp_path, self.day_path(date))
-            if self._formats is not None:
-                self._formats[date] = self.file_format
-            fault_point("data-published")
-        self._write_small(self.manifest_path(date), _manifest_bytes(record))
-        fault_point("manifest-published")
-        with contextlib.suppress(FileNotFoundError):
-            pending.unlink()
-        fault_point("pending-removed")
-        log.info("%s: wrote date=%s (%d rows)", self.root, date, table.num_rows)
+        # Encoded in memory (a day file is small next to its table): hashed without reading it back.
+        # Parquet carries what it holds in its own metadata (identity and windows), readable by any reader.
+        data = encode_table(table, self.file_format, metadata={k: record[k] for k in ("identity", "covered")})
+        record["sha256"] = hashlib.sha256(data).hexdigest()
+        token = new_token()
+        if self.local:
+            self._replace_local(date, token, data, record, wait_turn)
+        else:
+            self._replace_remote(date, token, data, record, wait_turn)
+        log.debug("%s: wrote date=%s (%d rows)", self.root, date, table.num_rows)
         return DayFile(
             date, self.day_path(date), self.file_format, table.num_rows, record["sha256"], ident, record["covered"], record["totals"]
         )
 
-    @contextlib.contextmanager
-    def _temp_file(self, token: str) -> Iterator[tuple[str, IO[bytes]]]:
-        """A locked temporary file: beside the dataset locally (same disk, for os.replace), else in the OS temp dir."""
+    def _replace_local(self, date: str, token: str, data: Any, record: dict[str, Any], wait_turn: Callable[[], None] | None) -> None:
+        """The publishing steps on a local disk with plain ``os`` calls on path strings (no fsspec per file).
 
-        if self.local:
-            os.makedirs(self.tmp_dir.path, exist_ok=True)
-            path = os.path.join(self.tmp_dir.path, f"{token}.tmp")
-        else:
-            path = os.path.join(tempfile.gettempdir(), f"{LOCAL_TEMP_PREFIX}{token}.tmp")
-        with _locked_temp(path) as fd:
-            fh = os.fdopen(os.dup(fd), "w+b")
+        Folders are created only when a call finds them missing. The new file is written and fsynced
+        before ``wait_turn`` (as a nameless file where the OS allows it, so nothing is left if the
+        process dies then); every publishing step comes after it.
+        """
+        control = os.path.join(self.root.path, CONTROL_DIR)
+        tmp_dir = os.path.join(control, "tmp")
+        tmp_path = os.path.join(tmp_dir, f"{token}.tmp")
+        with _durable_temp(tmp_path, data, wait_turn):
+            fault_point("temp-written")
+            # Written in place, not renamed: while the data temp above is locked a concurrent recovery
+            # leaves this pending manifest alone, and one torn by a crash is unreadable and removed.
+            pending = os.path.join(tmp_dir, f"pending.{date}.{token}.json")
+            pending_fd = os.open(pending, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
             try:
-                yield path, fh
+                _write_all(pending_fd, _manifest_bytes(record))
             finally:
-                fh.close()
+                os.close(pending_fd)
+            fault_point("pending-written")
+            try:
+                _replace(tmp_path, os.path.join(self.root.path, f"date={date}", data_name(self.file_format)))
+            except BaseException:
+                os.unlink(pending)  # not published: nothing for a later run to finish
+                raise
+            if self._formats is not None:
+                self._formats[date] = self.file_format
+            fault_point("data-published")
+        self._write_manifest(date, _manifest_bytes(record))
+        fault_point("manifest-published")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(pending)
+        fault_point("pending-removed")
 
-    def _publish_data(self, tmp_path: str, dest: ObjectStoragePath) -> None:
-        if self.local:
-            os.makedirs(dest.parent.path, exist_ok=True)
-            os.replace(tmp_path, dest.path)
-        else:
+    def _replace_remote(self, date: str, token: str, data: Any, record: dict[str, Any], wait_turn: Callable[[], None] | None) -> None:
+        """The publishing steps on an object store: the file is uploaded from a locked temp in the OS temp dir (one PUT)."""
+        tmp_path = os.path.join(tempfile.gettempdir(), f"{LOCAL_TEMP_PREFIX}{token}.tmp")
+        with _locked_temp(tmp_path) as fd:
+            _write_all(fd, data)
+            os.fsync(fd)
+            if wait_turn is not None:
+                wait_turn()
+            fault_point("temp-written")
+            pending = self.tmp_dir / f"pending.{date}.{token}.json"
+            pending.write_bytes(_manifest_bytes(record))
+            fault_point("pending-written")
+            dest = self.day_path(date)
             dest.fs.put_file(tmp_path, dest.path)
+            if self._formats is not None:
+                self._formats[date] = self.file_format
+            fault_point("data-published")
+        self._write_manifest(date, _manifest_bytes(record))
+        fault_point("manifest-published")
+        with contextlib.suppress(FileNotFoundError):
+            pending.unlink()
+        fault_point("pending-removed")
 
-    def _write_small(self, dest: ObjectStoragePath, data: bytes) -> None:
+    def _write_manifest(self, date: str, data: bytes) -> None:
         """Manifests: atomic too (rename locally, one PUT remotely)."""
         if not self.local:
-            dest.write_bytes(data)
+            self.manifest_path(date).write_bytes(data)
             return
-        os.makedirs(dest.parent.path, exist_ok=True)
-        os.makedirs(self.tmp_dir.path, exist_ok=True)
-        tmp = os.path.join(self.tmp_dir.path, f"{uuid.uuid4().hex[:16]}.tmp")
-        with _locked_temp(tmp) as fd:
-            os.write(fd, data)
-            os.replace(tmp, dest.path)
+        control = os.path.join(self.root.path, CONTROL_DIR)
+        tmp = os.path.join(control, "tmp", f"{new_token()}.tmp")
+        with _locked_temp(tmp, make_parents=True) as fd:
+            _write_all(fd, data)
+            _replace(tmp, os.path.join(control, "manifests", f"date={date}.json"))
 
     @contextlib.contextmanager
     def day_lock(self, date: str) -> Iterator[None]:
@@ -405,9 +448,12 @@ class DayStore:
             return
         import fcntl
 
-        folder = os.path.join(self.control.path, "locks")
-        os.makedirs(folder, exist_ok=True)
-        fd = os.open(os.path.join(folder, f"date={date}.lock"), os.O_CREAT | os.O_RDWR, 0o666)
+        path = os.path.join(self.root.path, CONTROL_DIR, "locks", f"date={date}.lock")
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o666)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -415,8 +461,61 @@ class DayStore:
             os.close(fd)
 
 
+def _write_all(fd: int, data: Any) -> None:
+    """``os.write`` until every byte of ``data`` (bytes or a buffer) is written."""
+    view = memoryview(data).cast("B")
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _replace(src: str, dest: str) -> None:
+    """``os.replace``, creating ``dest``'s folder only when it is missing (no ``mkdir`` per file)."""
+    try:
+        os.replace(src, dest)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        os.replace(src, dest)
+
+
 @contextlib.contextmanager
-def _locked_temp(path: str) -> Iterator[int]:
+def _durable_temp(path: str, data: Any, wait_turn: Callable[[], None] | None) -> Iterator[None]:
+    """``data`` fsynced in the locked temp ``path``; then ``wait_turn`` (days published in parallel
+    write and fsync at the same time, then take turns for the publishing steps)."""
+    with _locked_temp(path, make_parents=True) as fd:
+        _write_all(fd, data)
+        os.fsync(fd)
+        if wait_turn is not None:
+            wait_turn()
+        yield
+
+
+def new_token() -> str:
+    """A temp's unique name: random, and the writer's pid (so a clean-up can tell a dead writer's empty temp)."""
+    return f"{uuid.uuid4().hex[:16]}-{os.getpid()}"
+
+
+_TOKEN_PID = re.compile(r"-(\d+)(?:\.[a-z]+)?\.tmp$")
+
+
+def _writer_may_live(path: str) -> bool:
+    """False only when the temp's name carries a pid and no such process exists."""
+    match = _TOKEN_PID.search(path)
+    if match is None:
+        return True
+    pid = int(match.group(1))
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def _locked_temp(path: str, *, make_parents: bool = False) -> Iterator[int]:
     """Create ``path`` exclusively and hold an flock on it while it lives; remove it at the end.
 
     Every temporary file is locked by its writer, so a concurrent run's clean-up (``_is_locked``)
@@ -425,7 +524,13 @@ def _locked_temp(path: str) -> Iterator[int]:
     """
     import fcntl
 
-    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o666)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o666)
+    except FileNotFoundError:
+        if not make_parents:
+            raise
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o666)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield fd
@@ -451,8 +556,8 @@ def _is_locked(path: str, *, remove_if_free: bool = False) -> bool:
                 return True
             raise
         info = os.fstat(fd)
-        if info.st_size == 0 and time.time() - info.st_mtime < FRESH_EMPTY_TEMP_SECONDS:
-            return True  # just created, maybe not locked yet by its writer: leave it to a later run
+        if info.st_size == 0 and time.time() - info.st_mtime < FRESH_EMPTY_TEMP_SECONDS and _writer_may_live(path):
+            return True  # just created, maybe not locked yet by a live writer: leave it to a later run
         if remove_if_free:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)

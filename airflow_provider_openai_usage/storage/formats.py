@@ -124,6 +124,19 @@ def write_table(table: pa.Table, file_format: str, fh: Any, metadata: Mapping[st
     check_file_format(file_format)
 
 
+def encode_table(table: pa.Table, file_format: str, metadata: Mapping[str, Any] | None = None) -> Any:
+    """The file's bytes (a buffer: ``pyarrow.Buffer`` for Parquet, ``bytes`` for text), encoded in memory."""
+    if file_format == "parquet":
+        import pyarrow as pa
+
+        sink = pa.BufferOutputStream()
+        write_table(table, file_format, sink, metadata)
+        return sink.getvalue()
+    buffer = io.BytesIO()
+    write_table(table, file_format, buffer, metadata)
+    return buffer.getvalue()
+
+
 def _text_value(value: Any, csv_style: bool) -> Any:
     if isinstance(value, dt.datetime):
         value = value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -17,14 +17,18 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_openai_usage.endpoints import DECIMAL_PRECISION, Endpoint
 from airflow_provider_openai_usage.exceptions import OpenAIUsageResponseError, OpenAIUsageStorageError
 from airflow_provider_openai_usage.rows import bucket_columns, json_safe, metric_totals, sort_columns
-from airflow_provider_openai_usage.storage.days import DayStore
+from airflow_provider_openai_usage.storage.days import DayStore, data_name
 from airflow_provider_openai_usage.storage.formats import read_table, table_from_columns
 from airflow_provider_openai_usage.times import DAY, day_label, iso
 
@@ -37,6 +41,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 #: Version of this layout (one file per day, identity recorded); part of every day's identity.
 LAYOUT_VERSION = 2
+#: Days published at once on a local disk (see ``_Publisher``); object stores publish one at a time.
+PUBLISH_THREADS = 4
+#: Seconds between two "published" progress lines of one write.
+PROGRESS_INTERVAL = 5.0
 
 
 def arrow_schema(endpoint: Endpoint) -> pa.Schema:
@@ -106,8 +114,81 @@ class DayResult:
     totals: dict[str, Any] = field(default_factory=dict)
 
 
+class _Skipped(Exception):
+    """A day not published because an earlier day of the same write failed (that failure is raised)."""
+
+
+class _Turn:
+    """Day order for the publishing steps of days prepared in parallel (see ``_Publisher``)."""
+
+    def __init__(self, previous: _Turn | None) -> None:
+        self.previous = previous
+        self.done = threading.Event()
+        self.ok = False
+
+    def wait(self) -> None:
+        if self.previous is not None:
+            self.previous.done.wait()
+            if not self.previous.ok:
+                raise _Skipped()
+            self.previous = None  # let finished days go
+
+
+class _Publisher:
+    """Publishes finished days on a few threads, handing the results back in day order.
+
+    Why: on a local disk a day's cost is mostly waiting on the disk (``fsync``, creating and renaming
+    files), not CPU. Days are merged, encoded, written and fsynced in parallel (the filesystem commits
+    their journal entries together), while their publishing steps (pending manifest, rename,
+    manifest) still run strictly one day after the other, in day order, exactly as one thread would
+    run them: a crash leaves every day before it published and none after it. At most ``workers``
+    days are in flight (memory stays bounded), the first failure is raised in day order and stops
+    the later days, and leaving the ``with`` block (normally, by an error, or by the caller dropping
+    the iterator) waits for every thread.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="openai-usage-publish") if workers > 1 else None
+        self.in_flight: deque[Future[DayResult]] = deque()
+        self.last: _Turn | None = None
+
+    def __enter__(self) -> _Publisher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def submit(self, job: Callable[[Callable[[], None] | None], DayResult]) -> Iterator[DayResult]:
+        """Start publishing a day; yields the days (in order) that are done or must be waited for."""
+        if self.pool is None:
+            yield job(None)
+            return
+        turn = self.last = _Turn(self.last)
+
+        def run() -> DayResult:
+            try:
+                result = job(turn.wait)
+                turn.ok = True
+                return result
+            finally:
+                turn.done.set()
+
+        self.in_flight.append(self.pool.submit(run))
+        while self.in_flight and (len(self.in_flight) > self.workers or self.in_flight[0].done()):
+            yield self.in_flight.popleft().result()
+
+    def drain(self) -> Iterator[DayResult]:
+        while self.in_flight:
+            yield self.in_flight.popleft().result()
+
+
 class PartitionWriter:
     """Writes one endpoint's days under ``root`` (= ``<output_path>/<endpoint>``)."""
+
+    #: Days published at once (local disks only; object stores: one at a time).
+    publish_threads = PUBLISH_THREADS
 
     def __init__(self, root: ObjectStoragePath, endpoint: Endpoint, file_format: str, *, described_as: str | None = None) -> None:
         self.root = root
@@ -166,6 +247,24 @@ class PartitionWriter:
         """Publish each day of the query's range as soon as all its buckets arrived."""
         wanted = usage_identity(query, self.file_format, self.schema)
         width = query.width_seconds
+        with _Publisher(self.publish_threads if self.store.local else 1) as publisher:
+            yield from self._progress(self._write(query, buckets, publisher, wanted, width))
+
+    def _progress(self, results: Iterator[DayResult]) -> Iterator[DayResult]:
+        """One log line every ``PROGRESS_INTERVAL`` seconds and one at the end, not one per day."""
+        count, last, last_log = 0, None, time.monotonic()
+        for result in results:
+            count, last = count + 1, result.date
+            now = time.monotonic()
+            if now - last_log >= PROGRESS_INTERVAL:
+                last_log = now
+                log.info("%s: published %d day files so far, up to date=%s", self.root, count, last)
+            yield result
+        log.info("%s: published %d day files%s", self.root, count, f", the last date={last}" if last else "")
+
+    def _write(
+        self, query: UsageQuery, buckets: Iterable[dict[str, Any]], publisher: _Publisher, wanted: dict[str, Any], width: int
+    ) -> Iterator[DayResult]:
         day: int | None = None
         parts: list[dict[str, list[Any]]] = []
         covered_until = query.start_time
@@ -183,14 +282,15 @@ class PartitionWriter:
                 )
             bucket_day = start - start % DAY
             if day is not None and bucket_day != day:
-                yield self._finish(query, wanted, day, parts, covered_until)
+                yield from publisher.submit(self._finish(query, wanted, day, parts, covered_until))
                 parts = []
             day = bucket_day
             n, columns = bucket_columns(self.endpoint, bucket)
             parts.append(sort_columns(self.endpoint, n, columns))
             covered_until = end
         if day is not None:
-            yield self._finish(query, wanted, day, parts, covered_until)
+            yield from publisher.submit(self._finish(query, wanted, day, parts, covered_until))
+        yield from publisher.drain()
         if covered_until < query.end_time:
             raise OpenAIUsageResponseError(
                 f"{self.endpoint.key}: OpenAI reported buckets only up to {iso(covered_until)}, not to {iso(query.end_time)}; "
@@ -205,7 +305,8 @@ class PartitionWriter:
 
     def _finish(
         self, query: UsageQuery, wanted: dict[str, Any], day: int, parts: list[dict[str, list[Any]]], covered_until: int
-    ) -> DayResult:
+    ) -> Callable[[Callable[[], None] | None], DayResult]:
+        """Check the day is complete and build its table (here, in order); returns the publication to run."""
         window = (max(query.start_time, day), min(query.end_time, day + DAY))
         label = day_label(day)
         if covered_until < window[1]:
@@ -216,10 +317,17 @@ class PartitionWriter:
         names = self.schema.names
         columns = {name: [v for part in parts for v in part[name]] for name in names}
         new = table_from_columns(self.schema, columns)
-        with self.store.day_lock(label):
-            table, covered = self._merged(wanted, day, window, new)
-            self.store.replace_day(label, table, wanted, covered=covered, totals=_json_totals(day_totals(self.endpoint, table)))
-        return DayResult(label, new.num_rows, [self.store.day_path(label).name], day_totals(self.endpoint, new))
+        del columns, parts[:]
+        result = DayResult(label, new.num_rows, [data_name(self.file_format)], day_totals(self.endpoint, new))
+
+        def publish(wait_turn: Callable[[], None] | None) -> DayResult:
+            with self.store.day_lock(label):
+                table, covered = self._merged(wanted, day, window, new)
+                totals = _json_totals(day_totals(self.endpoint, table))
+                self.store.replace_day(label, table, wanted, covered=covered, totals=totals, wait_turn=wait_turn)
+            return result
+
+        return publish
 
     def _merged(self, wanted: dict[str, Any], day: int, window: tuple[int, int], new: pa.Table) -> tuple[pa.Table, list[list[int]]]:
         label = day_label(day)

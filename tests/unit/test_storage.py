@@ -456,3 +456,39 @@ def test_a_day_not_fully_reported_is_left_as_it_was_and_the_error_gives_the_fix(
     assert "2025-11-09 is only reported up to 2025-11-09T12:00:00Z" in message, message
     assert "OpenAIUsageSensor" in message and "end the range at 2025-11-09T00:00:00Z" in message, message
     assert day(NOW - DAY) not in " ".join(data_files(tmp_path)), "the incomplete day is not written"
+
+
+# -- days published in parallel (local disks) ---------------------------------------------------------
+def test_a_day_that_cannot_be_published_stops_the_later_days_and_leaves_no_thread_or_temp(fake_api, conn_id, tmp_path):
+    """Days are written and fsynced on several threads but published in day order: a failure at day 5
+    leaves days 1-4 published, nothing after it, no temporary file, and no publisher thread alive."""
+    import threading
+
+    start = NOW - 12 * DAY
+    blocked = day(start + 4 * DAY)
+    (tmp_path / "embeddings").mkdir()
+    (tmp_path / "embeddings" / f"date={blocked}").write_text("a file where the day's folder goes")
+    with pytest.raises(NotADirectoryError):
+        write(tmp_path, start, NOW, endpoint="embeddings")
+    published = sorted(p.split("/")[0] for p in data_files(tmp_path / "embeddings"))
+    assert published == [f"date={day(start + i * DAY)}" for i in range(4)]
+    assert not temps(tmp_path)
+    assert not [t for t in threading.enumerate() if t.name.startswith("openai-usage-publish")]
+    (tmp_path / "embeddings" / f"date={blocked}").unlink()
+    write(tmp_path, start, NOW, endpoint="embeddings")
+    assert len(data_files(tmp_path / "embeddings")) == 12 and not temps(tmp_path)
+
+
+def test_an_empty_temp_of_a_dead_writer_is_removed_at_once(fake_api, conn_id, tmp_path):
+    """Temps carry their writer's pid: an empty one (a writer killed between creating and locking it)
+    whose process is gone is removed by the next run, not left for a minute."""
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    tmp = tmp_path / "embeddings" / "_openai_usage" / "tmp"
+    tmp.mkdir(parents=True)
+    (tmp / f"0123456789abcdef-{dead.stdout.strip()}.tmp").touch()
+    (tmp / f"fedcba9876543210-{os.getpid()}.tmp").touch()  # this process lives: maybe between create and lock
+    write(tmp_path, NOW - DAY, NOW, endpoint="embeddings")
+    assert sorted(p.name for p in tmp.iterdir()) == [f"fedcba9876543210-{os.getpid()}.tmp"]
