@@ -13,10 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_openai_usage.query import UsageQuery
 from airflow_provider_openai_usage.rows import add_totals, bucket_columns, json_safe, metric_totals, rows_of
+
+if TYPE_CHECKING:
+    from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
 from airflow_provider_openai_usage.times import iso
 
 
@@ -43,7 +46,7 @@ class SettleResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def check_settled(hook: Any, query: UsageQuery, rules: SettleRules, *, now: float, state: StabilityState) -> SettleResult:
+def check_settled(hook: OpenAIUsageHook, query: UsageQuery, rules: SettleRules, *, now: float, state: StabilityState) -> SettleResult:
     """One poll. Makes no request while the settle period is still running."""
     ready_at = query.end_time + rules.settle_period_seconds
     if now < ready_at:

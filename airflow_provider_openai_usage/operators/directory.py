@@ -12,7 +12,7 @@ year writes today's names under last year's dates; keep a daily run going to bui
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -22,7 +22,9 @@ from airflow_provider_openai_usage.exceptions import OpenAIUsageValidationError
 from airflow_provider_openai_usage.task_range import is_templated
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.sdk import Asset, Context
+
+    from airflow_provider_openai_usage.storage import DayStore
 
 #: The folder under ``output_path`` that holds one dataset per entity.
 DIRECTORY_DIR = "directory"
@@ -35,7 +37,7 @@ def _literal(value: Any) -> bool:
     return value is not None and not is_templated(value)
 
 
-def snapshot_date(context: Any) -> str:
+def snapshot_date(context: Mapping[str, Any]) -> str:
     """The UTC date a run's snapshot is filed under: its data interval end.
 
     A manual run without a data interval files under the date it runs (``run_after``), which is
@@ -55,16 +57,15 @@ def snapshot_date(context: Any) -> str:
     return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%d")
 
 
-def _asset_uris(output_path: Any, entities: Sequence[str]) -> list[Any]:
-    from airflow.sdk import Asset, ObjectStoragePath
+def _asset_uris(output_path: Any, entities: Sequence[str]) -> list[Asset]:
+    from airflow.sdk import Asset
 
-    if isinstance(output_path, ObjectStoragePath):
-        base = output_path.as_uri()
-    elif isinstance(output_path, str) and _literal(output_path) and output_path.strip():
-        base = output_path.strip() if "://" in output_path else "file://" + output_path.strip()
-    else:
+    from airflow_provider_openai_usage.operators.usage import asset_base
+
+    base = asset_base(output_path)
+    if base is None:
         return []
-    return [Asset(uri=f"{base.rstrip('/')}/{DIRECTORY_DIR}/{e}", extra={"directory_entity": e}) for e in entities]
+    return [Asset(uri=f"{base}/{DIRECTORY_DIR}/{e}", extra={"directory_entity": e}) for e in entities]
 
 
 class OpenAIDirectoryOperator(BaseOperator):
@@ -169,7 +170,7 @@ class OpenAIDirectoryOperator(BaseOperator):
             "rows": sum(w["rows"] for w in written.values()),
         }
 
-    def _history_to_keep(self, date: str, stores: dict[str, Any]) -> list[str]:
+    def _history_to_keep(self, date: str, stores: dict[str, DayStore]) -> list[str]:
         """Entities whose snapshot of a past ``date`` exists already: a late run cannot know past names.
 
         A snapshot is "history" once a whole day separates its date from now (a daily run, a retry

@@ -9,7 +9,7 @@ The mapping itself is ``airflow_provider_openai_usage.focus`` (docs/focus.md).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +19,12 @@ from airflow_provider_openai_usage.exceptions import OpenAIUsageResponseError, O
 from airflow_provider_openai_usage.task_range import UsageRangeTask, is_templated
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     from airflow.sdk import Context, ObjectStoragePath
+
+    from airflow_provider_openai_usage.focus import BillingAccount
+    from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
+    from airflow_provider_openai_usage.query import UsageQuery
 
 DATASET = "focus"
 FILE_FORMATS = ("parquet", "csv")
@@ -122,7 +127,7 @@ class OpenAIFocusOperator(UsageRangeTask, BaseOperator):
             hook.close()
 
         # Map and check every row of every day before publishing the first one.
-        tables: dict[str, Any] = {}
+        tables: dict[str, pa.Table] = {}
         totals: dict[str, Decimal] = {}
         rows_per_day: dict[str, int] = {}
         for day, rows in days.items():
@@ -152,7 +157,7 @@ class OpenAIFocusOperator(UsageRangeTask, BaseOperator):
             "BilledCost": format(sum(totals.values(), Decimal(0)), "f"),
         }
 
-    def _billing_account(self, hook: Any) -> Any:
+    def _billing_account(self, hook: OpenAIUsageHook) -> BillingAccount:
         from airflow_provider_openai_usage import focus
 
         account_id, account_name = self.billing_account_id, self.billing_account_name
@@ -162,7 +167,7 @@ class OpenAIFocusOperator(UsageRangeTask, BaseOperator):
             account_name = settings.organization_name if account_name is None else account_name
         return focus.BillingAccount.of(account_id, account_name)
 
-    def _directory_root(self, location: ObjectStoragePath) -> Any:
+    def _directory_root(self, location: ObjectStoragePath) -> ObjectStoragePath | None:
         if self.project_names is not None:
             return None
         if self.directory_path is None:
@@ -200,7 +205,7 @@ def _row_order(row: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(row[k] or "" for k in ("SubAccountId", "x_ApiKeyId", "SkuId", "x_QuantityUnit"))
 
 
-def _whole_days(query: Any, buckets: Any) -> dict[str, list[dict[str, Any]]]:
+def _whole_days(query: UsageQuery, buckets: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """Rows per UTC day; every day of the range must be reported, or nothing is returned."""
     from airflow_provider_openai_usage.rows import bucket_rows
     from airflow_provider_openai_usage.times import day_label, iso
@@ -226,9 +231,9 @@ def _whole_days(query: Any, buckets: Any) -> dict[str, list[dict[str, Any]]]:
 class _DirectoryNames:
     """Project names per day from the organization directory's snapshots (or a fixed mapping)."""
 
-    def __init__(self, fixed: Mapping[str, str] | None, root: Any) -> None:
+    def __init__(self, fixed: Mapping[str, str] | None, root: ObjectStoragePath | None) -> None:
         self.fixed = fixed
-        self.snapshots: dict[str, Any] = {}
+        self.snapshots: dict[str, ObjectStoragePath] = {}
         self.cache: dict[str, dict[str, str]] = {}
         if fixed is None and root is not None:
             from airflow_provider_openai_usage.storage import list_day_files
@@ -252,7 +257,7 @@ class _DirectoryNames:
         return self.cache[chosen]
 
 
-def _names_of(path: Any) -> dict[str, str]:
+def _names_of(path: ObjectStoragePath) -> dict[str, str]:
     from airflow_provider_openai_usage.storage import read_day_table
 
     table = read_day_table(path)

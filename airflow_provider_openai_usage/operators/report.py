@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -23,6 +23,7 @@ from airflow_provider_openai_usage.operators.usage import output_location
 if TYPE_CHECKING:
     from airflow.sdk import BaseNotifier, Context, ObjectStoragePath
 
+    from airflow_provider_openai_usage.report.alerts import Evaluation, MarkerStore
     from airflow_provider_openai_usage.report.spend import Directory
 
 REPORTS = "reports"
@@ -31,7 +32,7 @@ REPORT_NAME = "spend.html"
 CHART_NAME = "spend.png"
 
 
-def report_day(context: Any, value: Any) -> dt.date:
+def report_day(context: Mapping[str, Any], value: Any) -> dt.date:
     """The UTC day a report or alert run is about: ``value`` if given, else the run's interval start."""
     if value not in (None, ""):
         if isinstance(value, dt.datetime):
@@ -175,7 +176,8 @@ class OpenAISpendAlertOperator(BaseOperator):
     ) -> None:
         from airflow.sdk import BaseNotifier
 
-        from airflow_provider_openai_usage.report.alerts import is_templated, parse_rules
+        from airflow_provider_openai_usage.report.alerts import parse_rules
+        from airflow_provider_openai_usage.task_range import is_templated
 
         super().__init__(**kwargs)
         if not is_templated(rules):
@@ -231,7 +233,7 @@ class OpenAISpendAlertOperator(BaseOperator):
             raise OpenAIUsageError(f"{len(fired)} spend rule(s) fired (fail_on_alert=True): " + "; ".join(ev.message for ev in fired))
         return {"date": day.isoformat(), "evaluations": summary}
 
-    def _deliver(self, ev: Any, markers: Any, context: Any, currency: str, url: str) -> tuple[list[str], list[str]]:
+    def _deliver(self, ev: Evaluation, markers: MarkerStore, context: Context, currency: str, url: str) -> tuple[list[str], list[str]]:
         """Send one firing to each notifier that has not had it; record each success at once."""
         delivered = markers.delivered(ev)
         errors = []

@@ -18,7 +18,7 @@ from airflow_provider_openai_usage.rows import json_safe, unknown_fields_warning
 from airflow_provider_openai_usage.task_range import UsageRangeTask, is_templated
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context, ObjectStoragePath
+    from airflow.sdk import Asset, Context, ObjectStoragePath
 
     from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
     from airflow_provider_openai_usage.query import UsageQuery
@@ -42,17 +42,25 @@ def output_location(output_path: Any, output_conn_id: str | None) -> ObjectStora
     return location(output_path, output_conn_id)
 
 
-def _asset_for(output_path: Any, endpoint_key: str) -> Any:
-    """The Asset a literal output location declares; templated locations cannot be known at parse."""
-    from airflow.sdk import Asset, ObjectStoragePath
+def asset_base(output_path: Any) -> str | None:
+    """The URI (no trailing ``/``) of a literal output location, for Assets; a templated one cannot be known at parse."""
+    from airflow.sdk import ObjectStoragePath
 
     if isinstance(output_path, ObjectStoragePath):
         base = output_path.as_uri()
-    elif isinstance(output_path, str) and "{{" not in output_path and output_path.strip():
+    elif isinstance(output_path, str) and not is_templated(output_path) and output_path.strip():
         base = output_path.strip() if "://" in output_path else "file://" + output_path.strip()
     else:
         return None
-    return Asset(uri=f"{base.rstrip('/')}/{endpoint_key}", extra={"endpoint": endpoint_key})
+    return base.rstrip("/")
+
+
+def _asset_for(output_path: Any, endpoint_key: str) -> Asset | None:
+    """The Asset a literal output location declares."""
+    from airflow.sdk import Asset
+
+    base = asset_base(output_path)
+    return None if base is None else Asset(uri=f"{base}/{endpoint_key}", extra={"endpoint": endpoint_key})
 
 
 class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
@@ -123,7 +131,7 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
             check_file_format(self.file_format)  # even without output_path: a format silently ignored is still a typo
         self.check_literal_parameters(restate_days=self.restate_days)
 
-    def execute(self, context: Context) -> Any:
+    def execute(self, context: Context) -> list[dict[str, Any]] | dict[str, Any]:
         from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
         from airflow_provider_openai_usage.storage import check_file_format
 
@@ -150,7 +158,7 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
         finally:
             hook.close()
 
-    def _rows_to_xcom(self, hook: Any, query: Any) -> list[dict[str, Any]]:
+    def _rows_to_xcom(self, hook: OpenAIUsageHook, query: UsageQuery) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
         for row in hook.iter_query_rows(query):
             if len(rows) >= self.max_xcom_rows:

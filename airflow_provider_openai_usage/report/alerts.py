@@ -156,16 +156,6 @@ def parse_rules(rules: Any) -> list[SpendRule]:
     return parsed
 
 
-def is_templated(value: Any) -> bool:
-    if isinstance(value, str):
-        return "{{" in value or "{%" in value
-    if isinstance(value, Mapping):
-        return any(is_templated(v) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return any(is_templated(v) for v in value)
-    return False
-
-
 @dataclass
 class Evaluation:
     """One rule tested for one scope (a project or the organization) on the report day."""

@@ -102,7 +102,7 @@ class OpenAIUsageSensor(UsageRangeTask, BaseSensorOperator):
         self.log.info("%s", result.reason)
         return result
 
-    def execute(self, context: Context) -> Any:
+    def execute(self, context: Context) -> dict[str, Any] | None:
         if not self.deferrable:
             return super().execute(context)
         from airflow_provider_openai_usage.settlement import StabilityState
@@ -145,7 +145,7 @@ class OpenAIUsageSensor(UsageRangeTask, BaseSensorOperator):
         self._stability = result.state
         return PokeReturnValue(is_done=result.settled, xcom_value=result.summary if result.settled else None)
 
-    def execute_complete(self, context: Context, event: Mapping[str, Any] | None = None) -> Any:
+    def execute_complete(self, context: Context, event: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
         if not event:
             raise OpenAIUsageError("the trigger ended without an event")
         if event.get("status") == "success":
