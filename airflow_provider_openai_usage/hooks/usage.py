@@ -47,6 +47,8 @@ from airflow_provider_openai_usage.query import UsageQuery
 from airflow_provider_openai_usage.rows import bucket_results, bucket_rows, check_result_object
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     import requests
     from airflow.sdk import Connection
     from tenacity import RetryCallState
@@ -445,13 +447,30 @@ class OpenAIUsageHook(BaseHook):
             param=exc.param,
         )
 
-    def iter_pages(self, query: UsageQuery) -> Iterator[dict[str, Any]]:
+    def iter_pages(self, query: UsageQuery, *, prefetch: bool = False) -> Iterator[dict[str, Any]]:
         """Every page of the query, following ``next_page``; a repeated cursor is an error, not a loop.
 
         All pages share one retry budget (``max_total_retry_wait``). Progress is logged against
         the number of buckets in the range, at most every ``progress_interval`` seconds.
+
+        ``prefetch``: request the next page on a background thread while the caller works on this
+        one (network overlaps writing). One request is in flight at a time, as without it, with the
+        same retries, budget and scrubbing; its error is raised where the caller asks for that page;
+        at most two pages are held; the thread ends with the iterator (closing it waits for the
+        request in flight). Off by default: then nothing is requested before the caller asks.
         """
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(1, thread_name_prefix="openai-usage-prefetch") if prefetch else None
+        try:
+            yield from self._pages(query, pool)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+
+    def _pages(self, query: UsageQuery, pool: Any) -> Iterator[dict[str, Any]]:
         cursor: str | None = None
+        ahead: Future[dict[str, Any]] | None = None
         seen: set[str] = set()
         number = 0
         buckets = 0
@@ -459,7 +478,8 @@ class OpenAIUsageHook(BaseHook):
         budget = self.new_retry_budget()
         started = last_log = time.monotonic()
         while True:
-            page = self._get_page(query, cursor, budget=budget)
+            page = ahead.result() if ahead is not None else self._get_page(query, cursor, budget=budget)
+            ahead = None
             number += 1
             buckets += len(page["data"])
             has_more, next_cursor = page.get("has_more"), page.get("next_page")
@@ -472,8 +492,10 @@ class OpenAIUsageHook(BaseHook):
             if number == 1 or not has_more or now - last_log >= self.progress_interval:
                 last_log = now
                 self._log_progress(query, number, buckets, total, now - started, done=not has_more)
+            if pool is not None and has_more and isinstance(next_cursor, str) and next_cursor and next_cursor not in seen:
+                ahead = pool.submit(self._get_page, query, next_cursor, None, budget)
             yield page
-            del page  # never hold two pages at once: memory stays flat however long the range
+            del page  # at most this page and the one being fetched are held: memory stays flat however long the range
             if not has_more:
                 return
             cursor = next_cursor
@@ -499,7 +521,7 @@ class OpenAIUsageHook(BaseHook):
             query.describe(), buckets, total, share * 100, page, elapsed, eta,
         )
 
-    def iter_query_buckets(self, query: UsageQuery, *, require_complete: bool = False) -> Iterator[dict[str, Any]]:
+    def iter_query_buckets(self, query: UsageQuery, *, require_complete: bool = False, prefetch: bool = False) -> Iterator[dict[str, Any]]:
         """Buckets in time order, each once, contiguous from ``start_time``; see the module docstring.
 
         A page is checked whole before any of its buckets is yielded, so a bad answer stops the
@@ -508,17 +530,17 @@ class OpenAIUsageHook(BaseHook):
         leave it False and judge the tail themselves).
         """
         try:
-            yield from self._checked_buckets(query, require_complete)
+            yield from self._checked_buckets(query, require_complete, prefetch)
         except OpenAIUsageError as exc:
             self._scrub_error(exc)
             raise
 
-    def _checked_buckets(self, query: UsageQuery, require_complete: bool) -> Iterator[dict[str, Any]]:
+    def _checked_buckets(self, query: UsageQuery, require_complete: bool, prefetch: bool = False) -> Iterator[dict[str, Any]]:
         from airflow_provider_openai_usage.times import iso
 
         decimals = [c for c in query.endpoint.columns if c.type == "decimal"]
         last_end = query.start_time
-        for page in self.iter_pages(query):
+        for page in self.iter_pages(query, prefetch=prefetch):
             for bucket in page["data"]:
                 if not isinstance(bucket, dict):
                     raise OpenAIUsageResponseError(f"{query.describe()}: a bucket is {type(bucket).__name__}, not an object")

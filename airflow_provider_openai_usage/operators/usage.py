@@ -175,7 +175,8 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
 
         totals: dict[str, Any] = {c.name: 0 for c in query.endpoint.metric_columns}
         days: dict[str, dict[str, Any]] = {}
-        for day in writer.write(query, hook.iter_query_buckets(query)):
+        # prefetch: the next page is fetched while this one's days are written.
+        for day in writer.write(query, hook.iter_query_buckets(query, prefetch=True)):
             days[day.date] = {"rows": day.rows, "files": day.files}
             add_totals(totals, day.totals)
         return {

@@ -20,6 +20,7 @@ from airflow_provider_openai_usage.exceptions import (
     OpenAIUsageValidationError,
 )
 from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
+from airflow_provider_openai_usage.query import UsageQuery
 from airflow_provider_openai_usage.testing import Fault, status
 
 START = NOW - 10 * DAY
@@ -498,3 +499,44 @@ def test_tls_verification_is_never_disabled():
     package = Path(__file__).resolve().parents[2] / "airflow_provider_openai_usage"
     sources = "\n".join(p.read_text() for p in package.rglob("*.py"))
     assert "verify=False" not in sources and "verify = False" not in sources
+
+
+# -- prefetching the next page (what the usage operator uses) ----------------------------------------
+def _prefetch_threads() -> list:
+    import threading
+
+    return [t for t in threading.enumerate() if t.name.startswith("openai-usage-prefetch")]
+
+
+def test_prefetching_gives_the_same_buckets_in_the_same_requests(fake_api, conn_id):
+    fake_api.controls.page_size_cap = 2
+    query = UsageQuery.build("costs", START, NOW)
+    plain = list(OpenAIUsageHook(conn_id).iter_query_buckets(query))
+    requests_plain = len(fake_api.requests)
+    ahead = list(OpenAIUsageHook(conn_id).iter_query_buckets(query, prefetch=True))
+    assert ahead == plain and len(plain) == 10
+    assert len(fake_api.requests) == 2 * requests_plain == 10
+    assert not _prefetch_threads()
+
+
+def test_a_fault_mid_range_while_prefetching_is_raised_in_order_and_no_thread_outlives_it(fake_api, monkeypatch):
+    """Page 3 fails on every attempt: pages 1-2 arrive, then the hook's own error (retries, scrubbing)."""
+    monkeypatch.setenv("AIRFLOW_CONN_OPENAI_USAGE_DEFAULT", fake_api.connection_json(max_retries=1, backoff_base=0.01))
+    fake_api.controls.page_size_cap = 2
+    fake_api.schedule_faults(Fault("pass"), Fault("pass"), status(500), status(500))
+    got = []
+    with pytest.raises(OpenAIUsageAPIError, match="giving up after 2 attempts.*HTTP 500") as info:
+        for bucket in OpenAIUsageHook().iter_query_buckets(UsageQuery.build("costs", START, NOW), prefetch=True):
+            got.append(bucket["start_time"])
+    assert got == [START + i * DAY for i in range(4)], "every bucket before the failed page, in order"
+    assert SENTINEL_KEY not in str(info.value) and len(fake_api.requests) == 4
+    assert not _prefetch_threads()
+
+
+def test_dropping_a_prefetching_iterator_ends_its_thread(fake_api, conn_id):
+    fake_api.controls.page_size_cap = 1
+    buckets = OpenAIUsageHook(conn_id).iter_query_buckets(UsageQuery.build("costs", START, NOW), prefetch=True)
+    next(buckets)
+    buckets.close()  # waits for the request in flight, then the thread ends
+    assert not _prefetch_threads()
+    assert len(fake_api.requests) <= 2, "at most one page ahead"
