@@ -137,18 +137,6 @@ def test_bad_input_is_refused_before_any_request(fake_api, conn_id, call, fragme
     assert fake_api.requests == []
 
 
-def test_429_honours_retry_after_and_retries_only_the_failed_page(fake_api, conn_id):
-    fake_api.controls.page_size_cap = 3
-    fake_api.schedule_faults(Fault("status", status=429, retry_after=1, path="/organization/costs"))
-    hook = OpenAIUsageHook(conn_id)
-    buckets = list(hook.iter_buckets("costs", START, NOW))
-    log = fake_api.requests
-    assert [r.status for r in log] == [429, 200, 200, 200, 200]
-    assert log[1].at - log[0].at >= 1.0, "Retry-After: 1 must be waited out"
-    assert log[0].query == log[1].query
-    assert len(buckets) == 10
-
-
 def test_5xx_drops_truncation_and_garbage_are_retried_to_identical_results(fake_api, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_PATIENT", fake_api.connection_json(max_retries=8, backoff_base=0.01))
     hook = OpenAIUsageHook("patient")
@@ -160,13 +148,6 @@ def test_5xx_drops_truncation_and_garbage_are_retried_to_identical_results(fake_
     assert sum(r.status == 200 and r.fault is None for r in fake_api.requests) == 3
 
 
-def test_read_timeouts_are_retried(fake_api, monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_SLOW", fake_api.connection_json(timeout=1, max_retries=2, backoff_base=0.01))
-    fake_api.schedule_faults(Fault("slow", delay=1.6))
-    assert len(list(OpenAIUsageHook("slow").iter_buckets("costs", START, NOW))) == 10
-    assert len(fake_api.requests) == 2
-
-
 def test_after_the_last_attempt_the_error_names_endpoint_status_and_openais_message(fake_api, conn_id):
     fake_api.schedule_faults(*[status(503)] * 5)
     with pytest.raises(
@@ -176,15 +157,6 @@ def test_after_the_last_attempt_the_error_names_endpoint_status_and_openais_mess
     ) as info:
         list(OpenAIUsageHook(conn_id).iter_rows("completions", START, NOW))
     assert info.value.status == 503 and len(fake_api.requests) == 5
-
-
-def test_retry_wait_budget_bounds_the_total_wait(fake_api, monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_BUDGET", fake_api.connection_json(max_retries=10, max_retry_wait=1.5))
-    fake_api.schedule_faults(*[status(429, retry_after=1)] * 10)
-    with pytest.raises(OpenAIUsageAPIError, match="HTTP 429"):
-        list(OpenAIUsageHook("budget").iter_rows("costs", START, NOW))
-    log = fake_api.requests
-    assert len(log) == 2 and log[-1].at - log[0].at < 1.5
 
 
 def test_401_fails_fast_with_the_admin_key_hint_and_the_connection_id(fake_api, monkeypatch):
@@ -299,58 +271,7 @@ def test_the_scrubber_catches_tokens_and_key_like_strings_in_any_spelling():
     assert scrub("sk-ad****cdef and Incorrect API key provided") == "sk-ad****cdef and Incorrect API key provided"
 
 
-# -- deadlines and budgets --------------------------------------------------------------------------
-def test_a_trickling_server_cannot_hold_a_request_past_its_timeout(fake_api, monkeypatch):
-    import time
-
-    monkeypatch.setenv("AIRFLOW_CONN_TRICKLE", fake_api.connection_json(timeout=1, max_retries=0))
-    fake_api.schedule_faults(Fault("trickle", delay=0.4))
-    hook = OpenAIUsageHook("trickle")
-    assert hook.settings.timeout == 1  # the connection is read before the clock starts
-    started = time.monotonic()
-    with pytest.raises(OpenAIUsageAPIError, match=r"did not arrive within timeout=1s \(the server sent \d+ bytes of the body by then\)"):
-        list(hook.iter_buckets("costs", START, NOW))
-    elapsed = time.monotonic() - started
-    # The body is thousands of bytes at one per 0.4 s; the per-read timeout alone would wait for all of it.
-    assert elapsed < 1 + 0.4 + 1.0, elapsed
-
-
-def test_a_trickled_page_is_retried_and_the_pull_completes(fake_api, monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_TRICKLE", fake_api.connection_json(timeout=1, max_retries=2, backoff_base=0.01))
-    fake_api.schedule_faults(Fault("trickle", delay=0.4))
-    assert len(list(OpenAIUsageHook("trickle").iter_buckets("costs", START, NOW))) == 10
-    assert [r.fault for r in fake_api.requests] == ["trickle 0.4s", None]
-
-
-def test_the_pull_wide_retry_budget_bounds_retries_across_pages(fake_api, monkeypatch):
-    import time
-
-    # Each page alone stays within max_retry_wait (2 waits of 1 s), but 6 pages of them would wait 12 s.
-    monkeypatch.setenv("AIRFLOW_CONN_OUTAGE", fake_api.connection_json(max_retries=4, max_retry_wait=3, max_total_retry_wait=2.5))
-    fake_api.controls.page_size_cap = 2
-    one_page = [status(503, retry_after=1), status(503, retry_after=1), Fault("pass")]
-    fake_api.schedule_faults(*one_page * 6)
-    hook = OpenAIUsageHook("outage")
-    assert hook.settings.max_total_retry_wait == 2.5
-    started = time.monotonic()
-    with pytest.raises(OpenAIUsageAPIError) as info:
-        list(hook.iter_buckets("costs", START, NOW))
-    elapsed = time.monotonic() - started
-    message = str(info.value)
-    assert "giving up after 1 attempt on /organization/costs: HTTP 503" in message
-    assert (
-        "the server asked to wait 1s (Retry-After), more than this pull"
-        "'s retry budget allows (0.5s left of max_total_retry_wait=2.5s)"
-    ) in message
-    assert [r.status for r in fake_api.requests] == [503, 503, 200, 503]
-    assert elapsed < 2.5 + 3.5, elapsed  # without the pull's budget: 6 pages x 2 s of waits
-    # The budget belongs to one pull, not to the hook: a trigger polling with one hook starts afresh.
-    fake_api.faults.clear()
-    fake_api.controls.page_size_cap = None
-    fake_api.schedule_faults(status(503, retry_after=1), status(503, retry_after=1))
-    assert len(list(hook.iter_buckets("costs", START, NOW))) == 10
-
-
+# -- deadlines and budgets (those that wait on the real clock: tests/integration/test_hooks_usage_waits.py) --
 @pytest.mark.parametrize(
     ("extra", "retry_after", "said"),
     [
