@@ -6,6 +6,7 @@ the report is tested on the files users get. The oracles read those files back w
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -73,3 +74,29 @@ def partition_sums(costs_root: Path, project: str | None = None) -> dict[str, De
             (r["amount_value"] for r in rows if project is None or r["project_id"] == project), Decimal(0)
         )
     return sums
+
+
+#: The report day of the report tests, and a day of their landed range that never landed.
+REPORT_DAY = dt.date(2025, 11, 9)
+GAP = "2025-11-03"
+_LANDED_WITH_GAP: dict[str, Path] = {}
+
+
+def land_with_gap(tmp_path_factory) -> Path:
+    """36 days of costs and completions (2025-10-05 to 2025-11-09) as the pull operator lands them,
+    with ``GAP`` never landed; landed once per session and shared (tests that change it copy it)."""
+    import shutil
+
+    if "root" not in _LANDED_WITH_GAP:
+        root = tmp_path_factory.mktemp("landed")
+        land(root.as_uri(), "2025-10-05", "2025-11-10")
+        shutil.rmtree(root / "costs" / f"date={GAP}")
+        _LANDED_WITH_GAP["root"] = root
+    return _LANDED_WITH_GAP["root"]
+
+
+def location(root: Path):
+    """``root`` as the ObjectStoragePath the report reads."""
+    from airflow.sdk import ObjectStoragePath
+
+    return ObjectStoragePath(root.as_uri())

@@ -1,22 +1,17 @@
-"""Spend alert rules: parameters refused with a fix, semantics on known numbers, once per period."""
+"""report/alerts.py: rule parameters refused with a fix, and the rules' semantics on known numbers.
+
+Delivery through the alert operator (real notifiers, once per period): tests/unit/test_operators_report.py.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-import os
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
-import pendulum
 import pytest
-from airflow.sdk import BaseNotifier
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
-from airflow_provider_openai_usage.exceptions import OpenAIUsageError, OpenAIUsageValidationError
-from airflow_provider_openai_usage.operators.report import OpenAISpendAlertOperator
+from airflow_provider_openai_usage.exceptions import OpenAIUsageValidationError
 from airflow_provider_openai_usage.report.alerts import Evaluator, parse_rules
 from airflow_provider_openai_usage.report.landed import COMPLETE, MISSING, day_range
 from airflow_provider_openai_usage.report.spend import Directory, Spend
@@ -62,14 +57,6 @@ def evaluate(rules: list[dict], s: Spend) -> dict[tuple[str, str | None], Any]:
 def test_bad_rules_are_refused_with_the_parameter_and_a_fix(rules: Any, match: str) -> None:
     with pytest.raises(OpenAIUsageValidationError, match=match):
         parse_rules(rules)
-
-
-def test_literal_rules_are_checked_at_parse_time_and_templated_ones_at_run_time() -> None:
-    with pytest.raises(OpenAIUsageValidationError, match="needs threshold"):
-        OpenAISpendAlertOperator(task_id="a", output_path="file:///tmp/x", rules=[{"name": "a", "kind": "daily"}])
-    OpenAISpendAlertOperator(task_id="b", output_path="file:///tmp/x", rules="{{ var.json.spend_rules }}")
-    with pytest.raises(OpenAIUsageValidationError, match="not an Airflow BaseNotifier"):
-        OpenAISpendAlertOperator(task_id="c", output_path="file:///tmp/x", rules=[{"name": "a", "kind": "daily", "threshold": 1}], notifiers=[print])
 
 
 def test_daily_threshold_fires_when_reached_and_not_below() -> None:
@@ -129,107 +116,3 @@ def test_anomaly_needs_enough_landed_history() -> None:
     s = spend({"2025-11-08": {"p": "1"}, "2025-11-09": {"p": "100"}}, missing=missing)
     ev = evaluate([{"name": "spike", "kind": "anomaly", "project": "p", "trailing_days": 7}], s)["spike", "p"]
     assert not ev.fired and "only 1 of the 7 days" in ev.detail
-
-
-# -- delivery through real BaseNotifier subclasses, once per period ---------------------------------------
-class Recorder(BaseNotifier):
-    """A real notifier: renders its template like any other and keeps what it would have sent."""
-
-    template_fields = ("text",)
-
-    def __init__(self, inbox: list[str], text: str = "{{ spend_alert.message }}", fail: list[bool] | None = None) -> None:
-        super().__init__()
-        self.inbox, self.text, self.fail = inbox, text, fail if fail is not None else []
-
-    def notify(self, context: Any) -> None:
-        if self.fail and self.fail.pop(0):
-            raise ConnectionError("receiver down")
-        self.inbox.append(self.text)
-
-
-@pytest.fixture
-def spiky(tmp_path: Path) -> Path:
-    """Landed costs where the report day reaches 100 for project p (written by the pull operator)."""
-    from report_support import land
-
-    land(tmp_path.as_uri(), "2025-11-01", "2025-11-10", endpoints=("costs",))
-    return tmp_path
-
-
-RULES = [{"name": "org-daily", "kind": "daily", "threshold": "0.01"}, {"name": "org-mtd", "kind": "month_to_date", "threshold": "0.01"}]
-CTX = {"data_interval_start": pendulum.datetime(2025, 11, 9), "data_interval_end": pendulum.datetime(2025, 11, 10), "run_id": "r"}
-
-
-def alert_op(out: Path, notifiers: list[BaseNotifier], **kwargs: Any) -> OpenAISpendAlertOperator:
-    return OpenAISpendAlertOperator(task_id="alerts", output_path=out.as_uri(), rules=kwargs.pop("rules", RULES), notifiers=notifiers, **kwargs)
-
-
-def test_each_firing_is_sent_once_across_reruns(spiky: Path) -> None:
-    a, b = [], []
-    for _ in range(3):
-        result = alert_op(spiky, [Recorder(a), Recorder(b, text="{{ spend_alert.project }} {{ spend_alert.amount }}")]).execute(CTX)
-    assert len(a) == 2 and len(b) == 2
-    assert a[0].startswith("OpenAI spend alert [org-daily]: the organization spent") and "reports/date=2025-11-09/spend.html" in a[0]
-    assert b[0].startswith("organization ") and b[0].endswith(" USD")
-    assert {e["state"] for e in result["evaluations"]} == {"fired"}
-    marker = json.loads((spiky / "alerts" / "org-mtd" / "_organization" / "2025-11.json").read_text())
-    assert marker["delivered"] == ["0:Recorder", "1:Recorder"] and marker["period"] == "2025-11"
-    # The next day is a new period for the daily rule, the same one for the month-to-date rule.
-    alert_op(spiky, [Recorder(a), Recorder(b)], report_date="2025-11-07").execute(CTX)
-    assert len(a) == 3 and "2025-11-07" in a[-1]
-
-
-def test_a_failed_receiver_fails_the_task_and_only_it_is_retried(spiky: Path) -> None:
-    ok, flaky = [], []
-    with pytest.raises(OpenAIUsageError, match="2 alert delivery failure"):
-        alert_op(spiky, [Recorder(ok), Recorder(flaky, fail=[True, True])]).execute(CTX)
-    assert len(ok) == 2 and flaky == []
-    alert_op(spiky, [Recorder(ok), Recorder(flaky)]).execute(CTX)  # the retry
-    assert len(ok) == 2 and len(flaky) == 2
-
-
-def test_fail_on_alert_fails_after_notifying(spiky: Path) -> None:
-    inbox: list[str] = []
-    with pytest.raises(OpenAIUsageError, match="fail_on_alert=True"):
-        alert_op(spiky, [Recorder(inbox)], fail_on_alert=True).execute(CTX)
-    assert len(inbox) == 2
-    quiet = alert_op(spiky, [Recorder(inbox)], rules=json.dumps([{"name": "huge", "kind": "daily", "threshold": "1e9"}]), fail_on_alert=True)
-    assert quiet.execute(CTX)["evaluations"][0]["state"] == "ok"
-
-
-def test_a_crash_while_recording_keeps_the_previous_marker(spiky: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    inbox: list[str] = []
-    op = alert_op(spiky, [Recorder(inbox)], rules=RULES[:1])
-    op.execute(CTX)
-    marker = spiky / "alerts" / "org-daily" / "_organization" / "2025-11-09.json"
-    before = marker.read_bytes()
-
-    def boom(src: str, dst: str) -> None:
-        raise OSError("killed while publishing")
-
-    second = alert_op(spiky, [Recorder(inbox), Recorder(inbox)], rules=RULES[:1])
-    monkeypatch.setattr(os, "replace", boom)
-    with pytest.raises(OSError, match="killed"):
-        second.execute(CTX)
-    monkeypatch.undo()
-    assert marker.read_bytes() == before, "a half-written marker would lose or repeat alerts"
-    assert not [p for p in marker.parent.iterdir() if p.name.endswith(".tmp")]
-    second.execute(CTX)  # the retry sends to the new receiver once more (at least once), never to the first
-    assert len(inbox) == 3
-
-
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.tuples(st.booleans(), st.booleans()), min_size=1, max_size=5))
-def test_any_mix_of_receiver_failures_and_retries_delivers_each_firing_exactly_once(spiky: Path, failures: list[tuple[bool, bool]]) -> None:
-    import shutil
-
-    shutil.rmtree(spiky / "alerts", ignore_errors=True)
-    inboxes: list[list[str]] = [[], []]
-    for fail_a, fail_b in [*failures, (False, False)]:  # the last retry finds both receivers up
-        notifiers = [Recorder(inboxes[0], fail=[fail_a] * 2), Recorder(inboxes[1], fail=[fail_b] * 2)]
-        try:
-            alert_op(spiky, notifiers).execute(CTX)
-        except OpenAIUsageError:
-            assert fail_a or fail_b
-    for inbox in inboxes:
-        assert sorted(m.split("]")[0] for m in inbox) == ["OpenAI spend alert [org-daily", "OpenAI spend alert [org-mtd"]
