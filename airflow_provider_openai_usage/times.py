@@ -33,6 +33,7 @@ __all__ = [
     "check_restate_days",
     "day_label",
     "day_start",
+    "utc_date",
     "iso",
     "resolve_range",
     "to_unix_seconds",
@@ -66,6 +67,11 @@ def iso(seconds: int) -> str:
 def day_label(seconds: int) -> str:
     """``YYYY-MM-DD`` of the UTC day holding ``seconds``: the ``date=`` a partition files it under."""
     return iso(seconds)[:10]
+
+
+def utc_date(moment: dt.datetime) -> dt.date:
+    """The UTC date of an aware datetime (a run's interval bounds may carry any zone)."""
+    return moment.astimezone(dt.timezone.utc).date()
 
 
 def day_start(day: dt.date) -> int:

@@ -20,6 +20,7 @@ from airflow.sdk import BaseOperator
 from airflow_provider_openai_usage.directory import ENTITIES, resolve_entities
 from airflow_provider_openai_usage.exceptions import OpenAIUsageValidationError
 from airflow_provider_openai_usage.task_range import is_templated
+from airflow_provider_openai_usage.times import utc_date
 
 if TYPE_CHECKING:
     from airflow.sdk import Asset, Context
@@ -54,7 +55,7 @@ def snapshot_date(context: Mapping[str, Any]) -> str:
         moment = dt.datetime.fromisoformat(moment.replace("Z", "+00:00"))
     if not isinstance(moment, dt.datetime) or moment.tzinfo is None:
         raise OpenAIUsageValidationError(f"{name}={moment!r} is not an aware datetime; cannot tell which UTC date the snapshot is for")
-    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%d")
+    return utc_date(moment).isoformat()
 
 
 def _asset_uris(output_path: Any, entities: Sequence[str]) -> list[Asset]:

@@ -19,6 +19,7 @@ from airflow.sdk import BaseOperator
 
 from airflow_provider_openai_usage.exceptions import OpenAIUsageError, OpenAIUsageValidationError
 from airflow_provider_openai_usage.operators.usage import output_location
+from airflow_provider_openai_usage.times import utc_date
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseNotifier, Context, ObjectStoragePath
@@ -36,7 +37,7 @@ def report_day(context: Mapping[str, Any], value: Any) -> dt.date:
     """The UTC day a report or alert run is about: ``value`` if given, else the run's interval start."""
     if value not in (None, ""):
         if isinstance(value, dt.datetime):
-            return value.astimezone(dt.timezone.utc).date() if value.tzinfo else value.date()
+            return utc_date(value) if value.tzinfo else value.date()
         if isinstance(value, dt.date):
             return value
         try:
@@ -50,7 +51,7 @@ def report_day(context: Mapping[str, Any], value: Any) -> dt.date:
         raise OpenAIUsageValidationError(
             "this run has no data interval (a manual trigger without a logical date); set report_date='YYYY-MM-DD'"
         )
-    return start.astimezone(dt.timezone.utc).date()
+    return utc_date(start)
 
 
 def report_path(location: ObjectStoragePath, day: dt.date, name: str = REPORT_NAME) -> ObjectStoragePath:

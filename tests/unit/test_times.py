@@ -21,6 +21,7 @@ from airflow_provider_openai_usage.times import (
     day_start,
     resolve_range,
     to_unix_seconds,
+    utc_date,
 )
 
 
@@ -119,6 +120,8 @@ def test_times_before_1970_are_refused_whatever_their_type():
 
 
 def test_a_day_s_label_and_start_are_utc():
+    plus_two = dt.timezone(dt.timedelta(hours=2))
+    assert utc_date(dt.datetime(2025, 11, 10, 1, 0, tzinfo=plus_two)) == dt.date(2025, 11, 9), "UTC, not local"
     assert day_label(NOW) == day_label(NOW + DAY - 1) == "2025-11-10" and day_label(NOW - 1) == "2025-11-09"
     assert day_start(dt.date(2025, 11, 10)) == NOW
     assert day_label(day_start(dt.date(1970, 1, 1))) == "1970-01-01"
