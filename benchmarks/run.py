@@ -290,7 +290,7 @@ def status(field):
 baseline = status("VmRSS")
 now = int(sys.argv[3])
 with tempfile.TemporaryDirectory() as tmp:
-    op = OpenAIUsageOperator(task_id="t", endpoint="completions", openai_usage_conn_id="bench", start_time=now - 86400,
+    op = OpenAIUsageOperator(task_id="t", endpoint="completions", openai_usage_conn_id="bench", start_time=now - int(sys.argv[5]) * 86400,
                              end_time=now, bucket_width="1m", group_by=sys.argv[4].split(","), output_path="file://" + tmp)
     n = op.execute(context={})["rows"]
 # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so it would report the parent's size.
@@ -298,20 +298,21 @@ print(json.dumps({"rows": n, "baseline_kb": baseline, "hwm_kb": status("VmHWM")}
 """
 
 
-def peak_rss(groups: int, repeats: int) -> dict[str, Any]:
+def peak_rss(groups: int, repeats: int, days: int = 1) -> dict[str, Any]:
+    """Peak RSS over the import baseline of a fresh process pulling ``days`` of 1m completions into Parquet."""
     from airflow_provider_openai_usage.endpoints import ENDPOINTS
 
     dims = ",".join(c.name for c in ENDPOINTS["completions"].dimensions)
     runs = []
     with FakeServer(dense_groups=groups) as server:
         for _ in range(repeats):
-            out = subprocess.run([sys.executable, "-c", RSS_PROBE, server.base_url, KEY, str(NOW), dims],
+            out = subprocess.run([sys.executable, "-c", RSS_PROBE, server.base_url, KEY, str(NOW), dims, str(days)],
                                  capture_output=True, text=True)
             if out.returncode:
                 raise RuntimeError(f"memory probe failed:\n{out.stderr[-3000:]}")
             runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
     over = [(r["hwm_kb"] - r["baseline_kb"]) / 1024 for r in runs]
-    return {"groups": groups, "rows": runs[0]["rows"], "over_baseline_mb": statistics.median(over),
+    return {"groups": groups, "days": days, "rows": runs[0]["rows"], "over_baseline_mb": statistics.median(over),
             "baseline_mb": statistics.median(r["baseline_kb"] for r in runs) / 1024}
 
 
@@ -432,7 +433,7 @@ def run(latency: float, repeats: int, smoke: bool) -> dict[str, Any]:
         f["all_endpoints"] = all_endpoints(server, start, NOW, 1 if smoke else repeats)
     if smoke:
         return f
-    f["memory"] = {"1x": peak_rss(50, repeats), "5x": peak_rss(250, repeats)}
+    f["memory"] = {"1x": peak_rss(50, repeats), "5x": peak_rss(250, repeats), "1x_3days": peak_rss(50, repeats, days=3)}
     pages = page_bytes(days=7, groups=1000)
     f["rows_per_second"] = rows_per_second({"ours": bytes_to_parquet_ours, "pandas": bytes_to_parquet_pandas}, pages, 7, repeats)
     f["import"] = {

@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
@@ -145,6 +146,100 @@ def _exact(value: Any, endpoint: Endpoint, column: str) -> Decimal | None:
     except InvalidOperation:
         raise OpenAIUsageResponseError(f"{endpoint.key}: {column}={str(value)[:40]!r} is not a finite number; nothing is written") from None
     return number
+
+
+def _make_exact(endpoint: Endpoint, result: dict[str, Any], path: tuple[str, ...], name: str) -> None:
+    """Decimal columns as exact ``Decimal``, whether OpenAI sent a number or a string."""
+    node: Any = result
+    for part in path[:-1]:
+        node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, dict) and path[-1] in node:
+        node[path[-1]] = _exact(node[path[-1]], endpoint, name)
+
+
+def _already_exact(endpoint: Endpoint, results: list[Any]) -> bool:
+    """The common case, checked per column over the whole bucket: plain dicts of the right object whose
+    amounts the JSON decoder already made ``Decimal`` (always finite: JSON numbers have no NaN)."""
+    if set(map(type, results)) != {dict} or not set(map(dict.get, results, repeat("object"))) <= {endpoint.result_object}:
+        return False
+    for column in endpoint.columns:
+        if column.type != "decimal":
+            continue
+        nodes: list[Any] = results
+        for part in column.path[:-1]:
+            nodes = [n.get(part) if type(n) is dict else None for n in nodes]
+        values = [n.get(column.path[-1]) if type(n) is dict else None for n in nodes]
+        if not set(map(type, values)) <= {Decimal, type(None)}:
+            return False
+    return True
+
+
+def check_page_buckets(query: UsageQuery, page: dict[str, Any], last_end: int) -> int:
+    """Check a page's buckets (times, order, contiguity from ``last_end``, result objects, exact amounts)
+    in place, before any of them is handed over; returns where the page's buckets end."""
+    from airflow_provider_openai_usage.times import iso
+
+    endpoint = query.endpoint
+    for bucket in page["data"]:
+        if not isinstance(bucket, dict):
+            raise OpenAIUsageResponseError(f"{query.describe()}: a bucket is {type(bucket).__name__}, not an object")
+        start, end = bucket.get("start_time"), bucket.get("end_time")
+        if type(start) is not int or type(end) is not int or end <= start:
+            raise OpenAIUsageResponseError(f"{query.describe()}: bucket with bad times {str(start)[:20]!r}–{str(end)[:20]!r}")
+        if start < query.start_time or end > query.end_time:
+            raise OpenAIUsageResponseError(
+                f"{query.describe()}: OpenAI returned bucket {start}–{end} outside the requested range; nothing is written"
+            )
+        if start < last_end:
+            raise OpenAIUsageResponseError(
+                f"{query.describe()}: bucket {start}–{end} overlaps or repeats the previous one; refusing to double count"
+            )
+        if start > last_end:
+            raise OpenAIUsageResponseError(
+                f"{query.describe()}: OpenAI returned no bucket from {iso(last_end)} to {iso(start)}; "
+                "refusing to skip a gap that would read as no usage"
+            )
+        bucket["results"] = results = bucket_results(bucket)
+        bucket.pop("result", None)
+        if not _already_exact(endpoint, results):
+            for result in results:
+                check_result_object(endpoint, result)
+                for column in endpoint.columns:
+                    if column.type == "decimal":
+                        _make_exact(endpoint, result, column.path, column.name)
+        last_end = end
+    return last_end
+
+
+_DECODER: Any = None
+
+
+def decode_json(body: bytes) -> Any:
+    """JSON with every number exact (``Decimal`` for non-integers), decoded by msgspec.
+
+    Anything msgspec refuses (``NaN``/``Infinity`` literals, which Python's ``json`` reads) goes through
+    the standard library as before, so what is accepted or refused, and with which error, is unchanged.
+    """
+    global _DECODER
+    import msgspec
+
+    if _DECODER is None:
+        _DECODER = msgspec.json.Decoder(float_hook=Decimal)
+    try:
+        return _DECODER.decode(body)
+    except msgspec.DecodeError:
+        return json.loads(body, parse_float=Decimal)
+
+
+def decode_page(query: UsageQuery, body: bytes) -> dict[str, Any]:
+    """One page's bytes → the checked page, as the hook hands it over (benchmarks call this)."""
+    page = decode_json(body)
+    if not isinstance(page, dict) or not isinstance(page.get("data"), list):
+        raise OpenAIUsageResponseError(f"{query.endpoint.key}: the answer has no 'data' array; nothing is written")
+    data = page["data"]
+    first = data[0].get("start_time") if data and isinstance(data[0], dict) else None
+    check_page_buckets(query, page, first if type(first) is int else query.start_time)
+    return page
 
 
 class OpenAIUsageHook(BaseHook):
@@ -355,6 +450,7 @@ class OpenAIUsageHook(BaseHook):
             else:
                 response.close()
         body = b"".join(chunks)
+        del chunks  # the body once, not twice, while it is decoded
         status = response.status_code
         if status in (401, 403):
             api_message, param = _api_error(body)
@@ -384,8 +480,8 @@ class OpenAIUsageHook(BaseHook):
                 param=param,
             )
         try:
-            # parse_float=Decimal keeps costs exact, whatever the number of decimals.
-            return json.loads(body, parse_float=Decimal)
+            # Exact Decimals keep costs exact, whatever the number of decimals.
+            return decode_json(body)
         except ValueError:
             raise _Retryable("the answer was not complete JSON (truncated or not JSON)") from None
 
@@ -538,35 +634,9 @@ class OpenAIUsageHook(BaseHook):
     def _checked_buckets(self, query: UsageQuery, require_complete: bool, prefetch: bool = False) -> Iterator[dict[str, Any]]:
         from airflow_provider_openai_usage.times import iso
 
-        decimals = [c for c in query.endpoint.columns if c.type == "decimal"]
         last_end = query.start_time
         for page in self.iter_pages(query, prefetch=prefetch):
-            for bucket in page["data"]:
-                if not isinstance(bucket, dict):
-                    raise OpenAIUsageResponseError(f"{query.describe()}: a bucket is {type(bucket).__name__}, not an object")
-                start, end = bucket.get("start_time"), bucket.get("end_time")
-                if type(start) is not int or type(end) is not int or end <= start:
-                    raise OpenAIUsageResponseError(f"{query.describe()}: bucket with bad times {str(start)[:20]!r}–{str(end)[:20]!r}")
-                if start < query.start_time or end > query.end_time:
-                    raise OpenAIUsageResponseError(
-                        f"{query.describe()}: OpenAI returned bucket {start}–{end} outside the requested range; nothing is written"
-                    )
-                if start < last_end:
-                    raise OpenAIUsageResponseError(
-                        f"{query.describe()}: bucket {start}–{end} overlaps or repeats the previous one; refusing to double count"
-                    )
-                if start > last_end:
-                    raise OpenAIUsageResponseError(
-                        f"{query.describe()}: OpenAI returned no bucket from {iso(last_end)} to {iso(start)}; "
-                        "refusing to skip a gap that would read as no usage"
-                    )
-                bucket["results"] = results = bucket_results(bucket)
-                bucket.pop("result", None)
-                for result in results:
-                    check_result_object(query.endpoint, result)
-                    for column in decimals:
-                        self._make_exact(query.endpoint, result, column.path, column.name)
-                last_end = end
+            last_end = check_page_buckets(query, page, last_end)
             data = page["data"]
             del page
             data.reverse()
@@ -581,12 +651,7 @@ class OpenAIUsageHook(BaseHook):
 
     @staticmethod
     def _make_exact(endpoint: Endpoint, result: dict[str, Any], path: tuple[str, ...], name: str) -> None:
-        """Decimal columns as exact ``Decimal``, whether OpenAI sent a number or a string."""
-        node: Any = result
-        for part in path[:-1]:
-            node = node.get(part) if isinstance(node, dict) else None
-        if isinstance(node, dict) and path[-1] in node:
-            node[path[-1]] = _exact(node[path[-1]], endpoint, name)
+        _make_exact(endpoint, result, path, name)
 
     def iter_query_rows(self, query: UsageQuery, *, require_complete: bool = False) -> Iterator[dict[str, Any]]:
         for bucket in self.iter_query_buckets(query, require_complete=require_complete):

@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 LAYOUT_VERSION = 2
 #: Days published at once on a local disk (see ``_Publisher``); object stores publish one at a time.
 PUBLISH_THREADS = 4
+#: Rows of a day kept as Python values before they become a typed Arrow chunk (memory: see docs/design.md).
+ARROW_CHUNK_ROWS = 8192
 #: Seconds between two "published" progress lines of one write.
 PROGRESS_INTERVAL = 5.0
 
@@ -266,7 +268,11 @@ class PartitionWriter:
         self, query: UsageQuery, buckets: Iterable[dict[str, Any]], publisher: _Publisher, wanted: dict[str, Any], width: int
     ) -> Iterator[DayResult]:
         day: int | None = None
+        # The day so far: typed Arrow chunks, and the last few buckets' columns as Python values (at
+        # most ARROW_CHUNK_ROWS rows of them), so a dense day is held compactly, not as Python objects.
+        chunks: list[pa.Table] = []
         parts: list[dict[str, list[Any]]] = []
+        held = 0
         covered_until = query.start_time
         for bucket in buckets:
             start, end = bucket["start_time"], bucket["end_time"]
@@ -282,14 +288,20 @@ class PartitionWriter:
                 )
             bucket_day = start - start % DAY
             if day is not None and bucket_day != day:
-                yield from publisher.submit(self._finish(query, wanted, day, parts, covered_until))
-                parts = []
+                yield from publisher.submit(self._finish(query, wanted, day, chunks + [self._table(parts)], covered_until))
+                chunks, parts, held = [], [], 0
             day = bucket_day
             n, columns = bucket_columns(self.endpoint, bucket)
+            del bucket
             parts.append(sort_columns(self.endpoint, n, columns))
+            held += n
+            if held >= ARROW_CHUNK_ROWS:
+                chunks.append(self._table(parts))
+                parts, held = [], 0
             covered_until = end
         if day is not None:
-            yield from publisher.submit(self._finish(query, wanted, day, parts, covered_until))
+            yield from publisher.submit(self._finish(query, wanted, day, chunks + [self._table(parts)], covered_until))
+            chunks, parts = [], []
         yield from publisher.drain()
         if covered_until < query.end_time:
             raise OpenAIUsageResponseError(
@@ -303,8 +315,12 @@ class PartitionWriter:
             f"{self.endpoint.key}: OpenAI returned no buckets from {iso(since)} to {iso(until)}; refusing to write a gap as no usage"
         )
 
+    def _table(self, parts: list[dict[str, list[Any]]]) -> pa.Table:
+        """Buckets' columns → one typed table (a value that does not fit its column is refused here)."""
+        return table_from_columns(self.schema, {name: [v for part in parts for v in part[name]] for name in self.schema.names})
+
     def _finish(
-        self, query: UsageQuery, wanted: dict[str, Any], day: int, parts: list[dict[str, list[Any]]], covered_until: int
+        self, query: UsageQuery, wanted: dict[str, Any], day: int, chunks: list[pa.Table], covered_until: int
     ) -> Callable[[Callable[[], None] | None], DayResult]:
         """Check the day is complete and build its table (here, in order); returns the publication to run."""
         window = (max(query.start_time, day), min(query.end_time, day + DAY))
@@ -314,16 +330,19 @@ class PartitionWriter:
                 f"{self.endpoint.key}: day {label} is only reported up to {iso(covered_until)}; its partition is left as it was. "
                 f"Wait for it with an OpenAIUsageSensor (settle_period) before this task, or end the range at {label}T00:00:00Z"
             )
-        names = self.schema.names
-        columns = {name: [v for part in parts for v in part[name]] for name in names}
-        new = table_from_columns(self.schema, columns)
-        del columns, parts[:]
+        if len(chunks) == 1:
+            new = chunks[0]
+        else:
+            import pyarrow as pa
+
+            new = pa.concat_tables(chunks).combine_chunks()  # one chunk per column: the same bytes as one build
+        del chunks
         result = DayResult(label, new.num_rows, [data_name(self.file_format)], day_totals(self.endpoint, new))
 
         def publish(wait_turn: Callable[[], None] | None) -> DayResult:
             with self.store.day_lock(label):
                 table, covered = self._merged(wanted, day, window, new)
-                totals = _json_totals(day_totals(self.endpoint, table))
+                totals = _json_totals(result.totals if table is new else day_totals(self.endpoint, table))
                 self.store.replace_day(label, table, wanted, covered=covered, totals=totals, wait_turn=wait_turn)
             return result
 

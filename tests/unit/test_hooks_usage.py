@@ -461,3 +461,37 @@ def test_dropping_a_prefetching_iterator_ends_its_thread(fake_api, conn_id):
     buckets.close()  # waits for the request in flight, then the thread ends
     assert not _prefetch_threads()
     assert len(fake_api.requests) <= 2, "at most one page ahead"
+
+
+# -- decoding --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"a": 1.5e3, "b": 0.1000, "c": 123456789012345678901234567890, "d": -0.0, "e": 1E-7, "a": 2, "s": "\\u00e9"}',
+        b'{"v": NaN, "w": Infinity, "x": -Infinity}',  # msgspec refuses these literals; json reads them (then rows refuse them)
+        b'{"data": [], "has_more": false}',
+    ],
+)
+def test_decode_json_reads_exactly_what_json_with_decimals_reads(body):
+    from airflow_provider_openai_usage.hooks.usage import decode_json
+
+    assert repr(decode_json(body)) == repr(json.loads(body, parse_float=Decimal))
+
+
+@pytest.mark.parametrize("body", [b'{"data": [', b"<html>proxy</html>", b""])
+def test_decode_json_refuses_what_json_refuses(body):
+    from airflow_provider_openai_usage.hooks.usage import decode_json
+
+    with pytest.raises(ValueError):
+        decode_json(body)
+
+
+def test_decode_page_gives_the_hooks_buckets(fake_api, conn_id):
+    import requests
+
+    from airflow_provider_openai_usage.hooks.usage import decode_page
+
+    query = UsageQuery.build("costs", START, NOW, group_by=["project_id"])
+    body = requests.get(f"{fake_api.base_url}/organization/costs", params=query.params(),
+                        headers={"Authorization": f"Bearer {SENTINEL_KEY}"}, timeout=30).content
+    assert decode_page(query, body)["data"] == list(OpenAIUsageHook(conn_id).iter_query_buckets(query))
