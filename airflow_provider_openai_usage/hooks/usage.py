@@ -61,6 +61,9 @@ RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: Seconds between two progress lines of one pull (the first and the last page are always logged).
 PROGRESS_INTERVAL = 5.0
 _READ_SIZE = 1 << 16
+#: Results per page the usage operator asks for at most (``iter_pages(page_results=...)``): ~2 KB each
+#: decoded, so two pages held (this one and the prefetched one) stay near 20 MB (docs/design.md).
+PAGE_RESULTS = 5000
 
 # What a server may echo back that must never reach an error, a log or the UI: bearer tokens and
 # anything shaped like an OpenAI key (sk-..., sk-admin-..., sk-proj-...).
@@ -209,6 +212,21 @@ def check_page_buckets(query: UsageQuery, page: dict[str, Any], last_end: int) -
                         _make_exact(endpoint, result, column.path, column.name)
         last_end = end
     return last_end
+
+
+def _with(query: UsageQuery, start_time: int, limit: int) -> list[tuple[str, str]]:
+    """The query's parameters from ``start_time`` with ``limit`` buckets per page."""
+    return [(k, str(start_time) if k == "start_time" else str(limit) if k == "limit" else v) for k, v in query.params()]
+
+
+def _next_limit(data: list[Any], page_results: int, max_limit: int) -> tuple[int, int | None]:
+    """(the limit that holds about ``page_results`` results given this page's density, where the page ended)."""
+    if not data or not isinstance(data[-1], dict):
+        return max_limit, None
+    results = sum(len(r) for b in data if isinstance(b, dict) for r in (b.get("results", b.get("result")),) if isinstance(r, list))
+    per_bucket = max(1, -(-results // len(data)))
+    end = data[-1].get("end_time")
+    return max(1, min(max_limit, page_results // per_bucket)), (end if type(end) is int else None)
 
 
 _DECODER: Any = None
@@ -543,7 +561,7 @@ class OpenAIUsageHook(BaseHook):
             param=exc.param,
         )
 
-    def iter_pages(self, query: UsageQuery, *, prefetch: bool = False) -> Iterator[dict[str, Any]]:
+    def iter_pages(self, query: UsageQuery, *, prefetch: bool = False, page_results: int | None = None) -> Iterator[dict[str, Any]]:
         """Every page of the query, following ``next_page``; a repeated cursor is an error, not a loop.
 
         All pages share one retry budget (``max_total_retry_wait``). Progress is logged against
@@ -554,17 +572,27 @@ class OpenAIUsageHook(BaseHook):
         same retries, budget and scrubbing; its error is raised where the caller asks for that page;
         at most two pages are held; the thread ends with the iterator (closing it waits for the
         request in flight). Off by default: then nothing is requested before the caller asks.
+
+        ``page_results``: hold about this many results per page, not a whole page of a dense grouping
+        (memory is bounded by the results held). A grouped 1h/1m pull starts with an hour of buckets;
+        after each page the next ``limit`` is this number over the results per bucket seen (at most
+        the maximum). A changed ``limit`` is sent as a new query from where the page ended (no cursor
+        is reused with other parameters). Sparse pulls keep the maximum and the fewest requests.
         """
         from concurrent.futures import ThreadPoolExecutor
 
         pool = ThreadPoolExecutor(1, thread_name_prefix="openai-usage-prefetch") if prefetch else None
         try:
-            yield from self._pages(query, pool)
+            yield from self._pages(query, pool, page_results)
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
 
-    def _pages(self, query: UsageQuery, pool: Any) -> Iterator[dict[str, Any]]:
+    def _pages(self, query: UsageQuery, pool: Any, page_results: int | None) -> Iterator[dict[str, Any]]:
+        max_limit = limit = query.limit
+        if page_results and query.group_by and query.width_seconds < 86400:
+            limit = min(max_limit, max(1, 3600 // query.width_seconds))  # an hour first: a page shows how dense the grouping is
+        params = _with(query, query.start_time, limit)
         cursor: str | None = None
         ahead: Future[dict[str, Any]] | None = None
         seen: set[str] = set()
@@ -574,7 +602,7 @@ class OpenAIUsageHook(BaseHook):
         budget = self.new_retry_budget()
         started = last_log = time.monotonic()
         while True:
-            page = ahead.result() if ahead is not None else self._get_page(query, cursor, budget=budget)
+            page = ahead.result() if ahead is not None else self._get_page(query, cursor, params, budget)
             ahead = None
             number += 1
             buckets += len(page["data"])
@@ -588,12 +616,24 @@ class OpenAIUsageHook(BaseHook):
             if number == 1 or not has_more or now - last_log >= self.progress_interval:
                 last_log = now
                 self._log_progress(query, number, buckets, total, now - started, done=not has_more)
-            if pool is not None and has_more and isinstance(next_cursor, str) and next_cursor and next_cursor not in seen:
-                ahead = pool.submit(self._get_page, query, next_cursor, None, budget)
+            fresh = False
+            if has_more and page_results:
+                new_limit, last_end = _next_limit(page["data"], page_results, max_limit)
+                if new_limit != limit and last_end is not None:
+                    limit, fresh = new_limit, True
+                    params = _with(query, last_end, limit)
+            if pool is not None and has_more:
+                if fresh:
+                    ahead = pool.submit(self._get_page, query, None, params, budget)
+                elif isinstance(next_cursor, str) and next_cursor and next_cursor not in seen:
+                    ahead = pool.submit(self._get_page, query, next_cursor, params, budget)
             yield page
             del page  # at most this page and the one being fetched are held: memory stays flat however long the range
             if not has_more:
                 return
+            if fresh:
+                cursor = None
+                continue
             cursor = next_cursor
             if not isinstance(cursor, str) or not cursor:
                 raise OpenAIUsageResponseError(f"{query.describe()}: page {number} says has_more but gives no next_page")
@@ -617,7 +657,9 @@ class OpenAIUsageHook(BaseHook):
             query.describe(), buckets, total, share * 100, page, elapsed, eta,
         )
 
-    def iter_query_buckets(self, query: UsageQuery, *, require_complete: bool = False, prefetch: bool = False) -> Iterator[dict[str, Any]]:
+    def iter_query_buckets(
+        self, query: UsageQuery, *, require_complete: bool = False, prefetch: bool = False, page_results: int | None = None
+    ) -> Iterator[dict[str, Any]]:
         """Buckets in time order, each once, contiguous from ``start_time``; see the module docstring.
 
         A page is checked whole before any of its buckets is yielded, so a bad answer stops the
@@ -626,16 +668,18 @@ class OpenAIUsageHook(BaseHook):
         leave it False and judge the tail themselves).
         """
         try:
-            yield from self._checked_buckets(query, require_complete, prefetch)
+            yield from self._checked_buckets(query, require_complete, prefetch, page_results)
         except OpenAIUsageError as exc:
             self._scrub_error(exc)
             raise
 
-    def _checked_buckets(self, query: UsageQuery, require_complete: bool, prefetch: bool = False) -> Iterator[dict[str, Any]]:
+    def _checked_buckets(
+        self, query: UsageQuery, require_complete: bool, prefetch: bool = False, page_results: int | None = None
+    ) -> Iterator[dict[str, Any]]:
         from airflow_provider_openai_usage.times import iso
 
         last_end = query.start_time
-        for page in self.iter_pages(query, prefetch=prefetch):
+        for page in self.iter_pages(query, prefetch=prefetch, page_results=page_results):
             last_end = check_page_buckets(query, page, last_end)
             data = page["data"]
             del page

@@ -175,8 +175,10 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
 
         totals: dict[str, Any] = {c.name: 0 for c in query.endpoint.metric_columns}
         days: dict[str, dict[str, Any]] = {}
-        # prefetch: the next page is fetched while this one's days are written.
-        for day in writer.write(query, hook.iter_query_buckets(query, prefetch=True)):
+        from airflow_provider_openai_usage.hooks.usage import PAGE_RESULTS
+
+        # prefetch: the next page is fetched while this one's days are written; page_results bounds memory.
+        for day in writer.write(query, hook.iter_query_buckets(query, prefetch=True, page_results=PAGE_RESULTS)):
             days[day.date] = {"rows": day.rows, "files": day.files}
             add_totals(totals, day.totals)
         return {

@@ -495,3 +495,25 @@ def test_decode_page_gives_the_hooks_buckets(fake_api, conn_id):
     body = requests.get(f"{fake_api.base_url}/organization/costs", params=query.params(),
                         headers={"Authorization": f"Bearer {SENTINEL_KEY}"}, timeout=30).content
     assert decode_page(query, body)["data"] == list(OpenAIUsageHook(conn_id).iter_query_buckets(query))
+
+
+def test_page_results_bounds_results_per_page_with_the_same_buckets(fake_api, conn_id):
+    """A dense grouping at 1m: an hour of buckets first, then pages of about page_results results,
+    each limit change sent as a new query from where the last page ended (no cursor reused)."""
+    fake_api.controls.dense_groups = 20
+    query = UsageQuery.build("completions", NOW - DAY, NOW, bucket_width="1m", group_by=["project_id", "model"])
+    plain = list(OpenAIUsageHook(conn_id).iter_query_buckets(query))
+    assert len(fake_api.requests) == 1 and sum(len(b["results"]) for b in plain) == 1440 * 20
+    bounded = list(OpenAIUsageHook(conn_id).iter_query_buckets(query, prefetch=True, page_results=1000))
+    assert bounded == plain
+    sent = [r.params() for r in fake_api.requests[1:]]
+    assert [p["limit"][0] for p in sent][:2] == ["60", "50"] and {p["limit"][0] for p in sent[1:]} == {"50"}
+    assert len(sent) == 1 + math.ceil((1440 - 60) / 50)
+    assert "page" not in sent[1] and sent[1]["start_time"] == [str(NOW - DAY + 3600)], "a new query from where page 1 ended"
+    assert all(p["end_time"] == [str(NOW)] for p in sent)
+
+
+def test_page_results_keeps_the_fewest_requests_when_pages_are_sparse(fake_api, conn_id):
+    query = UsageQuery.build("embeddings", NOW - 7 * DAY, NOW, bucket_width="1m")
+    list(OpenAIUsageHook(conn_id).iter_query_buckets(query, prefetch=True, page_results=5000))
+    assert len(fake_api.requests) == 7 and {r.params()["limit"][0] for r in fake_api.requests} == {"1440"}
