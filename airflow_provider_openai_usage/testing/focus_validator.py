@@ -42,6 +42,8 @@ KNOWN_DEFECTS = {
 _SUMMARY = re.compile(r"^Total: (\d+) \| Pass: (\d+) \| Fail: (\d+) \| Skipped: (\d+)$", re.M)
 _RULE = re.compile(r"^\S+ (?P<id>[A-Za-z]+-[A-Z]-\d{3}-[MOC]): (?P<status>PASS|FAIL|SKIPPED)(?:\s+\((?P<extra>.*)\))?$")
 _REASON = re.compile(r"reason=(.*?)(?:, msg=|$)")
+#: The validator ends a rule's extras with its timing (", 12.5ms"): not part of the reason or message.
+_TIMING = re.compile(r",\s*\d+(?:\.\d+)?ms$")
 
 
 class FocusValidatorUnavailable(RuntimeError):
@@ -145,7 +147,8 @@ def parse_console(output: str) -> FocusValidation:
             extra = rule.group("extra") or ""
             reason = _REASON.search(extra)
             msg = extra.split("msg=", 1)[1] if "msg=" in extra else ""
-            rules[rule.group("id")] = RuleResult(rule.group("status"), reason.group(1) if reason else msg)
+            text = reason.group(1) if reason else msg
+            rules[rule.group("id")] = RuleResult(rule.group("status"), _TIMING.sub("", text))
     return FocusValidation(total, passed, failed, skipped, match.group(0), rules, output)
 
 
