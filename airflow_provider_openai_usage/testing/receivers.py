@@ -11,6 +11,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from airflow_provider_openai_usage.testing.server import SHUTDOWN_POLL_SECONDS
+
 WEBHOOK_PATH = "/services/T000/B000/XXXX"
 
 
@@ -37,9 +39,9 @@ class WebhookReceiver:
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        # A short poll interval: shutdown() waits for the loop to notice (0.5 s by default, per receiver).
+        # shutdown() waits for the loop's next poll (0.5 s by default, per receiver).
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="webhook-receiver", daemon=True
+            target=self._server.serve_forever, kwargs={"poll_interval": SHUTDOWN_POLL_SECONDS}, name="webhook-receiver", daemon=True
         )
 
     @property
