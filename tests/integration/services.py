@@ -210,6 +210,10 @@ def _group_alive(pgid: int) -> bool:
     return any(group == pgid and state != "Z" for _, _, group, state in _processes())
 
 
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(f"terminated by signal {signum}: stopping the services this test started")
+
+
 @dataclass
 class ServiceSet:
     """Everything one test started; ``close()`` stops all of it in reverse order, whatever happened."""
@@ -248,12 +252,21 @@ class ServiceSet:
             raise ServiceError(f"clean-up problems: {errors}; still running: {leftovers}")
 
     def __enter__(self) -> ServiceSet:
+        # A SIGTERM (a CI timeout, `timeout`, kill) must stop what we started too: by default it ends
+        # pytest at once and leaves PostgreSQL, Redis and Airflow's processes running.
+        self._previous_sigterm = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous_sigterm = signal.signal(signal.SIGTERM, _exit_on_sigterm)
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is not None:
-            print(self.report(), flush=True)  # pytest shows captured output of failed tests
-        self.close()
+        try:
+            if exc_type is not None:
+                print(self.report(), flush=True)  # pytest shows captured output of failed tests
+            self.close()
+        finally:
+            if self._previous_sigterm is not None:
+                signal.signal(signal.SIGTERM, self._previous_sigterm)
 
     def report(self, lines: int = 80) -> str:
         parts = [f"===== logs kept under {self.root}"]
@@ -461,13 +474,22 @@ class AirflowAPI:
         answer.raise_for_status()
         return answer.json()
 
+    def every(self, path: str, key: str) -> list[dict[str, Any]]:
+        """All entries of a list endpoint: the API caps a page at ``[api] maximum_page_limit`` (100 by
+        default) whatever ``limit`` asks for, so read pages by offset until ``total_entries``."""
+        found: list[dict[str, Any]] = []
+        while True:
+            page = self.get(path, limit=100, offset=len(found))
+            found += page[key]
+            if not page[key] or len(found) >= page["total_entries"]:
+                return found
+
     def runs(self, dag_id: str) -> dict[str, str]:
         """run_id → state of every run of ``dag_id``."""
-        found = self.get(f"/dags/{dag_id}/dagRuns", limit=1000)["dag_runs"]
-        return {r["dag_run_id"]: r["state"] for r in found}
+        return {r["dag_run_id"]: r["state"] for r in self.every(f"/dags/{dag_id}/dagRuns", "dag_runs")}
 
     def task_instances(self, dag_id: str) -> list[dict[str, Any]]:
-        return self.get(f"/dags/{dag_id}/dagRuns/~/taskInstances", limit=10000)["task_instances"]
+        return self.every(f"/dags/{dag_id}/dagRuns/~/taskInstances", "task_instances")
 
     def unpause(self, dag_id: str) -> None:
         answer = self.session.patch(f"{self.base}/dags/{dag_id}", json={"is_paused": False}, timeout=60)
