@@ -1,42 +1,45 @@
-"""``python -m airflow_provider_openai_usage.testing``: what a new user sees in the first minutes."""
+"""``python -m airflow_provider_openai_usage.testing``: what a new user sees in the first minutes.
+
+In-process here (help, refusals, fault kinds); the server started as a child process, its printed
+URL and pasted export line: tests/integration/test_testing_cli.py.
+"""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
+import pytest
 
-import requests
-
-from airflow_provider_openai_usage.testing import DEFAULT_KEY
-
-CLI = [sys.executable, "-m", "airflow_provider_openai_usage.testing"]
+from airflow_provider_openai_usage.testing import DEFAULT_KEY, Fault, status
+from airflow_provider_openai_usage.testing.__main__ import FAULT_KINDS, _faults, main
 
 
-def test_serve_help_shows_the_default_key_and_port():
-    result = subprocess.run([*CLI, "serve", "--help"], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    help_text = " ".join(result.stdout.split())  # argparse wraps lines
+def test_serve_help_shows_the_default_key_and_port(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", "--help"])
+    assert exited.value.code == 0
+    help_text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
     assert f"(default: {DEFAULT_KEY})" in help_text
     assert "--port PORT port on 127.0.0.1 (0: any free port) (default: 0)" in help_text
+    assert "--spike PROJECT:YYYY-MM-DD:EVENTS" in help_text
 
 
-def test_serve_prints_a_connection_line_that_works_when_pasted():
-    proc = subprocess.Popen([*CLI, "serve", "--key", "sk-admin-pasted", "--seed", "2"], stdout=subprocess.PIPE, text=True)
-    try:
-        assert "listening on http://127.0.0.1:" in proc.stdout.readline()
-        proc.stdout.readline()  # what to do with the next line
-        export = proc.stdout.readline().strip()
-        assert export.startswith("export AIRFLOW_CONN_OPENAI_USAGE_DEFAULT=")
-        # Paste it into a shell and read the variable back: the JSON survives the quoting.
-        shell = subprocess.run(["bash", "-c", f"{export}\nprintf %s \"$AIRFLOW_CONN_OPENAI_USAGE_DEFAULT\""],
-                               capture_output=True, text=True, env={"PATH": os.environ["PATH"]}, timeout=30)
-        conn = json.loads(shell.stdout)
-        assert conn["conn_type"] == "openai_usage" and conn["password"] == "sk-admin-pasted"
-        answer = requests.get(conn["host"] + "/organization/costs", params={"start_time": 1762128000, "end_time": 1762214400},
-                              headers={"Authorization": f"Bearer {conn['password']}"}, timeout=10)
-        assert answer.status_code == 200
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["serve", "--fault-rate", "1.5"], "--fault-rate=1.5: must be between 0 and 1"),
+        (["serve", "--projects", "0"], "argument --projects: invalid choice: 0"),
+        ([], "the following arguments are required: command"),
+    ],
+)
+def test_bad_arguments_are_refused_with_the_value_before_a_server_starts(capsys, argv, fragment):
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    assert fragment in capsys.readouterr().err
+
+
+def test_fault_kinds_become_the_faults_a_bad_day_brings():
+    assert _faults("429,drop, 503", retry_after=7) == [status(429, retry_after=7), Fault("drop"), status(503)]
+    assert len(_faults(",".join(FAULT_KINDS), retry_after=1)) == len(FAULT_KINDS)
+    for bad in ("", "429,teapot", " , "):
+        with pytest.raises(SystemExit, match=f"--fault-kinds={bad!r}: choose from 429,500"):
+            _faults(bad, retry_after=1)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from decimal import Decimal
 from itertools import combinations
 
@@ -311,40 +309,3 @@ def test_seeded_fault_rate_is_reproducible():
 
     first = run()
     assert first == run() and {200, 500} <= set(first)
-
-
-def test_command_line_server_answers_on_the_printed_url():
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "airflow_provider_openai_usage.testing", "serve", "--port", "0", "--key", "sk-admin-cli-test", "--seed", "3"],
-        stdout=subprocess.PIPE, text=True,
-    )
-    try:
-        line = proc.stdout.readline()
-        assert "listening on http://127.0.0.1:" in line
-        base_url = line.strip().rsplit(" ", 1)[1]
-        assert base_url.endswith("/v1")
-        response = requests.get(base_url + "/organization/costs", params={"start_time": START, "end_time": NOW}, headers={"Authorization": "Bearer sk-admin-cli-test"}, timeout=10)
-        assert response.status_code == 200 and len(response.json()["data"]) == 7
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def _cli_answer(hash_seed: str, key: str) -> bytes:
-    env = {**__import__("os").environ, "PYTHONHASHSEED": hash_seed}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "airflow_provider_openai_usage.testing", "serve", "--key", "k", "--seed", "5"],
-        stdout=subprocess.PIPE, text=True, env=env,
-    )
-    try:
-        base_url = proc.stdout.readline().strip().rsplit(" ", 1)[1]
-        params = {"start_time": START, "end_time": NOW, "group_by": "project_id,model"}
-        return requests.get(base_url + ENDPOINTS[key].path, params=params, headers={"Authorization": "Bearer k"}, timeout=10).content
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-@pytest.mark.parametrize("key", ["completions", "embeddings"])
-def test_data_is_identical_across_processes_whatever_the_hash_seed(key):
-    assert _cli_answer("1", key) == _cli_answer("2", key)
