@@ -1,97 +1,23 @@
-"""storage: one file per UTC day, replaced atomically; merges of partial days; identity; hygiene."""
+"""storage.usage: PartitionWriter: buckets merged into day files, the three scenarios of issue #11, identity of a day,
+summaries and totals, answers that must not land, days published in parallel."""
 
 from __future__ import annotations
 
-import csv
-import datetime as dt
-import hashlib
 import json
-import os
-import stat
 from decimal import Decimal
 from pathlib import Path
 
-import pendulum
 import pytest
+from conftest import DAY, NOW
+from storage_support import D8, START, H, ctx, data_files, day, files, object_path, partition_writer, read_back, temps, usage_bucket, write
 
-from airflow_provider_openai_usage.endpoints import ENDPOINTS
 from airflow_provider_openai_usage.exceptions import (
-    OpenAIUsageAPIError,
     OpenAIUsageResponseError,
     OpenAIUsageStorageError,
-    OpenAIUsageValidationError,
 )
 from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
 from airflow_provider_openai_usage.operators.usage import OpenAICostsOperator, OpenAIUsageOperator
-from airflow_provider_openai_usage.storage import DayStore, list_day_files, read_day_table
-from airflow_provider_openai_usage.testing import Fault, status
-from conftest import DAY, NOW
-
-START = NOW - 4 * DAY
-#: 2025-11-08, the day the issue's scenarios use (seed 7).
-D8 = NOW - 2 * DAY
-H = 3600
-
-
-def ctx(start: int, end: int) -> dict:
-    return {
-        "data_interval_start": pendulum.from_timestamp(start, tz="UTC"),
-        "data_interval_end": pendulum.from_timestamp(end, tz="UTC"),
-    }
-
-
-def day(t: int) -> str:
-    return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%d")
-
-
-def files(root: Path) -> dict[str, str]:
-    """Relative path → sha256 of every file under root (control files included)."""
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def data_files(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("date=*/*"))
-
-
-def temps(root: Path) -> list[Path]:
-    return [p for p in root.rglob("*") if p.name.endswith(".tmp") or p.name.startswith(".") or p.name.startswith("pending.")]
-
-
-def read_back(path: Path, file_format: str) -> list[dict]:
-    if file_format == "parquet":
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(path)
-        return [
-            {k: (int(v.timestamp()) if isinstance(v, dt.datetime) else v) for k, v in row.items()} for row in table.to_pylist()
-        ]
-    if file_format == "jsonl":
-        return [json.loads(line) for line in path.read_text().splitlines()]
-    with path.open(newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
-def normalized_hook_rows(rows: list[dict], file_format: str) -> list[dict]:
-    """What the hook's rows look like once written in a text format."""
-    if file_format == "parquet":
-        return rows
-    out = []
-    for row in rows:
-        converted = {}
-        for k, v in row.items():
-            if k in ("start_time", "end_time"):
-                v = dt.datetime.fromtimestamp(v, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-            elif isinstance(v, Decimal):
-                v = format(v.normalize(), "f") if v else "0"
-            if file_format == "csv":
-                v = "" if v is None else ("true" if v is True else "false" if v is False else str(v))
-            converted[k] = v
-        out.append(converted)
-    return out
-
-
-def sort_rows(rows: list[dict]) -> list[dict]:
-    return sorted(rows, key=lambda r: json.dumps(r, sort_keys=True, default=str))
+from airflow_provider_openai_usage.storage import DayStore
 
 
 def day_sum(root: Path, endpoint: str, date: str, metric: str = "input_tokens") -> int:
@@ -105,31 +31,7 @@ def api_sum(conn_id: str, endpoint: str, start: int, end: int, width: str = "1d"
     return sum(r[metric] or 0 for r in rows)
 
 
-def write(tmp_path: Path, start: int, end: int, endpoint: str = "completions", **kwargs) -> dict:
-    op = OpenAIUsageOperator(task_id="t", endpoint=endpoint, output_path=str(tmp_path), start_time=start, end_time=end, **kwargs)
-    return op.execute({})
-
-
-# -- formats and bytes ------------------------------------------------------------------------------
-@pytest.mark.parametrize("file_format", ["parquet", "jsonl", "csv"])
-@pytest.mark.parametrize("key", list(ENDPOINTS))
-def test_every_endpoint_and_format_reads_back_equal_to_the_hooks_rows(fake_api, conn_id, tmp_path, key, file_format):
-    group_by = list(ENDPOINTS[key].group_by[:2])
-    op = OpenAIUsageOperator(task_id="t", endpoint=key, output_path=str(tmp_path), group_by=group_by, file_format=file_format)
-    summary = op.execute(ctx(START, NOW))
-    expected = list(OpenAIUsageHook(conn_id).iter_rows(key, START, NOW, group_by=group_by))
-    assert sorted(summary["days"]) == [day(START + i * DAY) for i in range(4)]
-    written = []
-    for d in summary["days"]:
-        (name,) = summary["days"][d]["files"]
-        assert name == f"data.{file_format}"
-        written += read_back(tmp_path / key / f"date={d}" / name, file_format)
-    assert sort_rows(written) == sort_rows(normalized_hook_rows(expected, file_format))
-    assert summary["rows"] == len(expected)
-    assert not temps(tmp_path), "no temporary files left behind"
-    assert data_files(tmp_path / key) == [f"date={day(START + i * DAY)}/data.{file_format}" for i in range(4)]
-
-
+# -- schema, days of a range, merged hours ---------------------------------------------------------
 def test_parquet_schema_is_typed_from_the_registry_and_identical_on_empty_days(fake_api, conn_id, tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -161,14 +63,6 @@ def test_a_multi_day_range_writes_the_same_bytes_as_daily_runs(fake_api, conn_id
     for i in range(4):
         OpenAIUsageOperator(task_id="d", output_path=str(daily), **kwargs).execute(ctx(START + i * DAY, START + (i + 1) * DAY))
     assert files(wide) == files(daily) and len(data_files(wide)) == 4
-
-
-def test_re_running_an_interval_gives_identical_bytes(fake_api, conn_id, tmp_path):
-    op = OpenAIUsageOperator(task_id="t", endpoint="images", output_path=f"file://{tmp_path}", group_by=["size", "source"])
-    op.execute(ctx(START, NOW))
-    first = files(tmp_path)
-    op.execute(ctx(START, NOW))
-    assert files(tmp_path) == first
 
 
 def test_hourly_runs_merged_into_a_day_give_the_bytes_of_one_whole_day_pull(fake_api, conn_id, tmp_path):
@@ -258,7 +152,7 @@ def test_identity_is_recorded_in_parquet_metadata_and_the_manifest(fake_api, con
         "bucket_width": "1h", "group_by": ["model"], "filters": {"batch": False},
     }
     assert recorded["covered"] == [[D8 + H, D8 + 2 * H]]
-    current = DayStore(_path(tmp_path / "completions")).current_day(day(D8))
+    current = DayStore(object_path(tmp_path / "completions")).current_day(day(D8))
     assert current is not None and current.identity == recorded["identity"] and current.rows == pq.read_metadata(current.path.path).num_rows
 
 
@@ -270,69 +164,7 @@ def test_another_format_on_a_day_is_refused_before_any_request(fake_api, conn_id
     assert fake_api.requests == []
 
 
-@pytest.mark.parametrize("file_format", ["jsonl", "csv"])
-def test_text_formats_merge_partial_days_exactly(fake_api, conn_id, tmp_path, file_format):
-    write(tmp_path / "a", D8, D8 + DAY, bucket_width="1h", group_by=["model"], file_format=file_format, endpoint="embeddings")
-    for h in (5, 0, 23):
-        write(tmp_path / "b", D8 + h * H, D8 + (h + 1) * H, bucket_width="1h", group_by=["model"], file_format=file_format, endpoint="embeddings")
-    write(tmp_path / "b", D8, D8 + DAY, bucket_width="1h", group_by=["model"], file_format=file_format, endpoint="embeddings")
-    name = f"embeddings/date={day(D8)}/data.{file_format}"
-    assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
-    costs = tmp_path / "c"
-    write(costs, D8, D8 + DAY, endpoint="costs", group_by=["line_item"], file_format=file_format)
-    table = read_day_table(list_day_files(_path(costs / "costs"))[day(D8)], _schema("costs"))
-    assert sum(table.column("amount_value").to_pylist()) == sum(
-        r["amount_value"] for r in OpenAIUsageHook(conn_id).iter_rows("costs", D8, D8 + DAY, group_by=["line_item"])
-    )
-
-
-# -- hygiene ---------------------------------------------------------------------------------------
-def test_published_files_honour_the_umask(fake_api, conn_id, tmp_path):
-    old = os.umask(0o022)
-    try:
-        write(tmp_path / "a", D8, D8 + DAY)
-        os.umask(0o027)
-        write(tmp_path / "b", D8, D8 + DAY)
-    finally:
-        os.umask(old)
-    assert stat.S_IMODE((tmp_path / "a" / "completions" / f"date={day(D8)}" / "data.parquet").stat().st_mode) == 0o644
-    assert stat.S_IMODE((tmp_path / "b" / "completions" / f"date={day(D8)}" / "data.parquet").stat().st_mode) == 0o640
-    manifest = tmp_path / "a" / "completions" / "_openai_usage" / "manifests" / f"date={day(D8)}.json"
-    assert stat.S_IMODE(manifest.stat().st_mode) == 0o644
-
-
-def test_stale_temporary_files_of_a_dead_writer_are_removed_by_the_next_run(fake_api, conn_id, tmp_path):
-    write(tmp_path, D8, D8 + DAY)
-    tmp_dir = tmp_path / "completions" / "_openai_usage" / "tmp"
-    (tmp_dir / "0123456789abcdef.tmp").write_bytes(b"half a parquet file")  # nobody holds its lock: a dead writer's
-    (tmp_dir / f"pending.{day(D8)}.0123456789abcdef.json").write_text('{"file": "data.parquet", "sha256": "00"}')
-    write(tmp_path, D8 - DAY, D8)
-    assert not temps(tmp_path)
-
-
-def test_a_fault_mid_day_leaves_the_previous_partition_and_no_temporary_files(fake_api, monkeypatch, tmp_path):
-    monkeypatch.setenv("AIRFLOW_CONN_OPENAI_USAGE_DEFAULT", fake_api.connection_json(max_retries=1, backoff_base=0.01))
-    op = OpenAIUsageOperator(task_id="t", endpoint="embeddings", output_path=str(tmp_path), bucket_width="1h")
-    op.execute(ctx(START, START + 2 * DAY))
-    before = files(tmp_path)
-    assert len(data_files(tmp_path / "embeddings")) == 2
-    # New numbers for day 1, 10 hours per page: page 1 succeeds, page 2 fails on both attempts.
-    fake_api.controls.revisions[START] = 3
-    fake_api.controls.page_size_cap = 10
-    fake_api.schedule_faults(Fault("pass"), status(500), status(500))
-    with pytest.raises(OpenAIUsageAPIError, match="HTTP 500"):
-        op.execute(ctx(START, START + 2 * DAY))
-    assert files(tmp_path) == before
-    fake_api.schedule_faults(Fault("pass"), Fault("pass"), Fault("pass"), status(500), status(500))
-    with pytest.raises(OpenAIUsageAPIError):
-        op.execute(ctx(START, START + 2 * DAY))
-    after = files(tmp_path)
-    day1, day2 = (f"embeddings/date={day(START + i * DAY)}/data.parquet" for i in range(2))
-    assert after[day1] != before[day1], "day 1 was complete, so it was replaced with the revised numbers"
-    assert after[day2] == before[day2], "day 2 failed mid-way, so its old partition stays"
-    assert not temps(tmp_path)
-
-
+# -- days not reported yet, restated days, summaries -----------------------------------------------
 def test_days_not_reported_yet_are_not_written_as_empty(fake_api, conn_id, tmp_path):
     fake_api.controls.available_until = NOW - DAY
     op = OpenAIUsageOperator(task_id="t", endpoint="moderations", output_path=str(tmp_path))
@@ -357,36 +189,14 @@ def test_summary_reports_days_files_and_metric_totals(fake_api, conn_id, tmp_pat
 
 
 # -- answers that must not land -------------------------------------------------------------------
-def _writer(tmp_path: Path, endpoint: str = "completions", file_format: str = "parquet"):
-    from airflow_provider_openai_usage.storage import PartitionWriter
-
-    return PartitionWriter(_path(tmp_path / endpoint), ENDPOINTS[endpoint], file_format)
-
-
-def _path(p: Path):
-    from airflow.sdk import ObjectStoragePath
-
-    return ObjectStoragePath(p.as_uri())
-
-
-def _schema(endpoint: str):
-    from airflow_provider_openai_usage.storage import arrow_schema
-
-    return arrow_schema(ENDPOINTS[endpoint])
-
-
-def _bucket(start: int, end: int, results: list) -> dict:
-    return {"object": "bucket", "start_time": start, "end_time": end, "results": results}
-
-
 def test_a_bucket_wider_than_the_width_is_refused_before_anything_is_written(tmp_path):
     from airflow_provider_openai_usage.query import UsageQuery
 
     query = UsageQuery.build("moderations", D8, D8 + 2 * DAY)
-    writer = _writer(tmp_path, "moderations")
+    writer = partition_writer(tmp_path, "moderations")
     writer.prepare(query)
     with pytest.raises(OpenAIUsageResponseError, match=r"bucket 2025-11-08T00:00:00Z–2025-11-10T00:00:00Z for bucket_width=1d"):
-        list(writer.write(query, [_bucket(D8, D8 + 2 * DAY, [])]))
+        list(writer.write(query, [usage_bucket(D8, D8 + 2 * DAY, [])]))
     assert data_files(tmp_path) == []
 
 
@@ -395,11 +205,11 @@ def test_an_int_beyond_int64_is_refused_naming_the_column_and_value(tmp_path, ca
     from airflow_provider_openai_usage.query import UsageQuery
 
     query = UsageQuery.build("moderations", D8, D8 + DAY)
-    writer = _writer(tmp_path, "moderations", file_format)
+    writer = partition_writer(tmp_path, "moderations", file_format)
     writer.prepare(query)
     result = {"object": "organization.usage.moderations.result", "input_tokens": 2**63, "num_model_requests": 1}
     with pytest.raises(OpenAIUsageResponseError, match=r"input_tokens=9223372036854775808 does not fit"):
-        list(writer.write(query, [_bucket(D8, D8 + DAY, [result])]))
+        list(writer.write(query, [usage_bucket(D8, D8 + DAY, [result])]))
     import gc
 
     gc.collect()
@@ -407,46 +217,7 @@ def test_an_int_beyond_int64_is_refused_naming_the_column_and_value(tmp_path, ca
     assert data_files(tmp_path) == []
 
 
-def test_a_large_amount_and_28_decimal_strings_fit(tmp_path):
-    from airflow_provider_openai_usage.query import UsageQuery
-
-    query = UsageQuery.build("costs", D8, D8 + DAY)
-    writer = _writer(tmp_path, "costs")
-    writer.prepare(query)
-    results = [
-        {"object": "organization.costs.result", "amount": {"value": Decimal("12345678901.5"), "currency": "usd"}},
-        {"object": "organization.costs.result", "amount": {"value": "0.0600000000000000000000000000", "currency": "usd"}},
-        {"object": "organization.costs.result", "amount": {"value": "0.3333333333333333333333333333", "currency": "usd"}},
-    ]
-    (result,) = writer.write(query, [_bucket(D8, D8 + DAY, results)])
-    values = read_day_table(list_day_files(_path(tmp_path / "costs"))[day(D8)]).column("amount_value").to_pylist()
-    assert values == [Decimal("12345678901.5"), Decimal("0.06"), Decimal("0.333333333333333333")]
-    assert result.totals["amount_value"] == sum(values)
-
-
-# -- output_path -----------------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    "output_path, fragment",
-    [
-        ("ftp://example.com/usage", "output_path='ftp://example.com/usage': ftp:// is not a storage"),
-        ("http://example.com/usage", "http:// is not a storage"),
-        ("relative/path", "is relative"),
-        ("file:///proc/openai-usage", "output_path='file:///proc/openai-usage' cannot be written"),
-    ],
-)
-def test_an_output_path_that_cannot_be_written_fails_before_any_request(fake_api, conn_id, output_path, fragment):
-    with pytest.raises(OpenAIUsageValidationError, match=fragment.replace("(", r"\(").replace("?", r"\?")):
-        OpenAIUsageOperator(task_id="t", endpoint="completions", output_path=output_path).execute(ctx(D8, D8 + DAY))
-    assert fake_api.requests == []
-
-
-def test_an_output_path_under_a_file_fails_before_any_request(fake_api, conn_id, tmp_path):
-    (tmp_path / "a-file").write_text("x")
-    with pytest.raises(OpenAIUsageValidationError, match=r"output_path='.*a-file/usage' cannot be written \(.*\); point output_path"):
-        OpenAIUsageOperator(task_id="t", endpoint="completions", output_path=str(tmp_path / "a-file" / "usage")).execute(ctx(D8, D8 + DAY))
-    assert fake_api.requests == []
-
-
+# -- a day not fully reported ----------------------------------------------------------------------
 def test_a_day_not_fully_reported_is_left_as_it_was_and_the_error_gives_the_fix(fake_api, conn_id, tmp_path):
     fake_api.controls.now = NOW - 12 * H  # OpenAI has reported 2025-11-09 only up to 12:00
     op = OpenAIUsageOperator(task_id="t", endpoint="completions", bucket_width="1h", output_path=tmp_path.as_uri())
@@ -477,18 +248,3 @@ def test_a_day_that_cannot_be_published_stops_the_later_days_and_leaves_no_threa
     (tmp_path / "embeddings" / f"date={blocked}").unlink()
     write(tmp_path, start, NOW, endpoint="embeddings")
     assert len(data_files(tmp_path / "embeddings")) == 12 and not temps(tmp_path)
-
-
-def test_an_empty_temp_of_a_dead_writer_is_removed_at_once(fake_api, conn_id, tmp_path):
-    """Temps carry their writer's pid: an empty one (a writer killed between creating and locking it)
-    whose process is gone is removed by the next run, not left for a minute."""
-    import subprocess
-    import sys
-
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
-    tmp = tmp_path / "embeddings" / "_openai_usage" / "tmp"
-    tmp.mkdir(parents=True)
-    (tmp / f"0123456789abcdef-{dead.stdout.strip()}.tmp").touch()
-    (tmp / f"fedcba9876543210-{os.getpid()}.tmp").touch()  # this process lives: maybe between create and lock
-    write(tmp_path, NOW - DAY, NOW, endpoint="embeddings")
-    assert sorted(p.name for p in tmp.iterdir()) == [f"fedcba9876543210-{os.getpid()}.tmp"]

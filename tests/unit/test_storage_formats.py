@@ -1,0 +1,106 @@
+"""storage.formats: Arrow tables to Parquet/JSONL/CSV bytes and back: every endpoint and format reads back as the
+hook's rows, the same bytes on a re-run, text formats merge partial days exactly, decimals fit their column."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal
+
+import pytest
+from conftest import DAY, NOW
+from storage_support import D8, START, H, ctx, data_files, day, files, object_path, partition_writer, read_back, temps, usage_bucket, write
+
+from airflow_provider_openai_usage.endpoints import ENDPOINTS
+from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
+from airflow_provider_openai_usage.operators.usage import OpenAIUsageOperator
+from airflow_provider_openai_usage.storage import list_day_files, read_day_table
+
+
+def normalized_hook_rows(rows: list[dict], file_format: str) -> list[dict]:
+    """What the hook's rows look like once written in a text format."""
+    if file_format == "parquet":
+        return rows
+    out = []
+    for row in rows:
+        converted = {}
+        for k, v in row.items():
+            if k in ("start_time", "end_time"):
+                v = dt.datetime.fromtimestamp(v, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            elif isinstance(v, Decimal):
+                v = format(v.normalize(), "f") if v else "0"
+            if file_format == "csv":
+                v = "" if v is None else ("true" if v is True else "false" if v is False else str(v))
+            converted[k] = v
+        out.append(converted)
+    return out
+
+
+def sort_rows(rows: list[dict]) -> list[dict]:
+    return sorted(rows, key=lambda r: json.dumps(r, sort_keys=True, default=str))
+
+
+def _schema(endpoint: str):
+    from airflow_provider_openai_usage.storage import arrow_schema
+
+    return arrow_schema(ENDPOINTS[endpoint])
+
+
+@pytest.mark.parametrize("file_format", ["parquet", "jsonl", "csv"])
+@pytest.mark.parametrize("key", list(ENDPOINTS))
+def test_every_endpoint_and_format_reads_back_equal_to_the_hooks_rows(fake_api, conn_id, tmp_path, key, file_format):
+    group_by = list(ENDPOINTS[key].group_by[:2])
+    op = OpenAIUsageOperator(task_id="t", endpoint=key, output_path=str(tmp_path), group_by=group_by, file_format=file_format)
+    summary = op.execute(ctx(START, NOW))
+    expected = list(OpenAIUsageHook(conn_id).iter_rows(key, START, NOW, group_by=group_by))
+    assert sorted(summary["days"]) == [day(START + i * DAY) for i in range(4)]
+    written = []
+    for d in summary["days"]:
+        (name,) = summary["days"][d]["files"]
+        assert name == f"data.{file_format}"
+        written += read_back(tmp_path / key / f"date={d}" / name, file_format)
+    assert sort_rows(written) == sort_rows(normalized_hook_rows(expected, file_format))
+    assert summary["rows"] == len(expected)
+    assert not temps(tmp_path), "no temporary files left behind"
+    assert data_files(tmp_path / key) == [f"date={day(START + i * DAY)}/data.{file_format}" for i in range(4)]
+
+
+def test_re_running_an_interval_gives_identical_bytes(fake_api, conn_id, tmp_path):
+    op = OpenAIUsageOperator(task_id="t", endpoint="images", output_path=f"file://{tmp_path}", group_by=["size", "source"])
+    op.execute(ctx(START, NOW))
+    first = files(tmp_path)
+    op.execute(ctx(START, NOW))
+    assert files(tmp_path) == first
+
+
+@pytest.mark.parametrize("file_format", ["jsonl", "csv"])
+def test_text_formats_merge_partial_days_exactly(fake_api, conn_id, tmp_path, file_format):
+    write(tmp_path / "a", D8, D8 + DAY, bucket_width="1h", group_by=["model"], file_format=file_format, endpoint="embeddings")
+    for h in (5, 0, 23):
+        write(tmp_path / "b", D8 + h * H, D8 + (h + 1) * H, bucket_width="1h", group_by=["model"], file_format=file_format, endpoint="embeddings")
+    write(tmp_path / "b", D8, D8 + DAY, bucket_width="1h", group_by=["model"], file_format=file_format, endpoint="embeddings")
+    name = f"embeddings/date={day(D8)}/data.{file_format}"
+    assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    costs = tmp_path / "c"
+    write(costs, D8, D8 + DAY, endpoint="costs", group_by=["line_item"], file_format=file_format)
+    table = read_day_table(list_day_files(object_path(costs / "costs"))[day(D8)], _schema("costs"))
+    assert sum(table.column("amount_value").to_pylist()) == sum(
+        r["amount_value"] for r in OpenAIUsageHook(conn_id).iter_rows("costs", D8, D8 + DAY, group_by=["line_item"])
+    )
+
+
+def test_a_large_amount_and_28_decimal_strings_fit(tmp_path):
+    from airflow_provider_openai_usage.query import UsageQuery
+
+    query = UsageQuery.build("costs", D8, D8 + DAY)
+    writer = partition_writer(tmp_path, "costs")
+    writer.prepare(query)
+    results = [
+        {"object": "organization.costs.result", "amount": {"value": Decimal("12345678901.5"), "currency": "usd"}},
+        {"object": "organization.costs.result", "amount": {"value": "0.0600000000000000000000000000", "currency": "usd"}},
+        {"object": "organization.costs.result", "amount": {"value": "0.3333333333333333333333333333", "currency": "usd"}},
+    ]
+    (result,) = writer.write(query, [usage_bucket(D8, D8 + DAY, results)])
+    values = read_day_table(list_day_files(object_path(tmp_path / "costs"))[day(D8)]).column("amount_value").to_pylist()
+    assert values == [Decimal("12345678901.5"), Decimal("0.06"), Decimal("0.333333333333333333")]
+    assert result.totals["amount_value"] == sum(values)
