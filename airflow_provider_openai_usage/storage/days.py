@@ -393,14 +393,8 @@ class DayStore:
             except BaseException:
                 os.unlink(pending)  # not published: nothing for a later run to finish
                 raise
-            if self._formats is not None:
-                self._formats[date] = self.file_format
-            fault_point("data-published")
-        self._write_manifest(date, _manifest_bytes(record))
-        fault_point("manifest-published")
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(pending)
-        fault_point("pending-removed")
+            self._data_published(date)
+        self._finish_publish(date, record, lambda: os.unlink(pending))
 
     def _replace_remote(self, date: str, token: str, data: Any, record: dict[str, Any], wait_turn: Callable[[], None] | None) -> None:
         """The publishing steps on an object store: the file is uploaded from a locked temp in the OS temp dir (one PUT)."""
@@ -416,13 +410,21 @@ class DayStore:
             fault_point("pending-written")
             dest = self.day_path(date)
             dest.fs.put_file(tmp_path, dest.path)
-            if self._formats is not None:
-                self._formats[date] = self.file_format
-            fault_point("data-published")
+            self._data_published(date)
+        self._finish_publish(date, record, pending.unlink)
+
+    def _data_published(self, date: str) -> None:
+        """The day's data file is in place (the manifest not yet): remember its format for this run."""
+        if self._formats is not None:
+            self._formats[date] = self.file_format
+        fault_point("data-published")
+
+    def _finish_publish(self, date: str, record: dict[str, Any], remove_pending: Callable[[], None]) -> None:
+        """The last publishing steps, the same locally and remotely: manifest, then the pending record goes."""
         self._write_manifest(date, _manifest_bytes(record))
         fault_point("manifest-published")
         with contextlib.suppress(FileNotFoundError):
-            pending.unlink()
+            remove_pending()
         fault_point("pending-removed")
 
     def _write_manifest(self, date: str, data: bytes) -> None:
