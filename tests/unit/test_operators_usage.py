@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
 from decimal import Decimal
 
-import pendulum
 import pytest
 from conftest import DAY, NOW
+from storage_support import START, ctx
 
 from airflow_provider_openai_usage.exceptions import OpenAIUsageResponseError, OpenAIUsageValidationError
 from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
 from airflow_provider_openai_usage.operators.usage import OpenAICostsOperator
 from airflow_provider_openai_usage.testing import Fault
-
-START = NOW - 4 * DAY
-
-
-def ctx(start: int, end: int) -> dict:
-    return {
-        "data_interval_start": pendulum.from_timestamp(start, tz="UTC"),
-        "data_interval_end": pendulum.from_timestamp(end, tz="UTC"),
-    }
-
-
-def day(t: int) -> str:
-    return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%d")
 
 
 def test_without_output_path_rows_go_to_xcom_up_to_the_cap(fake_api, conn_id):
