@@ -7,12 +7,26 @@ same inputs with the same words: the parameter, the bad value, and what is allow
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from airflow_provider_openai_usage.endpoints import WIDTH_SECONDS, Endpoint, get_endpoint
 from airflow_provider_openai_usage.exceptions import OpenAIUsageValidationError
 from airflow_provider_openai_usage.times import check_range, iso, to_unix_seconds
+
+#: The most page streams one pull may run at once (``iter_query_buckets(streams=...)``, the operator's
+#: ``parallel_requests``): enough to hide a slow answer, few enough to stay polite to OpenAI's rate limits.
+MAX_STREAMS = 8
+
+
+def check_streams(value: Any, name: str = "streams") -> int:
+    """How many sub-ranges of one pull are paged at once: an int from 1 to ``MAX_STREAMS``."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_STREAMS:
+        raise OpenAIUsageValidationError(
+            f"{name}={value!r} must be an int from 1 to {MAX_STREAMS} (requests in flight at once for one pull; "
+            f"1 pages the range one request after another); e.g. {name}=2"
+        )
+    return value
 
 
 def _allowed(values: Iterable[str]) -> str:
@@ -160,6 +174,37 @@ class UsageQuery:
             else:
                 params += [(f"{name}[]", v) for v in value]
         return params
+
+    def bucket_count(self) -> int:
+        """How many buckets the range spans (the first and the last may be partial)."""
+        width = self.width_seconds
+        return (self.end_time - 1) // width - self.start_time // width + 1
+
+    def with_range(self, start_time: int, end_time: int) -> UsageQuery:
+        """The same query over ``[start_time, end_time)`` (Unix seconds, already checked by the caller)."""
+        return replace(self, start_time=start_time, end_time=end_time)
+
+    def split(self, parts: int) -> list[UsageQuery]:
+        """Up to ``parts`` consecutive sub-queries covering the range, cut so their pages add up to this
+        query's: never more than its pages, never a cut inside a bucket, and every sub-query but the
+        last a whole number of full pages (``limit`` buckets each) from ``start_time``.
+
+        365 days of 1d buckets (12 pages of 31) in 2 parts: 186 + 179 days, 6 + 6 requests. A range
+        that fits one page is not split. Only the first part may start inside a bucket, as the query does.
+        """
+        pages = -(-self.bucket_count() // self.limit)
+        parts = min(parts, pages)
+        if parts <= 1:
+            return [self]
+        first_bucket = self.start_time // self.width_seconds
+        subs: list[UsageQuery] = []
+        start, pages_before = self.start_time, 0
+        for k in range(parts):
+            pages_before += pages // parts + (1 if k < pages % parts else 0)
+            end = self.end_time if k == parts - 1 else (first_bucket + pages_before * self.limit) * self.width_seconds
+            subs.append(self.with_range(start, end))
+            start = end
+        return subs
 
     def expected_buckets(self) -> list[tuple[int, int]]:
         """(start, end) of every bucket of the range; the first and last are clipped to it, as the API does."""

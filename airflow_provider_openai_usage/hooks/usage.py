@@ -20,9 +20,11 @@ from __future__ import annotations
 import json
 import random
 import re
+import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Generator, Iterator, Mapping, Sequence
+from contextlib import closing
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from itertools import repeat
 from typing import TYPE_CHECKING, Any
@@ -44,12 +46,10 @@ from airflow_provider_openai_usage.exceptions import (
     OpenAIUsageError,
     OpenAIUsageResponseError,
 )
-from airflow_provider_openai_usage.query import UsageQuery
+from airflow_provider_openai_usage.query import UsageQuery, check_streams
 from airflow_provider_openai_usage.rows import bucket_results, bucket_rows, check_result_object
 
 if TYPE_CHECKING:
-    from concurrent.futures import Future
-
     import requests
     from airflow.sdk import Connection
     from tenacity import RetryCallState
@@ -81,16 +81,39 @@ def scrub(text: str, *secrets: str) -> str:
     return _KEY_LIKE.sub("sk-***", text)
 
 
+class _Cancelled(Exception):
+    """The pull was closed while one of its requests waited to retry: the wait ends at once."""
+
+
 @dataclass
 class RetryBudget:
-    """Seconds all retries of one pull may still wait; shared by every request of that pull."""
+    """Seconds all retries of one pull may still wait; shared by every request of that pull, whichever
+    thread sends it (checked and spent under a lock). ``cancel()`` ends the pull's retry waits early."""
 
     total: float
     spent: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    _cancelled: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
 
     @property
     def remaining(self) -> float:
         return max(0.0, self.total - self.spent)
+
+    def take(self, seconds: float) -> bool:
+        """Spend ``seconds`` if that many are left (atomically: two streams cannot both take the last ones)."""
+        with self._lock:
+            if seconds > self.remaining:
+                return False
+            self.spent += seconds
+            return True
+
+    def sleep(self, seconds: float) -> None:
+        """Wait before a retry; raises ``_Cancelled`` at once if the pull is closed meanwhile."""
+        if self._cancelled.wait(seconds):
+            raise _Cancelled
+
+    def cancel(self) -> None:
+        self._cancelled.set()
 
 
 class _Retryable(Exception):
@@ -130,11 +153,6 @@ def _set_read_timeout(response: requests.Response, seconds: float) -> None:
             sock.settimeout(max(0.001, seconds))
     except (AttributeError, OSError):
         pass  # the deadline check between reads still holds
-
-
-def _bucket_count(query: UsageQuery) -> int:
-    width = query.width_seconds
-    return (query.end_time - 1) // width - query.start_time // width + 1
 
 
 def _exact(value: Any, endpoint: Endpoint, column: str) -> Decimal | None:
@@ -229,6 +247,12 @@ def _next_limit(data: list[Any], page_results: int, max_limit: int) -> tuple[int
     return max(1, min(max_limit, page_results // per_bucket)), (end if type(end) is int else None)
 
 
+def _pages_only(pages: Generator[tuple[UsageQuery, dict[str, Any]], None, None]) -> Iterator[dict[str, Any]]:
+    with closing(pages):  # closing this closes the pull (and its threads)
+        for _, page in pages:
+            yield page
+
+
 _DECODER: Any = None
 
 
@@ -306,18 +330,23 @@ class OpenAIUsageHook(BaseHook):
     def get_conn(self) -> requests.Session:
         """One pooled session per hook; the key is sent as a Bearer token on every request."""
         if self._session is None:
-            import requests
-
-            session = requests.Session()
-            session.headers.update(
-                {
-                    "Authorization": f"Bearer {self.settings.api_key.get_secret_value()}",
-                    "Accept": "application/json",
-                    "User-Agent": "airflow-provider-openai-usage",
-                }
-            )
-            self._session = session
+            self._session = self.new_session()
         return self._session
+
+    def new_session(self) -> requests.Session:
+        """A session of its own (what ``get_conn`` holds): one per page stream, since a ``requests.Session``
+        is not documented as safe to use from several threads at once. The caller closes it."""
+        import requests
+
+        session = requests.Session()
+        session.headers.update(
+            {
+                "Authorization": f"Bearer {self.settings.api_key.get_secret_value()}",
+                "Accept": "application/json",
+                "User-Agent": "airflow-provider-openai-usage",
+            }
+        )
+        return session
 
     def close(self) -> None:
         if self._session is not None:
@@ -339,26 +368,35 @@ class OpenAIUsageHook(BaseHook):
         """The wait budget of one pull (``max_total_retry_wait``); pass it to every ``get_json`` of the pull."""
         return RetryBudget(self.settings.max_total_retry_wait)
 
-    def get_json(self, path: str, params: Sequence[tuple[str, str]], *, what: str, budget: RetryBudget | None = None) -> Any:
+    def get_json(
+        self,
+        path: str,
+        params: Sequence[tuple[str, str]],
+        *,
+        what: str,
+        budget: RetryBudget | None = None,
+        session: requests.Session | None = None,
+    ) -> Any:
         """GET ``base_url + path`` and return the decoded JSON (floats as exact ``Decimal``).
 
         Retries 429, 5xx, timeouts, dropped connections and incomplete bodies with the same
         parameters, honouring ``Retry-After``; 401/403 raise ``OpenAIUsageAuthError`` at once, other
         statuses ``OpenAIUsageAPIError`` (with ``status``, ``api_message`` and ``param``). Every text
         taken from the answer is scrubbed of secrets. ``what`` names the resource in logs and errors;
-        ``budget`` is shared by the requests of one pull (default: a fresh one for this request).
+        ``budget`` is shared by the requests of one pull (default: a fresh one for this request);
+        ``session``: the one to send it with (default: the hook's, ``get_conn``).
         """
         try:
-            return self._get_json(path, list(params), what, budget if budget is not None else self.new_retry_budget())
+            budget = budget if budget is not None else self.new_retry_budget()
+            return self._get_json(path, list(params), what, budget, session or self.get_conn())
         except OpenAIUsageError as exc:
             self._scrub_error(exc)
             raise
 
-    def _get_json(self, path: str, params: list[tuple[str, str]], what: str, budget: RetryBudget) -> Any:
+    def _get_json(self, path: str, params: list[tuple[str, str]], what: str, budget: RetryBudget, session: requests.Session) -> Any:
         from tenacity import RetryError, Retrying, retry_if_exception_type
 
         settings = self.settings
-        session = self.get_conn()
         url = settings.base_url + path
         why_stopped: list[str] = []
 
@@ -387,7 +425,7 @@ class OpenAIUsageHook(BaseHook):
                     f"({max(0.0, page_left):.1f}s left of max_retry_wait={settings.max_retry_wait:g}s)"
                 )
                 return True
-            if sleep > budget.remaining:
+            if not budget.take(sleep):
                 why_stopped.append(
                     f"{asked}, more than this pull's retry budget allows "
                     f"({budget.remaining:.1f}s left of max_total_retry_wait={settings.max_total_retry_wait:g}s)"
@@ -395,15 +433,16 @@ class OpenAIUsageHook(BaseHook):
                 return True
             return False
 
-        def before_sleep(state: RetryCallState) -> None:
-            budget.spent += state.upcoming_sleep
+        def before_sleep(state: RetryCallState) -> None:  # the wait was taken from the budget by `stop`
             exc = state.outcome.exception() if state.outcome else None
             self.log.warning(
                 "%s: %s; retrying the same request in %.1fs (attempt %d of %d)",
                 what, self.scrub(str(exc)), state.upcoming_sleep, state.attempt_number + 1, settings.max_retries + 1,
             )
 
-        retrying = Retrying(retry=retry_if_exception_type(_Retryable), stop=stop, wait=wait, before_sleep=before_sleep)
+        retrying = Retrying(
+            retry=retry_if_exception_type(_Retryable), stop=stop, wait=wait, before_sleep=before_sleep, sleep=budget.sleep
+        )
         try:
             return retrying(self._request_once, session, url, params, what, settings)
         except RetryError as exc:
@@ -505,14 +544,19 @@ class OpenAIUsageHook(BaseHook):
 
     # -- paging -----------------------------------------------------------------------------------
     def _get_page(
-        self, query: UsageQuery, cursor: str | None, params: list[tuple[str, str]] | None = None, budget: RetryBudget | None = None
+        self,
+        query: UsageQuery,
+        cursor: str | None,
+        params: list[tuple[str, str]] | None = None,
+        budget: RetryBudget | None = None,
+        session: requests.Session | None = None,
     ) -> dict[str, Any]:
         """One page of ``query`` (its first, or the one ``cursor`` points at)."""
         params = list(params if params is not None else query.params())
         if cursor is not None:
             params.append(("page", cursor))
         try:
-            page = self.get_json(query.endpoint.path, params, what=query.endpoint.key, budget=budget)
+            page = self.get_json(query.endpoint.path, params, what=query.endpoint.key, budget=budget, session=session)
         except OpenAIUsageAPIError as exc:
             if exc.status == 400:
                 raise self._explain_bad_request(query, exc) from None
@@ -561,8 +605,10 @@ class OpenAIUsageHook(BaseHook):
             param=exc.param,
         )
 
-    def iter_pages(self, query: UsageQuery, *, prefetch: bool = False, page_results: int | None = None) -> Iterator[dict[str, Any]]:
-        """Every page of the query, following ``next_page``; a repeated cursor is an error, not a loop.
+    def iter_pages(
+        self, query: UsageQuery, *, prefetch: bool = False, page_results: int | None = None, streams: int = 1
+    ) -> Iterator[dict[str, Any]]:
+        """Every page of the query in time order, following ``next_page``; a repeated cursor is an error, not a loop.
 
         All pages share one retry budget (``max_total_retry_wait``). Progress is logged against
         the number of buckets in the range, at most every ``progress_interval`` seconds.
@@ -578,57 +624,77 @@ class OpenAIUsageHook(BaseHook):
         after each page the next ``limit`` is this number over the results per bucket seen (at most
         the maximum). A changed ``limit`` is sent as a new query from where the page ended (no cursor
         is reused with other parameters). Sparse pulls keep the maximum and the fewest requests.
+
+        ``streams``: page up to this many consecutive sub-ranges at once (1 to ``MAX_STREAMS``), each
+        on its own thread and session; pages still come in time order. See ``iter_query_buckets``.
         """
-        from concurrent.futures import ThreadPoolExecutor
+        check_streams(streams)
+        return _pages_only(self._ordered_pages(query, prefetch, page_results, streams))
 
-        pool = ThreadPoolExecutor(1, thread_name_prefix="openai-usage-prefetch") if prefetch else None
-        try:
-            yield from self._pages(query, pool, page_results)
-        finally:
-            if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=True)
+    def _ordered_pages(
+        self, query: UsageQuery, prefetch: bool, page_results: int | None, streams: int
+    ) -> Generator[tuple[UsageQuery, dict[str, Any]], None, None]:
+        """(the sub-query a page answers, the page) in time order, progress logged against the whole range."""
+        budget = self.new_retry_budget()
+        subs = query.split(streams)
+        pages: Generator[tuple[UsageQuery, dict[str, Any]], None, None]
+        if len(subs) == 1 and not prefetch:
+            pages = ((query, page) for page in self._stream_pages(query, page_results, budget))
+        else:
+            from airflow_provider_openai_usage.hooks.page_streams import PageStreams
 
-    def _pages(self, query: UsageQuery, pool: Any, page_results: int | None) -> Iterator[dict[str, Any]]:
+            streamed = PageStreams(
+                subs,
+                lambda sub, session: self._stream_pages(sub, page_results, budget, session),
+                self.new_session,
+                budget.cancel,
+                page_results,
+            )
+            pages = streamed.pages()
+        number = buckets = 0
+        total = query.bucket_count()
+        started = last_log = time.monotonic()
+        with closing(pages):
+            for sub, page in pages:
+                number += 1
+                buckets += len(page["data"])
+                done = sub is subs[-1] and not page["has_more"]
+                now = time.monotonic()
+                if number == 1 or done or now - last_log >= self.progress_interval:
+                    last_log = now
+                    self._log_progress(query, number, buckets, total, now - started, done=done)
+                yield sub, page
+                del page  # at most this page and the ones fetched ahead are held, however long the range
+
+    def _stream_pages(
+        self, query: UsageQuery, page_results: int | None, budget: RetryBudget, session: requests.Session | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """The pages of one (sub-)query, one request per page asked for: ``has_more`` checked, cursors
+        followed (a repeat is an error), ``limit`` adapted to ``page_results``."""
         max_limit = limit = query.limit
         if page_results and query.group_by and query.width_seconds < 86400:
             limit = min(max_limit, max(1, 3600 // query.width_seconds))  # an hour first: a page shows how dense the grouping is
         params = _with(query, query.start_time, limit)
         cursor: str | None = None
-        ahead: Future[dict[str, Any]] | None = None
         seen: set[str] = set()
         number = 0
-        buckets = 0
-        total = _bucket_count(query)
-        budget = self.new_retry_budget()
-        started = last_log = time.monotonic()
         while True:
-            page = ahead.result() if ahead is not None else self._get_page(query, cursor, params, budget)
-            ahead = None
+            page = self._get_page(query, cursor, params, budget, session)
             number += 1
-            buckets += len(page["data"])
             has_more, next_cursor = page.get("has_more"), page.get("next_page")
             if not isinstance(has_more, bool):
                 raise OpenAIUsageResponseError(
                     f"{query.describe()}: page {number} has has_more={self.scrub(repr(has_more))[:40]} instead of true/false; "
                     "cannot tell whether more pages follow, so nothing from this pull is trusted"
                 )
-            now = time.monotonic()
-            if number == 1 or not has_more or now - last_log >= self.progress_interval:
-                last_log = now
-                self._log_progress(query, number, buckets, total, now - started, done=not has_more)
             fresh = False
             if has_more and page_results:
                 new_limit, last_end = _next_limit(page["data"], page_results, max_limit)
                 if new_limit != limit and last_end is not None:
                     limit, fresh = new_limit, True
                     params = _with(query, last_end, limit)
-            if pool is not None and has_more:
-                if fresh:
-                    ahead = pool.submit(self._get_page, query, None, params, budget)
-                elif isinstance(next_cursor, str) and next_cursor and next_cursor not in seen:
-                    ahead = pool.submit(self._get_page, query, next_cursor, params, budget)
             yield page
-            del page  # at most this page and the one being fetched are held: memory stays flat however long the range
+            del page
             if not has_more:
                 return
             if fresh:
@@ -658,34 +724,64 @@ class OpenAIUsageHook(BaseHook):
         )
 
     def iter_query_buckets(
-        self, query: UsageQuery, *, require_complete: bool = False, prefetch: bool = False, page_results: int | None = None
-    ) -> Iterator[dict[str, Any]]:
+        self,
+        query: UsageQuery,
+        *,
+        require_complete: bool = False,
+        prefetch: bool = False,
+        page_results: int | None = None,
+        streams: int = 1,
+    ) -> Generator[dict[str, Any], None, None]:
         """Buckets in time order, each once, contiguous from ``start_time``; see the module docstring.
 
         A page is checked whole before any of its buckets is yielded, so a bad answer stops the
         pull before anything from it can be written. ``require_complete``: the buckets must reach
         ``end_time``; otherwise an error follows the last one (the writer and the settle check
-        leave it False and judge the tail themselves).
+        leave it False and judge the tail themselves). ``prefetch``/``page_results``: see ``iter_pages``.
+
+        ``streams`` (1 to ``MAX_STREAMS``, checked before any request): split the range into up to
+        this many consecutive sub-ranges (``UsageQuery.split``: cut at whole pages of the maximum
+        ``limit`` from ``start_time``, on bucket boundaries, never more parts than pages, so a sparse
+        pull makes exactly the requests one stream makes: 365 days in 2 streams are 6 + 6 requests)
+        and page each on its own thread with its own session; the range's wall time is about the
+        slowest stream's. The buckets come exactly as with one stream, checked the same way across
+        the cuts: a sub-range that stops before its end while a later one has buckets is the usual
+        gap error; only buckets at the very end may be missing (not reported yet: the later
+        sub-ranges then answer with no buckets, one request each). An error of a later stream is
+        raised where the caller reaches it, after every bucket before it. Memory stays bounded: the
+        stream being read keeps one page ahead (as ``prefetch``); a later stream holds at most two
+        pages, or, with ``page_results``, fetches only while all pages held stay within about
+        ``page_results`` results (so dense pulls take turns and hold what one stream holds, sparse
+        ones run ahead). The streams share the pull's retry budget; closing the iterator (or an
+        error) ends retry waits, waits for requests in flight and ends every thread.
         """
+        check_streams(streams)
+        return self._scrubbed_buckets(query, require_complete, prefetch, page_results, streams)
+
+    def _scrubbed_buckets(
+        self, query: UsageQuery, require_complete: bool, prefetch: bool, page_results: int | None, streams: int
+    ) -> Generator[dict[str, Any], None, None]:
         try:
-            yield from self._checked_buckets(query, require_complete, prefetch, page_results)
+            yield from self._checked_buckets(query, require_complete, prefetch, page_results, streams)
         except OpenAIUsageError as exc:
             self._scrub_error(exc)
             raise
 
     def _checked_buckets(
-        self, query: UsageQuery, require_complete: bool, prefetch: bool = False, page_results: int | None = None
+        self, query: UsageQuery, require_complete: bool, prefetch: bool = False, page_results: int | None = None, streams: int = 1
     ) -> Iterator[dict[str, Any]]:
         from airflow_provider_openai_usage.times import iso
 
         last_end = query.start_time
-        for page in self.iter_pages(query, prefetch=prefetch, page_results=page_results):
-            last_end = check_page_buckets(query, page, last_end)
-            data = page["data"]
-            del page
-            data.reverse()
-            while data:  # hand buckets over one by one, releasing each as it goes
-                yield data.pop()
+        with closing(self._ordered_pages(query, prefetch, page_results, streams)) as pages:
+            for sub, page in pages:
+                # Checked against the sub-range it answers, and contiguous across the cuts.
+                last_end = check_page_buckets(sub, page, last_end)
+                data = page["data"]
+                del page
+                data.reverse()
+                while data:  # hand buckets over one by one, releasing each as it goes
+                    yield data.pop()
         if require_complete and last_end < query.end_time:
             raise OpenAIUsageResponseError(
                 f"{query.describe()}: OpenAI reported buckets only up to {iso(last_end)}, not to {iso(query.end_time)} "

@@ -15,7 +15,7 @@ from typing import Literal
 
 FaultKind = Literal[
     "pass", "status", "drop", "truncate", "garbage", "slow", "loop", "shift", "legacy", "drift", "wrong_object", "no_data",
-    "echo", "echo_html", "trickle", "no_has_more", "gap",
+    "echo", "echo_html", "trickle", "no_has_more", "gap", "empty",
 ]
 
 
@@ -38,9 +38,12 @@ class Fault:
       Authorization header (a misbehaving server or gateway); ``echo_html``: the same as a proxy's
       HTML error page;
     - ``trickle``: answer normally, but send the body one byte every ``delay`` seconds;
-    - ``no_has_more``: a page without ``has_more``; ``gap``: a page missing its middle bucket.
+    - ``no_has_more``: a page without ``has_more``; ``gap``: a page missing its middle bucket;
+      ``empty``: a last page with no buckets (what OpenAI answers for a range not reported yet).
     ``message``/``param`` replace the error body's message and param of a ``status`` fault (e.g. a
-    400 refusing a grouping). ``path`` limits the fault to requests whose path ends with it.
+    400 refusing a grouping). ``path`` limits the fault to requests whose path ends with it;
+    ``params`` to requests that carry every one of these query parameters (e.g. the ``start_time``
+    of one sub-range, to aim at one of several concurrent streams).
     """
 
     kind: FaultKind
@@ -50,9 +53,12 @@ class Fault:
     path: str | None = None
     message: str | None = None
     param: str | None = None
+    params: tuple[tuple[str, str], ...] = ()
 
-    def applies_to(self, path: str) -> bool:
-        return self.path is None or path.endswith(self.path)
+    def applies_to(self, path: str, query: Iterable[tuple[str, str]] = ()) -> bool:
+        if self.path is not None and not path.endswith(self.path):
+            return False
+        return not self.params or set(self.params) <= set(query)
 
     def describe(self) -> str:
         if self.kind == "status":
@@ -96,13 +102,14 @@ class FaultPlan:
         with self._lock:
             return len(self._queue)
 
-    def next_for(self, path: str) -> Fault | None:
+    def next_for(self, path: str, query: Iterable[tuple[str, str]] = ()) -> Fault | None:
+        query = tuple(query)
         with self._lock:
             for i, fault in enumerate(self._queue):
-                if fault.applies_to(path):
+                if fault.applies_to(path, query):
                     del self._queue[i]
                     return None if fault.kind == "pass" else fault
             if self._kinds and self._rng.random() < self._rate:
                 fault = self._rng.choice(self._kinds)
-                return fault if fault.applies_to(path) else None
+                return fault if fault.applies_to(path, query) else None
         return None

@@ -43,7 +43,7 @@ from airflow_provider_openai_usage.testing.faults import Fault, FaultPlan
 from airflow_provider_openai_usage.times import DAY
 
 DEFAULT_KEY = "sk-admin-fake-openai-usage-key"
-CORRUPTIONS = ("loop", "shift", "legacy", "drift", "wrong_object", "no_data", "no_has_more", "gap")
+CORRUPTIONS = ("loop", "shift", "legacy", "drift", "wrong_object", "no_data", "no_has_more", "gap", "empty")
 _COMMA_LIST = re.compile(r",(?! )")
 SCALARS = ("start_time", "end_time", "bucket_width", "limit", "page")
 
@@ -339,6 +339,8 @@ def _corrupt(body: bytes, kind: str, cursor: str | None) -> bytes:
         page.pop("has_more")
     elif kind == "gap" and len(page["data"]) >= 3:
         del page["data"][len(page["data"]) // 2]
+    elif kind == "empty":
+        page["data"], page["has_more"], page["next_page"] = [], False, None
     return _dumps(page)
 
 
@@ -374,7 +376,7 @@ class _Handler(BaseHTTPRequestHandler):
                 fake.clear_requests()
             self.wfile.write(_response_head(200, {}, len(body := _dumps({"requests": count}))) + body)
             return
-        fault = fake.faults.next_for(parts.path)
+        fault = fake.faults.next_for(parts.path, query)
         try:
             status, headers, body = fake.api.handle(parts.path, query, self.headers.get("Authorization"))
         except Exception as exc:  # a bug in the fake must look like a server error, not a hang

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import logging
 import math
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -424,9 +425,10 @@ def test_tls_verification_is_never_disabled():
 
 # -- prefetching the next page (what the usage operator uses) ----------------------------------------
 def _prefetch_threads() -> list:
+    """Every thread a pull started (prefetch and parallel streams alike)."""
     import threading
 
-    return [t for t in threading.enumerate() if t.name.startswith("openai-usage-prefetch")]
+    return [t for t in threading.enumerate() if t.name.startswith("openai-usage-")]
 
 
 def test_prefetching_gives_the_same_buckets_in_the_same_requests(fake_api, conn_id):
@@ -517,3 +519,172 @@ def test_page_results_keeps_the_fewest_requests_when_pages_are_sparse(fake_api, 
     query = UsageQuery.build("embeddings", NOW - 7 * DAY, NOW, bucket_width="1m")
     list(OpenAIUsageHook(conn_id).iter_query_buckets(query, prefetch=True, page_results=5000))
     assert len(fake_api.requests) == 7 and {r.params()["limit"][0] for r in fake_api.requests} == {"1440"}
+
+
+# -- parallel range streams (the usage operator's parallel_requests) ---------------------------------------
+YEAR = NOW - 365 * DAY
+
+
+def _aimed(kind: str, sub: UsageQuery, **kwargs) -> Fault:
+    """A fault for the requests of one sub-range only (they all resend its start_time)."""
+    return Fault(kind, params=(("start_time", str(sub.start_time)),), **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("key", "start", "end", "width", "group_by", "cap"),
+    [
+        ("completions", YEAR, NOW, "1d", ["project_id", "model"], None),
+        ("costs", YEAR + 5 * 3600, NOW - 7200, "1d", ["line_item"], None),  # partial first and last buckets
+        ("embeddings", NOW - 4 * DAY - 90, NOW, "1h", ["model"], 7),  # pages cut short by the server too
+        ("images", NOW - 3 * DAY + 61, NOW - 59, "1m", None, None),
+        ("vector_stores", NOW - 40 * DAY, NOW, "1d", None, 4),
+    ],
+)
+def test_streams_give_the_same_buckets_in_the_same_number_of_requests(fake_api, conn_id, key, start, end, width, group_by, cap):
+    fake_api.controls.page_size_cap = cap
+    query = UsageQuery.build(key, start, end, bucket_width=width, group_by=group_by)
+    hook = OpenAIUsageHook(conn_id)
+    one = list(hook.iter_query_buckets(query, require_complete=True))
+    requests_one = len(fake_api.requests)
+    assert one and one[0]["start_time"] == start and one[-1]["end_time"] == end
+    for streams in (2, 3, 4):
+        fake_api.clear_requests()
+        assert list(hook.iter_query_buckets(query, require_complete=True, streams=streams)) == one, streams
+        sent = fake_api.requests
+        if cap is None:
+            assert len(sent) == requests_one, "cuts at whole pages: no request more than one stream makes"
+        assert len({r.params()["start_time"][0] for r in sent if "page" not in r.params()}) == len(query.split(streams))
+    assert not _prefetch_threads()
+
+
+def test_a_year_in_two_streams_is_186_and_179_days_in_6_and_6_requests(fake_api, conn_id):
+    query = UsageQuery.build("completions", YEAR, NOW, group_by=["project_id", "model"])
+    buckets = list(OpenAIUsageHook(conn_id).iter_query_buckets(query, streams=2, page_results=5000))
+    assert len(buckets) == 365
+    by_start: dict[str, int] = {}
+    for r in fake_api.requests:
+        by_start[r.params()["start_time"][0]] = by_start.get(r.params()["start_time"][0], 0) + 1
+        assert r.params()["limit"] == ["31"] and r.params()["end_time"][0] in (str(YEAR + 186 * DAY), str(NOW))
+    assert by_start == {str(YEAR): 6, str(YEAR + 186 * DAY): 6}
+
+
+def test_a_range_that_fits_one_page_is_never_split(fake_api, conn_id):
+    list(OpenAIUsageHook(conn_id).iter_query_buckets(UsageQuery.build("completions", NOW - 31 * DAY, NOW), streams=8))
+    assert len(fake_api.requests) == 1
+
+
+def test_a_gap_in_a_middle_stream_is_the_usual_error_after_every_bucket_before_it(fake_api, conn_id):
+    query = UsageQuery.build("completions", NOW - 93 * DAY, NOW)
+    first, middle, _ = query.split(3)
+    fake_api.schedule_faults(_aimed("gap", middle))
+    got = []
+    with pytest.raises(OpenAIUsageResponseError, match=r"refusing to skip a gap") as info:
+        for bucket in OpenAIUsageHook(conn_id).iter_query_buckets(query, streams=3):
+            got.append(bucket["end_time"])
+    assert got == [first.start_time + (i + 1) * DAY for i in range(31)], "the first part whole, nothing of the broken page"
+    assert "no bucket from" in str(info.value) and fake_api.faults.pending == 0
+    assert not _prefetch_threads()
+
+
+def test_a_middle_stream_answering_nothing_while_a_later_one_has_buckets_is_a_gap(fake_api, conn_id):
+    query = UsageQuery.build("completions", NOW - 93 * DAY, NOW)
+    _, middle, last = query.split(3)
+    fake_api.schedule_faults(_aimed("empty", middle))
+    from airflow_provider_openai_usage.times import iso
+
+    with pytest.raises(OpenAIUsageResponseError, match=re.escape(f"no bucket from {iso(middle.start_time)} to {iso(last.start_time)}")):
+        list(OpenAIUsageHook(conn_id).iter_query_buckets(query, streams=3))
+    assert not _prefetch_threads()
+
+
+def test_an_unreported_tail_leaves_only_the_end_short_as_with_one_stream(fake_api, conn_id):
+    fake_api.controls.available_until = NOW - 300 * DAY  # inside the first of two parts
+    query = UsageQuery.build("completions", YEAR, NOW)
+    hook = OpenAIUsageHook(conn_id)
+    one = list(hook.iter_query_buckets(query))
+    assert len(one) == 65
+    fake_api.clear_requests()
+    assert list(hook.iter_query_buckets(query, streams=2)) == one
+    later = [r for r in fake_api.requests if r.params()["start_time"] == [str(YEAR + 186 * DAY)]]
+    assert len(later) == 1, "the later part answers no bucket, in one request"
+    with pytest.raises(OpenAIUsageResponseError, match=r"reported buckets only up to 2025-01-14T00:00:00Z"):
+        list(hook.iter_query_buckets(query, streams=2, require_complete=True))
+    assert not _prefetch_threads()
+
+
+def test_an_error_of_a_later_stream_comes_after_every_earlier_bucket_scrubbed_and_no_thread_outlives_it(fake_api, monkeypatch, capsys):
+    monkeypatch.setenv("AIRFLOW_CONN_OPENAI_USAGE_DEFAULT", fake_api.connection_json(max_retries=1, backoff_base=0.01))
+    query = UsageQuery.build("completions", YEAR, NOW)
+    first, second = query.split(2)
+    # The second part's second page fails on both attempts, with a server echoing the key.
+    fake_api.schedule_faults(_aimed("pass", second), *[_aimed("echo", second, status=500)] * 2)
+    got = []
+    with pytest.raises(OpenAIUsageAPIError, match=r"giving up after 2 attempts.*HTTP 500.*Bearer \*\*\*") as info:
+        for bucket in OpenAIUsageHook().iter_query_buckets(query, streams=2, prefetch=True):
+            got.append(bucket["start_time"])
+    assert got == [YEAR + i * DAY for i in range(186 + 31)], "all of part 1 and the first page of part 2, in order"
+    captured = capsys.readouterr()
+    assert_no_secret(str(info.value), repr(info.value), str(info.value.api_message), captured.out, captured.err)
+    assert fake_api.faults.pending == 0
+    assert not _prefetch_threads()
+
+
+def test_closing_a_streamed_pull_early_ends_its_threads_with_few_requests(fake_api, conn_id):
+    query = UsageQuery.build("completions", YEAR, NOW)
+    buckets = OpenAIUsageHook(conn_id).iter_query_buckets(query, streams=3)
+    assert next(buckets)["start_time"] == YEAR
+    assert _prefetch_threads()
+    buckets.close()
+    assert not _prefetch_threads()
+    # Part 1: the page read and one ahead; parts 2 and 3: at most two pages each (no page_results).
+    assert len(fake_api.requests) <= 2 + 2 + 2
+
+
+def test_closing_a_streamed_pull_ends_a_long_retry_wait_at_once(fake_api, monkeypatch):
+    import threading
+    import time
+
+    monkeypatch.setenv("AIRFLOW_CONN_OPENAI_USAGE_DEFAULT", fake_api.connection_json(max_retries=3, max_retry_wait=120))
+    query = UsageQuery.build("completions", YEAR, NOW)
+    _, second = query.split(2)
+    asked_to_wait = threading.Event()
+    fake_api.after_request = lambda _n, request: asked_to_wait.set() if request.status == 429 else None
+    fake_api.schedule_faults(Fault("status", status=429, retry_after=60, params=(("start_time", str(second.start_time)),)))
+    buckets = OpenAIUsageHook().iter_query_buckets(query, streams=2)
+    next(buckets)
+    assert asked_to_wait.wait(30), "the second part's first request was answered 429"
+    started = time.monotonic()
+    buckets.close()
+    assert time.monotonic() - started < 30, "the 60 s Retry-After wait ended with the pull"
+    assert not _prefetch_threads()
+
+
+@pytest.mark.parametrize("streams", [0, 9, -1, "2", 2.0, True, None])
+def test_bad_streams_are_refused_before_any_request(fake_api, conn_id, streams):
+    query = UsageQuery.build("completions", YEAR, NOW)
+    with pytest.raises(OpenAIUsageValidationError, match=r"streams=.* must be an int from 1 to 8"):
+        OpenAIUsageHook(conn_id).iter_query_buckets(query, streams=streams)
+    with pytest.raises(OpenAIUsageValidationError, match=r"streams=.* must be an int from 1 to 8"):
+        OpenAIUsageHook(conn_id).iter_pages(query, streams=streams)
+    assert fake_api.requests == []
+
+
+def test_the_pull_budget_is_taken_atomically_by_concurrent_streams():
+    import threading
+
+    from airflow_provider_openai_usage.hooks.usage import RetryBudget
+
+    budget = RetryBudget(5.0)
+    taken = []
+    barrier = threading.Barrier(8)
+
+    def take() -> None:
+        barrier.wait(timeout=30)
+        taken.extend(budget.take(0.25) for _ in range(10))
+
+    threads = [threading.Thread(target=take) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert taken.count(True) == 20 and budget.remaining == 0

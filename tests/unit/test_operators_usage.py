@@ -51,3 +51,31 @@ def test_bad_answers_fail_loudly_and_write_nothing(fake_api, conn_id, tmp_path, 
     with pytest.raises(OpenAIUsageResponseError, match=re.escape(fragment)):
         OpenAICostsOperator(task_id="t", output_path=str(tmp_path)).execute(ctx(NOW - 3 * DAY, NOW))
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+
+
+@pytest.mark.parametrize("value", [0, 9, "2", 2.5, True, None])
+def test_parallel_requests_outside_1_to_8_fail_at_parse_time_naming_it(value):
+    with pytest.raises(OpenAIUsageValidationError, match=rf"parallel_requests={re.escape(repr(value))} must be an int from 1 to 8"):
+        OpenAICostsOperator(task_id="t", parallel_requests=value)
+
+
+def test_parallel_requests_write_the_same_bytes_with_the_same_requests(fake_api, conn_id, tmp_path):
+    import threading
+
+    from storage_support import files
+
+    from airflow_provider_openai_usage.operators.usage import OpenAICompletionsUsageOperator
+
+    start = NOW - 100 * DAY  # 4 pages of 31 days
+    landed, sent = {}, {}
+    for parallel in (1, 2, 4):
+        fake_api.clear_requests()
+        out = tmp_path / str(parallel)
+        op = OpenAICompletionsUsageOperator(task_id="t", group_by=["project_id", "model"], output_path=str(out), parallel_requests=parallel)
+        summary = op.execute(ctx(start, NOW))
+        assert len(summary["days"]) == 100
+        landed[parallel], sent[parallel] = files(out), len(fake_api.requests)
+        assert not [t for t in threading.enumerate() if t.name.startswith("openai-usage-stream")]
+    assert landed[1] == landed[2] == landed[4] and len(landed[1]) >= 100
+    assert sent == {1: 4, 2: 4, 4: 4}
+    assert OpenAICompletionsUsageOperator(task_id="d").parallel_requests == 2

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from conftest import DAY, NOW
 
 from airflow_provider_openai_usage.exceptions import OpenAIUsageValidationError
@@ -41,3 +43,53 @@ def test_a_filter_left_out_with_none_still_has_its_name_checked():
     assert UsageQuery.build("completions", T0, NOW, filters={"models": None}).filters == ()
     with pytest.raises(OpenAIUsageValidationError, match="filter 'modles' is not accepted"):
         UsageQuery.build("completions", T0, NOW, filters={"modles": None})
+
+
+# -- cutting a range into page streams (OpenAIUsageHook.iter_query_buckets(streams=...)) ------------------
+def test_a_year_of_days_in_two_parts_is_186_and_179_days():
+    query = UsageQuery.build("completions", NOW - 365 * DAY, NOW)
+    first, second = query.split(2)
+    assert (first.start_time, first.end_time, second.end_time) == (query.start_time, NOW - 179 * DAY, NOW)
+    assert first.bucket_count() == 186 and second.bucket_count() == 179
+    assert first.params()[2:] == query.params()[2:], "the same query but for its range"
+
+
+def test_never_more_parts_than_pages_and_one_page_is_never_cut():
+    assert UsageQuery.build("completions", NOW - 31 * DAY, NOW).split(8) == [UsageQuery.build("completions", NOW - 31 * DAY, NOW)]
+    assert len(UsageQuery.build("completions", NOW - 40 * DAY, NOW).split(8)) == 2
+    assert len(UsageQuery.build("costs", NOW - 365 * DAY, NOW).split(8)) == 3  # 180 buckets a page
+
+
+@given(
+    key=st.sampled_from(["completions", "costs"]),
+    width=st.sampled_from(["1d", "1h", "1m"]),
+    start=st.integers(NOW - 400 * DAY, NOW - 1),
+    length=st.integers(1, 400 * DAY),
+    parts=st.integers(1, 8),
+)
+@settings(max_examples=300, deadline=None)
+def test_parts_cover_the_range_on_bucket_boundaries_in_whole_pages(key, width, start, length, parts):
+    width = "1d" if key == "costs" else width
+    query = UsageQuery.build(key, start, start + length, bucket_width=width)
+    subs = query.split(parts)
+    pages = -(-query.bucket_count() // query.limit)
+    assert 1 <= len(subs) <= min(parts, pages)
+    assert subs[0].start_time == query.start_time and subs[-1].end_time == query.end_time
+    assert all(a.end_time == b.start_time for a, b in zip(subs, subs[1:])), "consecutive, no hole, no overlap"
+    assert all(s.start_time % query.width_seconds == 0 for s in subs[1:]), "only the first may start inside a bucket"
+    assert all(s.bucket_count() == s.limit * (s.bucket_count() // s.limit) for s in subs[:-1]), "whole pages but the last"
+    assert sum(-(-s.bucket_count() // s.limit) for s in subs) == pages, "not one request more"
+    assert [b for s in subs for b in s.expected_buckets()] == query.expected_buckets()
+    assert all(replace_range_only(s, query) for s in subs)
+
+
+def replace_range_only(sub: UsageQuery, query: UsageQuery) -> bool:
+    return (sub.endpoint, sub.bucket_width, sub.group_by, sub.filters) == (query.endpoint, query.bucket_width, query.group_by, query.filters)
+
+
+@pytest.mark.parametrize("value", [0, 9, -1, "2", 2.0, True, None])
+def test_streams_outside_1_to_8_are_refused_naming_the_parameter(value):
+    from airflow_provider_openai_usage.query import check_streams
+
+    with pytest.raises(OpenAIUsageValidationError, match=rf"parallel_requests={value!r} must be an int from 1 to 8 .*parallel_requests=2"):
+        check_streams(value, "parallel_requests")

@@ -38,3 +38,13 @@ def test_seeded_rate_replays_exactly_and_clear_stops_it():
     plan.at_rate(1.0, [status(500)])
     plan.clear()
     assert plan.next_for("/x") is None
+
+
+def test_a_fault_with_params_waits_for_a_request_carrying_them():
+    plan = FaultPlan()
+    aimed = Fault("gap", params=(("start_time", "200"),))
+    plan.schedule([aimed])
+    assert plan.next_for("/organization/costs", [("start_time", "100"), ("limit", "31")]) is None and plan.pending == 1
+    assert plan.next_for("/organization/costs") is None, "a request without the parameter is not aimed at"
+    assert plan.next_for("/organization/costs", [("start_time", "200"), ("limit", "31")]) == aimed
+    assert plan.pending == 0
