@@ -13,6 +13,10 @@ What each layer guarantees about the buckets it hands over:
   columns are exact ``Decimal``. With ``require_complete=False`` the buckets may stop before
   ``end_time`` (not reported yet): the writer and the settle check look at the tail themselves.
 - ``iter_buckets`` / ``iter_rows``: the same, and by default the buckets must reach ``end_time``.
+
+``streams=N`` (``iter_pages``/``iter_query_buckets``; the operator's ``parallel_requests``) pages up
+to N consecutive parts of the range at once (``hooks/page_streams.py``) with the same requests and
+the same guarantees: the caller cannot tell the buckets from one stream's.
 """
 
 from __future__ import annotations
