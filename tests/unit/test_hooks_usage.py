@@ -11,6 +11,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 from conftest import DAY, NOW, SENTINEL_KEY
 
 from airflow_provider_openai_usage.endpoints import ENDPOINTS
@@ -688,3 +690,34 @@ def test_the_pull_budget_is_taken_atomically_by_concurrent_streams():
     for t in threads:
         t.join()
     assert taken.count(True) == 20 and budget.remaining == 0
+
+
+FAULT_KINDS = ["pass", "drop", "truncate", "garbage", "status", "gap", "shift", "empty", "no_has_more", "loop", "wrong_object"]
+
+
+@given(
+    streams=st.integers(1, 4),
+    days=st.integers(32, 200),
+    faults=st.lists(st.tuples(st.integers(0, 3), st.sampled_from(FAULT_KINDS)), max_size=4),
+)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_any_faults_in_any_part_give_every_bucket_or_an_error_after_an_exact_prefix(fake_api, conn_id, streams, days, faults):
+    """Whatever goes wrong in whichever part: the buckets handed over are the start of the true ones,
+    in order, each once; the pull either reaches the end or raises; no thread outlives it."""
+    fake_api.reset()
+    query = UsageQuery.build("completions", NOW - days * DAY, NOW, group_by=["model"])
+    hook = OpenAIUsageHook(conn_id)
+    reference = list(hook.iter_query_buckets(query, require_complete=True))
+    subs = query.split(streams)
+    fake_api.schedule_faults(*[_aimed(kind, subs[part % len(subs)]) for part, kind in faults])
+    got: list = []
+    try:
+        for bucket in hook.iter_query_buckets(query, require_complete=True, streams=streams, page_results=5000):
+            got.append(bucket)
+    except (OpenAIUsageResponseError, OpenAIUsageAPIError) as exc:
+        event(f"error after a prefix: {type(exc).__name__}")
+        assert got == reference[: len(got)] and len(got) < len(reference)
+    else:
+        event("every bucket")
+        assert got == reference
+    assert not _prefetch_threads()
