@@ -716,7 +716,9 @@ def test_any_faults_in_any_part_give_every_bucket_or_an_error_after_an_exact_pre
             got.append(bucket)
     except (OpenAIUsageResponseError, OpenAIUsageAPIError) as exc:
         event(f"error after a prefix: {type(exc).__name__}")
-        assert got == reference[: len(got)] and len(got) < len(reference)
+        # A prefix, possibly all of them: a page whose buckets are right but whose cursor is bad
+        # (a loop on the last page) hands its buckets over and then stops with the error.
+        assert got == reference[: len(got)]
     else:
         event("every bucket")
         assert got == reference
