@@ -19,7 +19,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from decimal import Decimal, InvalidOperation
@@ -344,7 +344,12 @@ def bucket_rows(endpoint: Endpoint, bucket: Mapping[str, Any]) -> Iterator[dict[
 
 def metric_totals(endpoint: Endpoint, columns: Mapping[str, Sequence[Any]]) -> dict[str, Any]:
     """Sum of each metric column (nulls skipped; ints stay ints, amounts stay Decimals): the one summing rule."""
-    return {c.name: sum(v for v in columns[c.name] if v is not None) for c in endpoint.metric_columns}
+    return {c.name: column_total(columns[c.name]) for c in endpoint.metric_columns}
+
+
+def column_total(values: Iterable[Any]) -> Any:
+    """One metric column's sum: nulls skipped, ints stay ints, amounts stay exact Decimals (0 when empty)."""
+    return sum(v for v in values if v is not None)
 
 
 def add_totals(into: dict[str, Any], more: Mapping[str, Any]) -> dict[str, Any]:

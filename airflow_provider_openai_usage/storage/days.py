@@ -17,7 +17,11 @@ Publishing a day, in order (each step is a named fault point, see ``fault_point`
 2. ``pending-written``: its manifest (with the new file's sha256) is stored as *pending*;
 3. ``data-published``: the day file is replaced (the commit point for readers);
 4. ``manifest-published``: the manifest is replaced;
-5. ``pending-removed``: the pending manifest is removed.
+5. ``pending-removed``: the pending manifest is removed (on a local disk 4 and 5 are one rename:
+   the pending manifest becomes the day's manifest).
+
+Many days are published as one batch (``stage`` each, then ``commit`` them together): their files
+are made durable together, then each day's steps run in day order under the dataset's lock.
 
 A crash between 3 and 4 leaves a manifest that does not describe the day file; the next run finds
 the pending manifest whose sha256 matches the file and finishes the job (``prepare``). Leftover
@@ -39,7 +43,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -220,12 +224,14 @@ class DayStore:
             entries = list(self.tmp_dir.iterdir()) if self.tmp_dir.exists() else []
         except FileNotFoundError:
             entries = []
+        pending = [(m.group(1), entry) for entry in entries for m in [PENDING_RE.match(entry.name)] if m]
         for entry in entries:
-            match = PENDING_RE.match(entry.name)
-            if match:
-                self._resolve_pending(match.group(1), entry)
-            elif not self.local and entry.name.endswith(".tmp"):
+            if not self.local and entry.name.endswith(".tmp"):
                 entry.unlink()  # object stores get no data temps; a stray probe or manifest temp
+        if pending:
+            with self.dataset_lock():  # never while another writer of this dataset is between publishing steps
+                for date, entry in pending:
+                    self._resolve_pending(date, entry)
 
     def _resolve_pending(self, date: str, pending_path: ObjectStoragePath) -> None:
         token = PENDING_RE.match(pending_path.name).group(2)  # type: ignore[union-attr]
@@ -326,13 +332,22 @@ class DayStore:
         *,
         covered: list[list[int]] | None = None,
         totals: Mapping[str, Any] | None = None,
-        wait_turn: Callable[[], None] | None = None,
     ) -> DayFile:
-        """Make ``table`` the day's content in one atomic step (see the module docstring).
+        """Make ``table`` the day's content in one atomic step (see the module docstring)."""
+        record = self.day_record(date, table.num_rows, identity, covered=covered, totals=totals)
+        staged = self.stage(date, encode_table(table, self.file_format, metadata=file_metadata(record)), record)
+        return self.commit([staged])[0]
 
-        ``wait_turn``: called once the new file is durable in its temp and before the first publishing
-        step; a caller publishing several days at once uses it to keep the steps in day order.
-        """
+    def day_record(
+        self,
+        date: str,
+        rows: int,
+        identity: Mapping[str, Any],
+        *,
+        covered: list[list[int]] | None = None,
+        totals: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """What the day's manifest will say (its sha256 is added when the file is staged)."""
         if not DATE_RE.match(f"date={date}"):
             raise ValueError(f"date={date!r} is not YYYY-MM-DD")
         held = self.existing_formats().get(date, self.file_format)
@@ -344,88 +359,131 @@ class DayStore:
             )
         ident = dict(identity)
         ident.setdefault("format", self.file_format)
-        record: dict[str, Any] = {
+        return {
             "manifest_version": MANIFEST_VERSION,
             "date": date,
             "file": data_name(self.file_format),
-            "rows": table.num_rows,
+            "rows": rows,
             "identity": ident,
             "covered": covered or [],
             "totals": dict(totals or {}),
         }
-        # Encoded in memory (a day file is small next to its table): hashed without reading it back.
-        # Parquet carries what it holds in its own metadata (identity and windows), readable by any reader.
-        data = encode_table(table, self.file_format, metadata={k: record[k] for k in ("identity", "covered")})
-        record["sha256"] = hashlib.sha256(data).hexdigest()
+
+    def stage(self, date: str, data: Any, record: dict[str, Any]) -> StagedDay:
+        """The day's new file, complete in a locked temporary file outside every partition folder.
+
+        Nothing is published yet and nothing is durable yet: ``commit`` does both, for many days at
+        once. Safe to call from several threads (each day its own temp). Encoded in memory, so the
+        file is hashed without reading it back.
+        """
+        record = {**record, "sha256": hashlib.sha256(data).hexdigest()}
         token = new_token()
         if self.local:
-            self._replace_local(date, token, data, record, wait_turn)
+            path = os.path.join(self.root.path, CONTROL_DIR, "tmp", f"{token}.tmp")
         else:
-            self._replace_remote(date, token, data, record, wait_turn)
-        log.debug("%s: wrote date=%s (%d rows)", self.root, date, table.num_rows)
+            path = os.path.join(tempfile.gettempdir(), f"{LOCAL_TEMP_PREFIX}{token}.tmp")
+        fd = _open_locked_temp(path, make_parents=self.local)
+        staged = StagedDay(date, token, record, path, fd)
+        try:
+            _write_all(fd, data)
+        except BaseException:
+            staged.close()
+            raise
+        return staged
+
+    def commit(self, days: Sequence[StagedDay | Callable[[], StagedDay]], published: list[DayFile] | None = None) -> list[DayFile]:
+        """Publish staged days in the order given, each in one atomic step; returns what each day now holds.
+
+        On a local disk the new files are made durable together first (one ``fsync`` per file, issued
+        at once so the filesystem commits them in one journal transaction, instead of one commit per
+        day), then every day's publishing steps run one after the other under the dataset's lock: a
+        crash leaves every earlier day published and no later one (``published``, if given, gets each
+        day as it is published: after a failure it tells how far the batch got). A callable is staged only once
+        the lock is held (a day merged from the file it replaces must not change under the merge).
+        The temps are removed whatever happens.
+        """
+        if not days:
+            return []
+        try:
+            if self.local:
+                _fsync_all([d.fd for d in days if isinstance(d, StagedDay)])
+            out = published if published is not None else []
+            with self.dataset_lock():
+                for item in days:
+                    staged = item if isinstance(item, StagedDay) else item()
+                    try:
+                        if not isinstance(item, StagedDay) and self.local:
+                            os.fsync(staged.fd)
+                        out.append(self._publish(staged))
+                    finally:
+                        staged.close()
+            return out
+        finally:
+            for item in days:
+                if isinstance(item, StagedDay):
+                    item.close()
+
+    def _publish(self, staged: StagedDay) -> DayFile:
+        date, record = staged.date, staged.record
+        fault_point("temp-written")
+        if self.local:
+            self._publish_local(staged)
+        else:
+            self._publish_remote(staged)
+        log.debug("%s: wrote date=%s (%d rows)", self.root, date, record["rows"])
         return DayFile(
-            date, self.day_path(date), self.file_format, table.num_rows, record["sha256"], ident, record["covered"], record["totals"]
+            date, self.day_path(date), self.file_format, record["rows"], record["sha256"], record["identity"],
+            record["covered"], record["totals"],
         )
 
-    def _replace_local(self, date: str, token: str, data: Any, record: dict[str, Any], wait_turn: Callable[[], None] | None) -> None:
-        """The publishing steps on a local disk with plain ``os`` calls on path strings (no fsspec per file).
+    def _publish_local(self, staged: StagedDay) -> None:
+        """The publishing steps on a local disk, with plain ``os`` calls on path strings (no fsspec per file).
 
-        Folders are created only when a call finds them missing. The new file is written and fsynced
-        before ``wait_turn`` (as a nameless file where the OS allows it, so nothing is left if the
-        process dies then); every publishing step comes after it.
+        The pending manifest is written in place (not renamed): while the data temp is locked a
+        concurrent recovery leaves it alone, and one torn by a crash is unreadable and removed. Once
+        the data file is in place, the pending manifest itself is renamed to be the day's manifest:
+        one step publishes the manifest and removes the pending record. Folders are created only when
+        a call finds them missing.
         """
+        date = staged.date
         control = os.path.join(self.root.path, CONTROL_DIR)
-        tmp_dir = os.path.join(control, "tmp")
-        tmp_path = os.path.join(tmp_dir, f"{token}.tmp")
-        with _durable_temp(tmp_path, data, wait_turn):
-            fault_point("temp-written")
-            # Written in place, not renamed: while the data temp above is locked a concurrent recovery
-            # leaves this pending manifest alone, and one torn by a crash is unreadable and removed.
-            pending = os.path.join(tmp_dir, f"pending.{date}.{token}.json")
-            pending_fd = os.open(pending, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
-            try:
-                _write_all(pending_fd, _manifest_bytes(record))
-            finally:
-                os.close(pending_fd)
-            fault_point("pending-written")
-            try:
-                _replace(tmp_path, os.path.join(self.root.path, f"date={date}", data_name(self.file_format)))
-            except BaseException:
-                os.unlink(pending)  # not published: nothing for a later run to finish
-                raise
-            self._data_published(date)
-        self._finish_publish(date, record, lambda: os.unlink(pending))
+        pending = os.path.join(control, "tmp", f"pending.{date}.{staged.token}.json")
+        pending_fd = os.open(pending, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        try:
+            _write_all(pending_fd, _manifest_bytes(staged.record))
+        finally:
+            os.close(pending_fd)
+        fault_point("pending-written")
+        try:
+            _replace(staged.path, os.path.join(self.root.path, f"date={date}", data_name(self.file_format)))
+        except BaseException:
+            os.unlink(pending)  # not published: nothing for a later run to finish
+            raise
+        self._data_published(date)
+        _replace(pending, os.path.join(control, "manifests", f"date={date}.json"))
+        fault_point("manifest-published")
+        fault_point("pending-removed")
 
-    def _replace_remote(self, date: str, token: str, data: Any, record: dict[str, Any], wait_turn: Callable[[], None] | None) -> None:
-        """The publishing steps on an object store: the file is uploaded from a locked temp in the OS temp dir (one PUT)."""
-        tmp_path = os.path.join(tempfile.gettempdir(), f"{LOCAL_TEMP_PREFIX}{token}.tmp")
-        with _locked_temp(tmp_path) as fd:
-            _write_all(fd, data)
-            os.fsync(fd)
-            if wait_turn is not None:
-                wait_turn()
-            fault_point("temp-written")
-            pending = self.tmp_dir / f"pending.{date}.{token}.json"
-            pending.write_bytes(_manifest_bytes(record))
-            fault_point("pending-written")
-            dest = self.day_path(date)
-            dest.fs.put_file(tmp_path, dest.path)
-            self._data_published(date)
-        self._finish_publish(date, record, pending.unlink)
+    def _publish_remote(self, staged: StagedDay) -> None:
+        """The publishing steps on an object store: the file is uploaded from its local temp (one PUT)."""
+        date = staged.date
+        pending = self.tmp_dir / f"pending.{date}.{staged.token}.json"
+        pending.write_bytes(_manifest_bytes(staged.record))
+        fault_point("pending-written")
+        dest = self.day_path(date)
+        dest.fs.put_file(staged.path, dest.path)
+        self._data_published(date)
+        self._write_manifest(date, _manifest_bytes(staged.record))
+        fault_point("manifest-published")
+        with contextlib.suppress(FileNotFoundError):
+            pending.unlink()
+        fault_point("pending-removed")
 
     def _data_published(self, date: str) -> None:
         """The day's data file is in place (the manifest not yet): remember its format for this run."""
         if self._formats is not None:
             self._formats[date] = self.file_format
         fault_point("data-published")
-
-    def _finish_publish(self, date: str, record: dict[str, Any], remove_pending: Callable[[], None]) -> None:
-        """The last publishing steps, the same locally and remotely: manifest, then the pending record goes."""
-        self._write_manifest(date, _manifest_bytes(record))
-        fault_point("manifest-published")
-        with contextlib.suppress(FileNotFoundError):
-            remove_pending()
-        fault_point("pending-removed")
 
     def _write_manifest(self, date: str, data: bytes) -> None:
         """Manifests: atomic too (rename locally, one PUT remotely)."""
@@ -439,18 +497,19 @@ class DayStore:
             _replace(tmp, os.path.join(control, "manifests", f"date={date}.json"))
 
     @contextlib.contextmanager
-    def day_lock(self, date: str) -> Iterator[None]:
-        """Serialize read-merge-publish of one day between writers on the same disk.
+    def dataset_lock(self) -> Iterator[None]:
+        """Serialize publishing (and recovery) between writers of this dataset on the same disk.
 
-        Object stores have no cheap lock; writers there must not merge the same day at the same time
-        (see docs/data-layout.md).
+        Held while a batch of days is published (milliseconds per day), and while a day that is
+        merged from the file it replaces is read, merged and published. Object stores have no cheap
+        lock; writers there must not merge the same day at the same time (see docs/data-layout.md).
         """
         if not self.local:
             yield
             return
         import fcntl
 
-        path = os.path.join(self.root.path, CONTROL_DIR, "locks", f"date={date}.lock")
+        path = os.path.join(self.root.path, CONTROL_DIR, "lock")
         try:
             fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o666)
         except FileNotFoundError:
@@ -461,6 +520,44 @@ class DayStore:
             yield
         finally:
             os.close(fd)
+
+
+@dataclass
+class StagedDay:
+    """A day's new file in its locked temp (``DayStore.stage``), waiting for ``DayStore.commit``."""
+
+    date: str
+    token: str
+    record: dict[str, Any]
+    path: str
+    fd: int
+    closed: bool = False
+
+    def close(self) -> None:
+        """Remove the temp (if it was not published) and release its lock. Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        os.close(self.fd)
+
+
+def file_metadata(record: Mapping[str, Any]) -> dict[str, Any]:
+    """What a Parquet day file carries about itself in its own metadata (readable by any reader)."""
+    return {k: record[k] for k in ("identity", "covered")}
+
+
+def _fsync_all(fds: Sequence[int]) -> None:
+    """Make many files durable at once: concurrent fsyncs share the filesystem's journal commits."""
+    if len(fds) <= 1:
+        for fd in fds:
+            os.fsync(fd)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(8, len(fds)), thread_name_prefix="openai-usage-fsync") as pool:
+        list(pool.map(os.fsync, fds))
 
 
 def _write_all(fd: int, data: Any) -> None:
@@ -477,18 +574,6 @@ def _replace(src: str, dest: str) -> None:
     except FileNotFoundError:
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         os.replace(src, dest)
-
-
-@contextlib.contextmanager
-def _durable_temp(path: str, data: Any, wait_turn: Callable[[], None] | None) -> Iterator[None]:
-    """``data`` fsynced in the locked temp ``path``; then ``wait_turn`` (days published in parallel
-    write and fsync at the same time, then take turns for the publishing steps)."""
-    with _locked_temp(path, make_parents=True) as fd:
-        _write_all(fd, data)
-        os.fsync(fd)
-        if wait_turn is not None:
-            wait_turn()
-        yield
 
 
 def new_token() -> str:
@@ -516,9 +601,8 @@ def _writer_may_live(path: str) -> bool:
     return True
 
 
-@contextlib.contextmanager
-def _locked_temp(path: str, *, make_parents: bool = False) -> Iterator[int]:
-    """Create ``path`` exclusively and hold an flock on it while it lives; remove it at the end.
+def _open_locked_temp(path: str, *, make_parents: bool = False) -> int:
+    """Create ``path`` exclusively and take an flock on it; the caller removes it and closes the fd.
 
     Every temporary file is locked by its writer, so a concurrent run's clean-up (``_is_locked``)
     removes only temps whose writer died (the kernel drops a dead process's locks).
@@ -535,6 +619,19 @@ def _locked_temp(path: str, *, make_parents: bool = False) -> Iterator[int]:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o666)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        raise
+    return fd
+
+
+@contextlib.contextmanager
+def _locked_temp(path: str, *, make_parents: bool = False) -> Iterator[int]:
+    """``_open_locked_temp`` for the length of a ``with`` block; the temp is removed at the end."""
+    fd = _open_locked_temp(path, make_parents=make_parents)
+    try:
         yield fd
     finally:
         with contextlib.suppress(FileNotFoundError):

@@ -28,6 +28,7 @@ FILE_FORMATS = ("parquet", "jsonl", "csv")
 #: Key of the Parquet key-value metadata entry holding the day's identity (JSON).
 METADATA_KEY = "openai_usage"
 ROW_GROUP_ROWS = 65536
+_PER_SECOND = {"s": 1, "ms": 1000, "us": 1_000_000, "ns": 1_000_000_000}
 
 
 def check_file_format(file_format: Any) -> str:
@@ -68,7 +69,9 @@ def _array(f: pa.Field, values: Sequence[Any]) -> pa.Array:
     try:
         if pa.types.is_timestamp(t):
             if values and isinstance(next((v for v in values if v is not None), None), int):
-                return pa.array(values, type=pa.timestamp("s", tz="UTC")).cast(t)
+                # Unix seconds → the column's unit in Python: cheaper than a compute cast per small chunk.
+                per_second = _PER_SECOND[t.unit]
+                return pa.array([None if v is None else v * per_second for v in values], type=t)
             return pa.array(values, type=t)
         if pa.types.is_decimal(t):
             values = [_fit_scale(v, t.scale) for v in values]
@@ -101,40 +104,108 @@ def _first_bad(f: pa.Field, values: Sequence[Any]) -> Any:
 # -- encoding ----------------------------------------------------------------------------------------
 def write_table(table: pa.Table, file_format: str, fh: Any, metadata: Mapping[str, Any] | None = None) -> None:
     """Write ``table`` to the binary file object ``fh``; ``metadata`` goes into Parquet's key-value metadata."""
-    if file_format == "parquet":
-        import pyarrow.parquet as pq
-
-        if metadata is not None:
-            table = table.replace_schema_metadata({METADATA_KEY: canonical_json(metadata)})
-        pq.write_table(table, fh, compression="zstd", row_group_size=ROW_GROUP_ROWS)
-        return
-    if file_format == "jsonl":
-        for row in _text_rows(table, csv_style=False):
-            fh.write(json.dumps(row, separators=(",", ":")).encode() + b"\n")
-        return
-    if file_format == "csv":
-        text = io.TextIOWrapper(fh, encoding="utf-8", newline="", write_through=True)
-        writer = csv.writer(text, lineterminator="\n")
-        writer.writerow(table.schema.names)
-        for row in _text_rows(table, csv_style=True):
-            writer.writerow(row.values())
-        text.flush()
-        text.detach()
-        return
-    check_file_format(file_format)
+    encoder = DayEncoder(table.schema, file_format, metadata, sink=fh)
+    encoder.write(table)
+    encoder.close()
 
 
 def encode_table(table: pa.Table, file_format: str, metadata: Mapping[str, Any] | None = None) -> Any:
     """The file's bytes (a buffer: ``pyarrow.Buffer`` for Parquet, ``bytes`` for text), encoded in memory."""
-    if file_format == "parquet":
+    encoder = DayEncoder(table.schema, file_format, metadata)
+    encoder.write(table)
+    return encoder.finish()
+
+
+class DayEncoder:
+    """One day file encoded from tables handed over in row order, a piece at a time.
+
+    Why: a day of minute buckets grouped by every dimension is hundreds of thousands of rows; held
+    whole it bounds nothing. Fed piece by piece, at most one Parquet row group (``ROW_GROUP_ROWS``)
+    is held as Arrow data, plus the encoded bytes so far (compressed, a few per cent of the table).
+
+    The bytes depend only on the rows, never on how they were cut into pieces: Parquet row groups
+    are cut at exactly every ``ROW_GROUP_ROWS`` rows, and each is handed to the writer as one
+    contiguous chunk, so a day streamed bucket by bucket, a day merged from an old file and a day
+    written in one call are the same file byte for byte. Text formats are row by row anyway.
+    """
+
+    def __init__(
+        self, schema: pa.Schema, file_format: str, metadata: Mapping[str, Any] | None = None, *, sink: Any = None
+    ) -> None:
         import pyarrow as pa
 
-        sink = pa.BufferOutputStream()
-        write_table(table, file_format, sink, metadata)
-        return sink.getvalue()
-    buffer = io.BytesIO()
-    write_table(table, file_format, buffer, metadata)
-    return buffer.getvalue()
+        self.file_format = check_file_format(file_format)
+        if metadata is not None and file_format == "parquet":
+            schema = schema.with_metadata({METADATA_KEY: canonical_json(metadata)})
+        self.schema = schema
+        self.rows = 0
+        self._own_sink = sink is None
+        self._sink: Any = sink if sink is not None else (pa.BufferOutputStream() if file_format == "parquet" else io.BytesIO())
+        self._held: list[pa.Table] = []
+        self._held_rows = 0
+        self._parquet: Any = None
+        self._header_written = False
+
+    def write(self, table: pa.Table) -> None:
+        """Append ``table``'s rows (any number, any chunking)."""
+        self.rows += table.num_rows
+        if self.file_format != "parquet":
+            self._write_text(table)
+            return
+        if table.num_rows == 0:
+            return
+        self._held.append(table)
+        self._held_rows += table.num_rows
+        while self._held_rows >= ROW_GROUP_ROWS:
+            import pyarrow as pa
+
+            held = pa.concat_tables(self._held)
+            self._row_group(held.slice(0, ROW_GROUP_ROWS))
+            rest = held.slice(ROW_GROUP_ROWS)
+            self._held, self._held_rows = ([rest] if rest.num_rows else []), rest.num_rows
+
+    def _row_group(self, table: pa.Table) -> None:
+        if self._parquet is None:
+            import pyarrow.parquet as pq
+
+            self._parquet = pq.ParquetWriter(self._sink, self.schema, compression="zstd")
+        # One contiguous chunk per column: the writer's pages depend on how its input is cut.
+        self._parquet.write_table(table.combine_chunks(), row_group_size=ROW_GROUP_ROWS)
+
+    def close(self) -> None:
+        """Write what is held and the file's footer (nothing may be written after)."""
+        if self.file_format == "parquet":
+            if self._held or self._parquet is None:  # an empty day is one empty row group, as pq.write_table writes it
+                import pyarrow as pa
+
+                self._row_group(pa.concat_tables(self._held) if self._held else self.schema.empty_table())
+                self._held, self._held_rows = [], 0
+            self._parquet.close()
+        elif self.file_format == "csv" and not self._header_written:
+            self._write_text(self.schema.empty_table())
+
+    def finish(self) -> Any:
+        """Close, and return the file's bytes (for an encoder that owns its in-memory sink)."""
+        self.close()
+        if not self._own_sink:
+            raise ValueError("this encoder writes to a caller's file; its bytes are there")
+        return self._sink.getvalue()
+
+    def _write_text(self, table: pa.Table) -> None:
+        fh = self._sink
+        if self.file_format == "jsonl":
+            for row in _text_rows(table, csv_style=False):
+                fh.write(json.dumps(row, separators=(",", ":")).encode() + b"\n")
+            return
+        text = io.TextIOWrapper(fh, encoding="utf-8", newline="", write_through=True)
+        writer = csv.writer(text, lineterminator="\n")
+        if not self._header_written:
+            writer.writerow(table.schema.names)
+            self._header_written = True
+        for row in _text_rows(table, csv_style=True):
+            writer.writerow(row.values())
+        text.flush()
+        text.detach()
 
 
 def _text_value(value: Any, csv_style: bool) -> Any:

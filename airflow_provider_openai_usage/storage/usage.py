@@ -17,19 +17,20 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from decimal import Decimal
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_openai_usage.endpoints import DECIMAL_PRECISION, Endpoint
 from airflow_provider_openai_usage.exceptions import OpenAIUsageResponseError, OpenAIUsageStorageError
-from airflow_provider_openai_usage.rows import bucket_columns, json_safe, metric_totals, sort_columns
-from airflow_provider_openai_usage.storage.days import DayStore, data_name
-from airflow_provider_openai_usage.storage.formats import read_table, table_from_columns
+from airflow_provider_openai_usage.rows import INT64_MAX, add_totals, bucket_columns, column_total, json_safe, sort_columns
+from airflow_provider_openai_usage.storage.days import DayStore, StagedDay, data_name, file_metadata
+from airflow_provider_openai_usage.storage.formats import ROW_GROUP_ROWS, DayEncoder, encode_table, read_table, table_from_columns
 from airflow_provider_openai_usage.times import DAY, day_label, iso
 
 if TYPE_CHECKING:
@@ -41,10 +42,16 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 #: Version of this layout (one file per day, identity recorded); part of every day's identity.
 LAYOUT_VERSION = 2
-#: Days published at once on a local disk (see ``_Publisher``); object stores publish one at a time.
+#: Threads that finish and stage days on a local disk (see ``_Publisher``); object stores: one day at a time.
 PUBLISH_THREADS = 4
+#: Days published as one batch on a local disk: made durable together, then published in day order.
+BATCH_DAYS = 32
+#: ...or fewer days, once they hold this many rows (a batch's days are held until it is published).
+BATCH_ROWS = ROW_GROUP_ROWS
 #: Rows of a day kept as Python values before they become a typed Arrow chunk (memory: see docs/design.md).
 ARROW_CHUNK_ROWS = 8192
+#: Below this many values an int column is summed in Python (Arrow's compute calls cost more for a few).
+ARROW_SUM_ROWS = 256
 #: Seconds between two "published" progress lines of one write.
 PROGRESS_INTERVAL = 5.0
 
@@ -93,8 +100,34 @@ def identity_differences(held: Mapping[str, Any], wanted: Mapping[str, Any]) -> 
 
 
 def day_totals(endpoint: Endpoint, table: pa.Table) -> dict[str, Any]:
-    """Sum of each metric column over a day's rows: the one place summaries get their numbers from."""
-    return metric_totals(endpoint, {c.name: table.column(c.name).to_pylist() for c in endpoint.metric_columns})
+    """Sum of each metric column over a day's rows: the one place summaries get their numbers from.
+
+    The rule of ``rows.metric_totals`` (nulls skipped; ints stay ints, amounts stay exact Decimals),
+    summed by Arrow over the typed column instead of over Python values: int64 and decimal128 sums
+    are exact, and a sum that could leave the column's range is summed in Python instead.
+    """
+    return {c.name: _column_total(table.column(c.name)) for c in endpoint.metric_columns}
+
+
+def _column_total(column: pa.ChunkedArray) -> Any:
+    import pyarrow as pa
+
+    present = len(column) - column.null_count
+    if present == 0:
+        return 0
+    if present < ARROW_SUM_ROWS and not pa.types.is_decimal(column.type):
+        return column_total(column.to_pylist())  # a few ints: cheaper than two compute calls
+    import pyarrow.compute as pc
+
+    bounds = pc.min_max(column)
+    largest = max(abs(bounds["min"].as_py()), abs(bounds["max"].as_py()))
+    if pa.types.is_decimal(column.type):
+        fits = largest * present < Decimal(10) ** (DECIMAL_PRECISION - column.type.scale)
+    else:
+        fits = largest * present <= INT64_MAX
+    if not fits:
+        return column_total(column.to_pylist())
+    return pc.sum(column).as_py()
 
 
 def merge_windows(windows: Iterable[Iterable[int]]) -> list[list[int]]:
@@ -116,81 +149,140 @@ class DayResult:
     totals: dict[str, Any] = field(default_factory=dict)
 
 
-class _Skipped(Exception):
-    """A day not published because an earlier day of the same write failed (that failure is raised)."""
+@dataclass
+class _DayJob:
+    """A complete day on its way to its file: staged on a worker (a whole day) or under the lock (a merge)."""
 
-
-class _Turn:
-    """Day order for the publishing steps of days prepared in parallel (see ``_Publisher``)."""
-
-    def __init__(self, previous: _Turn | None) -> None:
-        self.previous = previous
-        self.done = threading.Event()
-        self.ok = False
-
-    def wait(self) -> None:
-        if self.previous is not None:
-            self.previous.done.wait()
-            if not self.previous.ok:
-                raise _Skipped()
-            self.previous = None  # let finished days go
+    result: DayResult
+    rows: int
+    #: Returns the staged day; a whole day's runs on a worker thread, a merged day's inside ``commit``.
+    stage: Callable[[], StagedDay]
+    whole: bool
 
 
 class _Publisher:
-    """Publishes finished days on a few threads, handing the results back in day order.
+    """Publishes finished days in batches, on threads, handing the results back in day order.
 
-    Why: on a local disk a day's cost is mostly waiting on the disk (``fsync``, creating and renaming
-    files), not CPU. Days are merged, encoded, written and fsynced in parallel (the filesystem commits
-    their journal entries together), while their publishing steps (pending manifest, rename,
-    manifest) still run strictly one day after the other, in day order, exactly as one thread would
-    run them: a crash leaves every day before it published and none after it. At most ``workers``
-    days are in flight (memory stays bounded), the first failure is raised in day order and stops
-    the later days, and leaving the ``with`` block (normally, by an error, or by the caller dropping
-    the iterator) waits for every thread.
+    Why: on a local disk a day's cost is mostly the filesystem's journal, not CPU: one ``fsync`` per
+    day is one journal commit per day, and every file created meanwhile waits for it. So days are
+    finished (encoded) and written to their temps on a few threads, up to ``BATCH_DAYS`` days (or
+    ``BATCH_ROWS`` rows) at a time; then a committer thread makes the batch durable at once and runs
+    its days' publishing steps strictly one day after the other, in day order, under the dataset's
+    lock (``DayStore.commit``), while the caller goes on building the next days. A crash leaves every
+    day before it published and none after it. The first failure is raised in day order after the
+    days before it are published, and no later batch is published. At most two batches are handed
+    over at a time (memory stays bounded); leaving the ``with`` block (normally, by an error, or by
+    the caller dropping the iterator) waits for every thread and removes every temp not published.
     """
 
-    def __init__(self, workers: int) -> None:
-        self.workers = workers
-        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="openai-usage-publish") if workers > 1 else None
-        self.in_flight: deque[Future[DayResult]] = deque()
-        self.last: _Turn | None = None
+    def __init__(self, store: DayStore, workers: int, batch_days: int, batch_rows: int) -> None:
+        self.store = store
+        threaded = workers > 1
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="openai-usage-publish") if threaded else None
+        self.committer = ThreadPoolExecutor(1, thread_name_prefix="openai-usage-publish-commit") if threaded else None
+        self.batch_days, self.batch_rows = batch_days, batch_rows
+        self.batch: list[tuple[_DayJob, Future[StagedDay] | None]] = []
+        self.rows = 0
+        self.handed: deque[Future[tuple[list[DayResult], BaseException | None]]] = deque()
+        self.failed = False
 
     def __enter__(self) -> _Publisher:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+        self.failed = True  # a batch not yet committed is not published any more
+        try:
+            self._discard(self.batch)
+        finally:
+            self.batch = []
+            for executor in (self.committer, self.pool):
+                if executor is not None:
+                    executor.shutdown(wait=True, cancel_futures=True)
 
-    def submit(self, job: Callable[[Callable[[], None] | None], DayResult]) -> Iterator[DayResult]:
-        """Start publishing a day; yields the days (in order) that are done or must be waited for."""
-        if self.pool is None:
-            yield job(None)
-            return
-        turn = self.last = _Turn(self.last)
-
-        def run() -> DayResult:
-            try:
-                result = job(turn.wait)
-                turn.ok = True
-                return result
-            finally:
-                turn.done.set()
-
-        self.in_flight.append(self.pool.submit(run))
-        while self.in_flight and (len(self.in_flight) > self.workers or self.in_flight[0].done()):
-            yield self.in_flight.popleft().result()
+    def submit(self, job: _DayJob) -> Iterator[DayResult]:
+        """Queue a day; yields the days (in order) of the batches published so far."""
+        future = self.pool.submit(job.stage) if self.pool is not None and job.whole else None
+        self.batch.append((job, future))
+        self.rows += job.rows
+        if len(self.batch) >= self.batch_days or self.rows >= self.batch_rows:
+            self._hand_over()
+        while self.handed and (len(self.handed) > 1 or self.handed[0].done()):
+            yield from self._collect()
 
     def drain(self) -> Iterator[DayResult]:
-        while self.in_flight:
-            yield self.in_flight.popleft().result()
+        """Publish every queued day; results in day order, then the first failure (if any) is raised."""
+        self._hand_over()
+        while self.handed:
+            yield from self._collect()
+
+    def _hand_over(self) -> None:
+        if not self.batch:
+            return
+        batch, self.batch, self.rows = self.batch, [], 0
+        if self.committer is None:
+            done: Future[tuple[list[DayResult], BaseException | None]] = Future()
+            done.set_result(self._commit(batch))
+            self.handed.append(done)
+        else:
+            self.handed.append(self.committer.submit(self._commit, batch))
+
+    def _collect(self) -> Iterator[DayResult]:
+        results, failure = self.handed.popleft().result()
+        yield from results
+        if failure is not None:
+            raise failure
+
+    def _commit(self, batch: list[tuple[_DayJob, Future[StagedDay] | None]]) -> tuple[list[DayResult], BaseException | None]:
+        """Stage what is left, publish the batch in day order; (days published, the failure that stopped it)."""
+        if self.failed:
+            self._discard(batch)
+            return [], None
+        items: list[StagedDay | Callable[[], StagedDay]] = []
+        failure: BaseException | None = None
+        try:
+            for i, (job, future) in enumerate(batch):
+                if not job.whole:
+                    items.append(job.stage)
+                    continue
+                try:
+                    items.append(future.result() if future is not None else job.stage())
+                except Exception as exc:  # noqa: BLE001 - reported after the days before it are published
+                    failure = exc
+                    self._discard(batch[i + 1 :])
+                    break
+            published: list[Any] = []
+            try:
+                self.store.commit(items, published)
+            except Exception as exc:  # noqa: BLE001 - days are published in order: the ones before it are
+                failure = exc
+            del items[len(published) :]
+        finally:
+            for item in items:
+                if isinstance(item, StagedDay):
+                    item.close()
+        if failure is not None:
+            self.failed = True
+        return [job.result for job, _ in batch[: len(items)]], failure
+
+    @staticmethod
+    def _discard(batch: list[tuple[_DayJob, Future[StagedDay] | None]]) -> None:
+        """Days that will not be published: wait for their workers, then remove their temps."""
+        for _, future in batch:
+            if future is None or future.cancel():
+                continue
+            try:
+                future.result().close()
+            except BaseException:  # noqa: BLE001 - a day that failed to stage left nothing to remove
+                pass
 
 
 class PartitionWriter:
     """Writes one endpoint's days under ``root`` (= ``<output_path>/<endpoint>``)."""
 
-    #: Days published at once (local disks only; object stores: one at a time).
+    #: Threads staging days (local disks only; object stores: one day at a time).
     publish_threads = PUBLISH_THREADS
+    #: Days (or rows) published as one batch on a local disk.
+    batch_days, batch_rows = BATCH_DAYS, BATCH_ROWS
 
     def __init__(self, root: ObjectStoragePath, endpoint: Endpoint, file_format: str, *, described_as: str | None = None) -> None:
         self.root = root
@@ -246,11 +338,12 @@ class PartitionWriter:
 
     # -- writing ---------------------------------------------------------------------------------------
     def write(self, query: UsageQuery, buckets: Iterable[dict[str, Any]]) -> Iterator[DayResult]:
-        """Publish each day of the query's range as soon as all its buckets arrived."""
+        """Publish each day of the query's range once all its buckets arrived (in batches, see ``_Publisher``)."""
         wanted = usage_identity(query, self.file_format, self.schema)
-        width = query.width_seconds
-        with _Publisher(self.publish_threads if self.store.local else 1) as publisher:
-            yield from self._progress(self._write(query, buckets, publisher, wanted, width))
+        local = self.store.local
+        publisher = _Publisher(self.store, self.publish_threads if local else 1, self.batch_days if local else 1, self.batch_rows)
+        with publisher:
+            yield from self._progress(self._write(query, buckets, publisher, wanted, query.width_seconds))
 
     def _progress(self, results: Iterator[DayResult]) -> Iterator[DayResult]:
         """One log line every ``PROGRESS_INTERVAL`` seconds and one at the end, not one per day."""
@@ -267,41 +360,38 @@ class PartitionWriter:
     def _write(
         self, query: UsageQuery, buckets: Iterable[dict[str, Any]], publisher: _Publisher, wanted: dict[str, Any], width: int
     ) -> Iterator[DayResult]:
-        day: int | None = None
-        # The day so far: typed Arrow chunks, and the last few buckets' columns as Python values (at
-        # most ARROW_CHUNK_ROWS rows of them), so a dense day is held compactly, not as Python objects.
-        chunks: list[pa.Table] = []
-        parts: list[dict[str, list[Any]]] = []
-        held = 0
+        building: _DayBuilder | None = None
         covered_until = query.start_time
-        for bucket in buckets:
-            start, end = bucket["start_time"], bucket["end_time"]
-            if start != covered_until:
-                # A day the API skipped would read as "no usage": refuse rather than guess.
-                raise self._gap(covered_until, start)
-            expected_end = min((start // width + 1) * width, query.end_time)
-            if end > expected_end or end <= start or (start % width and start != query.start_time):
-                raise OpenAIUsageResponseError(
-                    f"{self.endpoint.key}: OpenAI returned a bucket {iso(start)}–{iso(end)} for bucket_width="
-                    f"{query.bucket_width}, whose buckets end at {iso(expected_end)}; refusing it before writing "
-                    f"anything of date={day_label(start - start % DAY)}"
-                )
-            bucket_day = start - start % DAY
-            if day is not None and bucket_day != day:
-                yield from publisher.submit(self._finish(query, wanted, day, chunks + [self._table(parts)], covered_until))
-                chunks, parts, held = [], [], 0
-            day = bucket_day
-            n, columns = bucket_columns(self.endpoint, bucket)
-            del bucket
-            parts.append(sort_columns(self.endpoint, n, columns))
-            held += n
-            if held >= ARROW_CHUNK_ROWS:
-                chunks.append(self._table(parts))
-                parts, held = [], 0
-            covered_until = end
-        if day is not None:
-            yield from publisher.submit(self._finish(query, wanted, day, chunks + [self._table(parts)], covered_until))
-            chunks, parts = [], []
+        try:
+            for bucket in buckets:
+                start, end = bucket["start_time"], bucket["end_time"]
+                if start != covered_until:
+                    # A day the API skipped would read as "no usage": refuse rather than guess.
+                    raise self._gap(covered_until, start)
+                expected_end = min((start // width + 1) * width, query.end_time)
+                if end > expected_end or end <= start or (start % width and start != query.start_time):
+                    raise OpenAIUsageResponseError(
+                        f"{self.endpoint.key}: OpenAI returned a bucket {iso(start)}–{iso(end)} for bucket_width="
+                        f"{query.bucket_width}, whose buckets end at {iso(expected_end)}; refusing it before writing "
+                        f"anything of date={day_label(start - start % DAY)}"
+                    )
+                bucket_day = start - start % DAY
+                if building is not None and bucket_day != building.day:
+                    yield from publisher.submit(self._finish(query, wanted, building, covered_until))
+                    building = None
+                if building is None:
+                    building = self._builder(query, wanted, bucket_day)
+                n, columns = bucket_columns(self.endpoint, bucket)
+                del bucket
+                building.add(n, sort_columns(self.endpoint, n, columns))
+                covered_until = end
+            if building is not None:
+                yield from publisher.submit(self._finish(query, wanted, building, covered_until))
+                building = None
+        except Exception:
+            # The days completed before the failure are checked and whole: publish them, then fail.
+            yield from publisher.drain()
+            raise
         yield from publisher.drain()
         if covered_until < query.end_time:
             raise OpenAIUsageResponseError(
@@ -317,36 +407,62 @@ class PartitionWriter:
 
     def _table(self, parts: list[dict[str, list[Any]]]) -> pa.Table:
         """Buckets' columns → one typed table (a value that does not fit its column is refused here)."""
-        return table_from_columns(self.schema, {name: [v for part in parts for v in part[name]] for name in self.schema.names})
+        if len(parts) == 1:
+            return table_from_columns(self.schema, parts[0])
+        return table_from_columns(self.schema, {name: list(chain.from_iterable(p[name] for p in parts)) for name in self.schema.names})
 
-    def _finish(
-        self, query: UsageQuery, wanted: dict[str, Any], day: int, chunks: list[pa.Table], covered_until: int
-    ) -> Callable[[Callable[[], None] | None], DayResult]:
-        """Check the day is complete and build its table (here, in order); returns the publication to run."""
+    def _builder(self, query: UsageQuery, wanted: dict[str, Any], day: int) -> _DayBuilder:
+        """A whole day streams into its file as its rows arrive; a part of a day is kept to be merged."""
         window = (max(query.start_time, day), min(query.end_time, day + DAY))
-        label = day_label(day)
+        encoder: Callable[[], DayEncoder] | None = None
+        if window == (day, day + DAY):
+            metadata = file_metadata(self.store.day_record(day_label(day), 0, wanted, covered=[[day, day + DAY]]))
+
+            def encoder() -> DayEncoder:
+                return DayEncoder(self.schema, self.file_format, metadata)
+
+        return _DayBuilder(self, day, window, encoder)
+
+    def _finish(self, query: UsageQuery, wanted: dict[str, Any], building: _DayBuilder, covered_until: int) -> _DayJob:
+        """Check the day is complete (here, in order); returns the job that stages it."""
+        day, window, label = building.day, building.window, day_label(building.day)
         if covered_until < window[1]:
             raise OpenAIUsageResponseError(
                 f"{self.endpoint.key}: day {label} is only reported up to {iso(covered_until)}; its partition is left as it was. "
                 f"Wait for it with an OpenAIUsageSensor (settle_period) before this task, or end the range at {label}T00:00:00Z"
             )
-        if len(chunks) == 1:
-            new = chunks[0]
-        else:
+        building.flush()
+        result = DayResult(label, building.rows, [data_name(self.file_format)], building.totals)
+        rows = building.rows
+        if building.new_encoder is not None:
+            encoder, chunks = building.encoder, building.chunks
+            new_encoder = building.new_encoder
+            del building
+
+            def stage_whole() -> StagedDay:
+                nonlocal encoder, chunks
+                if encoder is None:  # a small day: its one row group is encoded here, on a worker
+                    encoder = new_encoder()
+                for chunk in chunks:
+                    encoder.write(chunk)
+                data, encoder, chunks = encoder.finish(), None, []  # the day's memory goes with them
+                record = self.store.day_record(label, rows, wanted, covered=[[day, day + DAY]], totals=_json_totals(result.totals))
+                return self.store.stage(label, data, record)
+
+            return _DayJob(result, rows, stage_whole, whole=True)
+        chunks = building.chunks
+        del building
+
+        def stage_merged() -> StagedDay:
             import pyarrow as pa
 
-            new = pa.concat_tables(chunks).combine_chunks()  # one chunk per column: the same bytes as one build
-        del chunks
-        result = DayResult(label, new.num_rows, [data_name(self.file_format)], day_totals(self.endpoint, new))
+            new = pa.concat_tables(chunks) if chunks else self.schema.empty_table()
+            table, covered = self._merged(wanted, day, window, new)
+            totals = _json_totals(result.totals if table is new else day_totals(self.endpoint, table))
+            record = self.store.day_record(label, table.num_rows, wanted, covered=covered, totals=totals)
+            return self.store.stage(label, encode_table(table, self.file_format, metadata=file_metadata(record)), record)
 
-        def publish(wait_turn: Callable[[], None] | None) -> DayResult:
-            with self.store.day_lock(label):
-                table, covered = self._merged(wanted, day, window, new)
-                totals = _json_totals(result.totals if table is new else day_totals(self.endpoint, table))
-                self.store.replace_day(label, table, wanted, covered=covered, totals=totals, wait_turn=wait_turn)
-            return result
-
-        return publish
+        return _DayJob(result, rows, stage_merged, whole=False)
 
     def _merged(self, wanted: dict[str, Any], day: int, window: tuple[int, int], new: pa.Table) -> tuple[pa.Table, list[list[int]]]:
         label = day_label(day)
@@ -372,8 +488,46 @@ class PartitionWriter:
             )
         before = old.filter(pc.less(starts, lo))
         after = old.filter(pc.greater_equal(starts, hi))
-        merged = pa.concat_tables([before, new, after]).combine_chunks()
+        merged = pa.concat_tables([before, new, after])
         return merged, merge_windows(current.covered + [list(window)])
+
+
+class _DayBuilder:
+    """One day's rows as they arrive: Python columns for at most ``ARROW_CHUNK_ROWS`` rows, then typed
+    Arrow chunks. A whole day's chunks stream into its file's encoder once they fill a Parquet row
+    group (a small day is encoded whole on a worker); a part of a day is kept to be merged."""
+
+    def __init__(self, writer: PartitionWriter, day: int, window: tuple[int, int], new_encoder: Callable[[], DayEncoder] | None) -> None:
+        self.writer, self.day, self.window, self.new_encoder = writer, day, window, new_encoder
+        self.encoder: DayEncoder | None = None
+        self.parts: list[dict[str, list[Any]]] = []
+        self.held = 0
+        self.rows = 0
+        self.totals: dict[str, Any] = {}
+        self.chunks: list[pa.Table] = []
+        self.chunk_rows = 0
+
+    def add(self, n: int, columns: dict[str, list[Any]]) -> None:
+        self.parts.append(columns)
+        self.held += n
+        if self.held >= ARROW_CHUNK_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.parts:
+            return
+        table = self.writer._table(self.parts)
+        self.parts, self.held = [], 0
+        self.rows += table.num_rows
+        add_totals(self.totals, day_totals(self.writer.endpoint, table))
+        self.chunks.append(table)
+        self.chunk_rows += table.num_rows
+        if self.new_encoder is not None and self.chunk_rows >= ROW_GROUP_ROWS:
+            if self.encoder is None:
+                self.encoder = self.new_encoder()
+            for chunk in self.chunks:
+                self.encoder.write(chunk)  # whole row groups are encoded now; the rest stays held
+            self.chunks, self.chunk_rows = [], 0
 
 
 def _json_totals(totals: Mapping[str, Any]) -> dict[str, Any]:
