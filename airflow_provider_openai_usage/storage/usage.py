@@ -49,7 +49,7 @@ BATCH_DAYS = 32
 #: ...or fewer days, once they hold this many rows (a batch's days are held until it is published).
 BATCH_ROWS = ROW_GROUP_ROWS
 #: Rows of a day kept as Python values before they become a typed Arrow chunk (memory: see docs/design.md).
-ARROW_CHUNK_ROWS = 8192
+ARROW_CHUNK_ROWS = 2048
 #: Below this many values an int column is summed in Python (Arrow's compute calls cost more for a few).
 ARROW_SUM_ROWS = 256
 #: Seconds between two "published" progress lines of one write.
