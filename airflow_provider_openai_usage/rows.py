@@ -24,10 +24,12 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from decimal import Decimal, InvalidOperation
 from itertools import repeat
+from operator import attrgetter
 from typing import Any
 
 from airflow_provider_openai_usage.endpoints import Column, Endpoint
 from airflow_provider_openai_usage.exceptions import OpenAIUsageResponseError
+from airflow_provider_openai_usage.page_decoding import is_typed
 
 log = logging.getLogger(__name__)
 
@@ -260,10 +262,7 @@ def _typed(values: list[Any], column: Column) -> list[Any]:
                 if int(v) != v:
                     raise OpenAIUsageResponseError(f"{column.name}={v!r} is not an integer")
             values = [None if v is None else int(v) for v in values]
-        present = [v for v in values if v is not None] if None in values else values
-        if present and (min(present) < INT64_MIN or max(present) > INT64_MAX):
-            bad = next(v for v in present if not INT64_MIN <= v <= INT64_MAX)
-            raise OpenAIUsageResponseError(f"{column.name}={bad} does not fit a 64-bit integer column; nothing of it is written")
+        _check_int64(values, column)
         return values
     if kind == "bool":
         if not types <= {bool, _NONE}:
@@ -275,9 +274,49 @@ def _typed(values: list[Any], column: Column) -> list[Any]:
     return [v if v is None or type(v) is str else str(v) for v in values]
 
 
-def bucket_columns(endpoint: Endpoint, bucket: Mapping[str, Any]) -> tuple[int, dict[str, list[Any]]]:
-    """(number of rows, column name → values) for one bucket, in registry column order."""
-    results, extras = _normalized(endpoint, bucket_results(bucket))
+def _check_int64(values: list[Any], column: Column) -> None:
+    present = [v for v in values if v is not None] if None in values else values
+    if present and (min(present) < INT64_MIN or max(present) > INT64_MAX):
+        bad = next(v for v in present if not INT64_MIN <= v <= INT64_MAX)
+        raise OpenAIUsageResponseError(f"{column.name}={bad} does not fit a 64-bit integer column; nothing of it is written")
+
+
+def bucket_columns(endpoint: Endpoint, bucket: Mapping[str, Any], *, arrow_checks_int64: bool = False) -> tuple[int, dict[str, list[Any]]]:
+    """(number of rows, column name → values) for one bucket, in registry column order.
+
+    ``arrow_checks_int64``: the caller turns the columns into typed Arrow arrays, which refuse an int
+    outside int64 naming the column and value (``storage.formats.table_from_columns``), so typed
+    results skip the same check in Python.
+    """
+    results = bucket_results(bucket)
+    if is_typed(endpoint, results):
+        n, columns = _typed_columns(endpoint, bucket, results, check_int64=not arrow_checks_int64)
+    else:
+        n, columns = _dict_columns(endpoint, bucket, results)
+    if n > 1 and _repeats(endpoint, n, columns):
+        raise _duplicate(endpoint, bucket, n, columns)
+    return n, columns
+
+
+def _typed_columns(
+    endpoint: Endpoint, bucket: Mapping[str, Any], results: list[Any], *, check_int64: bool
+) -> tuple[int, dict[str, list[Any]]]:
+    """Results msgspec already typed (``page_decoding``): read by attribute; only the int64 range is left to check."""
+    n = len(results)
+    columns: dict[str, list[Any]] = {"start_time": [bucket["start_time"]] * n, "end_time": [bucket["end_time"]] * n}
+    for column in endpoint.columns:
+        if column.role == "extra":
+            columns[column.name] = [None] * n  # a field the registry does not type sends the page the dict way
+            continue
+        values = list(map(attrgetter(column.path[0]), results))
+        if check_int64 and column.type == "int64":
+            _check_int64(values, column)
+        columns[column.name] = values
+    return n, columns
+
+
+def _dict_columns(endpoint: Endpoint, bucket: Mapping[str, Any], raw: list[Any]) -> tuple[int, dict[str, list[Any]]]:
+    results, extras = _normalized(endpoint, raw)
     n = len(results)
     columns: dict[str, list[Any]] = {"start_time": [bucket["start_time"]] * n, "end_time": [bucket["end_time"]] * n}
     for column in endpoint.columns:
@@ -290,8 +329,6 @@ def bucket_columns(endpoint: Endpoint, bucket: Mapping[str, Any]) -> tuple[int, 
         else:
             values = [_dig(r, path) for r in results]
         columns[column.name] = _typed(values, column)
-    if n > 1 and _repeats(endpoint, n, columns):
-        raise _duplicate(endpoint, bucket, n, columns)
     return n, columns
 
 

@@ -26,10 +26,11 @@ import random
 import re
 import threading
 import time
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from functools import partial
 from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +51,7 @@ from airflow_provider_openai_usage.exceptions import (
     OpenAIUsageError,
     OpenAIUsageResponseError,
 )
+from airflow_provider_openai_usage.page_decoding import decode_typed_page, is_typed
 from airflow_provider_openai_usage.query import UsageQuery, check_streams
 from airflow_provider_openai_usage.rows import bucket_results, bucket_rows, check_result_object
 
@@ -185,6 +187,8 @@ def _make_exact(endpoint: Endpoint, result: dict[str, Any], path: tuple[str, ...
 def _already_exact(endpoint: Endpoint, results: list[Any]) -> bool:
     """The common case, checked per column over the whole bucket: plain dicts of the right object whose
     amounts the JSON decoder already made ``Decimal`` (always finite: JSON numbers have no NaN)."""
+    if is_typed(endpoint, results):
+        return True  # msgspec checked the object and decoded every amount as an exact Decimal
     if set(map(type, results)) != {dict} or not set(map(dict.get, results, repeat("object"))) <= {endpoint.result_object}:
         return False
     for column in endpoint.columns:
@@ -277,9 +281,15 @@ def decode_json(body: bytes) -> Any:
         return json.loads(body, parse_float=Decimal)
 
 
+def decode_usage_page(endpoint: Endpoint, body: bytes) -> Any:
+    """A usage page: typed straight from the bytes when it is the common shape, else as any JSON (``page_decoding``)."""
+    page = decode_typed_page(endpoint, body)
+    return page if page is not None else decode_json(body)
+
+
 def decode_page(query: UsageQuery, body: bytes) -> dict[str, Any]:
     """One page's bytes → the checked page, as the hook hands it over (benchmarks call this)."""
-    page = decode_json(body)
+    page = decode_usage_page(query.endpoint, body)
     if not isinstance(page, dict) or not isinstance(page.get("data"), list):
         raise OpenAIUsageResponseError(f"{query.endpoint.key}: the answer has no 'data' array; nothing is written")
     data = page["data"]
@@ -380,6 +390,7 @@ class OpenAIUsageHook(BaseHook):
         what: str,
         budget: RetryBudget | None = None,
         session: requests.Session | None = None,
+        decode: Callable[[bytes], Any] | None = None,
     ) -> Any:
         """GET ``base_url + path`` and return the decoded JSON (floats as exact ``Decimal``).
 
@@ -388,16 +399,20 @@ class OpenAIUsageHook(BaseHook):
         statuses ``OpenAIUsageAPIError`` (with ``status``, ``api_message`` and ``param``). Every text
         taken from the answer is scrubbed of secrets. ``what`` names the resource in logs and errors;
         ``budget`` is shared by the requests of one pull (default: a fresh one for this request);
-        ``session``: the one to send it with (default: the hook's, ``get_conn``).
+        ``session``: the one to send it with (default: the hook's, ``get_conn``); ``decode``: bytes →
+        value (default ``decode_json``); a body it cannot read is retried as incomplete.
         """
         try:
             budget = budget if budget is not None else self.new_retry_budget()
-            return self._get_json(path, list(params), what, budget, session or self.get_conn())
+            return self._get_json(path, list(params), what, budget, session or self.get_conn(), decode or decode_json)
         except OpenAIUsageError as exc:
             self._scrub_error(exc)
             raise
 
-    def _get_json(self, path: str, params: list[tuple[str, str]], what: str, budget: RetryBudget, session: requests.Session) -> Any:
+    def _get_json(
+        self, path: str, params: list[tuple[str, str]], what: str, budget: RetryBudget, session: requests.Session,
+        decode: Callable[[bytes], Any],
+    ) -> Any:
         from tenacity import RetryError, Retrying, retry_if_exception_type
 
         settings = self.settings
@@ -448,7 +463,7 @@ class OpenAIUsageHook(BaseHook):
             retry=retry_if_exception_type(_Retryable), stop=stop, wait=wait, before_sleep=before_sleep, sleep=budget.sleep
         )
         try:
-            return retrying(self._request_once, session, url, params, what, settings)
+            return retrying(self._request_once, session, url, params, what, settings, decode)
         except RetryError as exc:
             last = exc.last_attempt.exception()
             assert isinstance(last, _Retryable)
@@ -470,7 +485,8 @@ class OpenAIUsageHook(BaseHook):
             ) from None
 
     def _request_once(
-        self, session: requests.Session, url: str, params: list[tuple[str, str]], what: str, settings: ConnectionSettings
+        self, session: requests.Session, url: str, params: list[tuple[str, str]], what: str, settings: ConnectionSettings,
+        decode: Callable[[bytes], Any] = decode_json,
     ) -> Any:
         import requests
         import urllib3
@@ -542,7 +558,7 @@ class OpenAIUsageHook(BaseHook):
             )
         try:
             # Exact Decimals keep costs exact, whatever the number of decimals.
-            return decode_json(body)
+            return decode(body)
         except ValueError:
             raise _Retryable("the answer was not complete JSON (truncated or not JSON)") from None
 
@@ -560,7 +576,10 @@ class OpenAIUsageHook(BaseHook):
         if cursor is not None:
             params.append(("page", cursor))
         try:
-            page = self.get_json(query.endpoint.path, params, what=query.endpoint.key, budget=budget, session=session)
+            page = self.get_json(
+                query.endpoint.path, params, what=query.endpoint.key, budget=budget, session=session,
+                decode=partial(decode_usage_page, query.endpoint),
+            )
         except OpenAIUsageAPIError as exc:
             if exc.status == 400:
                 raise self._explain_bad_request(query, exc) from None

@@ -381,7 +381,7 @@ class PartitionWriter:
                     building = None
                 if building is None:
                     building = self._builder(query, wanted, bucket_day)
-                n, columns = bucket_columns(self.endpoint, bucket)
+                n, columns = bucket_columns(self.endpoint, bucket, arrow_checks_int64=True)
                 del bucket
                 building.add(n, sort_columns(self.endpoint, n, columns))
                 covered_until = end

@@ -74,3 +74,65 @@ def test_an_empty_temp_of_a_dead_writer_is_removed_at_once(fake_api, conn_id, tm
     (tmp / f"fedcba9876543210-{os.getpid()}.tmp").touch()  # this process lives: maybe between create and lock
     write(tmp_path, NOW - DAY, NOW, endpoint="embeddings")
     assert sorted(p.name for p in tmp.iterdir()) == [f"fedcba9876543210-{os.getpid()}.tmp"]
+
+
+# -- batches: staged on any thread, made durable together, published in order under one lock ---------------
+def _store(tmp_path):
+    from airflow.sdk import ObjectStoragePath
+
+    from airflow_provider_openai_usage.storage.days import DayStore
+
+    store = DayStore(ObjectStoragePath(tmp_path.as_uri()), "jsonl")
+    store.prepare()
+    return store
+
+
+def _stage(store, date, text):
+    record = store.day_record(date, 1, {"dataset": "t"})
+    return store.stage(date, text.encode(), record)
+
+
+def test_a_batch_is_published_in_order_and_its_manifests_replace_the_pending_records(tmp_path):
+    import json
+
+    store = _store(tmp_path)
+    days = [f"2025-11-0{i}" for i in range(1, 6)]
+    published = store.commit([_stage(store, d, f'{{"day":"{d}"}}\n') for d in days])
+    assert [p.date for p in published] == days
+    for d in days:
+        assert (tmp_path / f"date={d}" / "data.jsonl").read_text() == f'{{"day":"{d}"}}\n'
+        manifest = json.loads((tmp_path / "_openai_usage" / "manifests" / f"date={d}.json").read_text())
+        assert manifest["sha256"] == store.current_day(d).sha256
+    assert not temps(tmp_path), "pending records became the manifests; temps were renamed into place"
+
+
+def test_a_failure_mid_batch_publishes_the_days_before_it_and_removes_every_temp(tmp_path):
+    store = _store(tmp_path)
+    (tmp_path / "date=2025-11-03").write_text("a file where the day's folder goes")
+    staged = [_stage(store, f"2025-11-0{i}", "{}\n") for i in range(1, 6)]
+    published: list = []
+    with pytest.raises(NotADirectoryError):
+        store.commit(staged, published)
+    assert [p.date for p in published] == ["2025-11-01", "2025-11-02"]
+    assert sorted(store.existing_formats()) == ["2025-11-01", "2025-11-02"]
+    assert not temps(tmp_path) and all(s.closed for s in staged)
+
+
+def test_a_merged_day_is_staged_only_once_the_dataset_lock_is_held(tmp_path):
+    import fcntl
+
+    store = _store(tmp_path)
+    seen = []
+
+    def stage_under_lock():
+        fd = os.open(tmp_path / "_openai_usage" / "lock", os.O_RDWR)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # this writer holds it
+        finally:
+            os.close(fd)
+        seen.append("staged")
+        return _stage(store, "2025-11-02", "{}\n")
+
+    store.commit([_stage(store, "2025-11-01", "{}\n"), stage_under_lock])
+    assert seen == ["staged"] and sorted(store.existing_formats()) == ["2025-11-01", "2025-11-02"]

@@ -104,3 +104,70 @@ def test_a_large_amount_and_28_decimal_strings_fit(tmp_path):
     values = read_day_table(list_day_files(object_path(tmp_path / "costs"))[day(D8)]).column("amount_value").to_pylist()
     assert values == [Decimal("12345678901.5"), Decimal("0.06"), Decimal("0.333333333333333333")]
     assert result.totals["amount_value"] == sum(values)
+
+
+# -- DayEncoder: a day streamed piece by piece is the same file as a day written in one call -------------
+def _day_table(n: int):
+    import pyarrow as pa
+
+    from airflow_provider_openai_usage.storage.usage import arrow_schema
+
+    endpoint = ENDPOINTS["completions"]
+    schema = arrow_schema(endpoint)
+    columns = {}
+    for f in schema:
+        if f.name in ("start_time", "end_time"):
+            columns[f.name] = pa.array([(NOW + i) * 1000 for i in range(n)], type=f.type)
+        elif pa.types.is_integer(f.type):
+            columns[f.name] = pa.array([None if i % 11 == 0 else i * 7 % 1000 for i in range(n)], type=f.type)
+        elif pa.types.is_boolean(f.type):
+            columns[f.name] = pa.array([None if i % 5 == 0 else i % 2 == 0 for i in range(n)], type=f.type)
+        else:
+            columns[f.name] = pa.array([None if i % 3 == 0 else f"v{i % 17}" for i in range(n)], type=f.type)
+    return pa.table(columns, schema=schema)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    rows=st.sampled_from([0, 1, 2047, 65535, 65536, 65537, 140_000]),
+    cuts=st.lists(st.integers(1, 70_000), min_size=1, max_size=6),
+    file_format=st.sampled_from(["parquet", "jsonl", "csv"]),
+)
+def test_a_day_streamed_in_any_pieces_is_byte_identical_to_one_call(rows, cuts, file_format):
+    from airflow_provider_openai_usage.storage.formats import DayEncoder, encode_table
+
+    if file_format != "parquet" and rows > 2047:
+        rows = 2047  # text formats are row by row; keep them quick
+    table = _day_table(rows)
+    metadata = {"identity": {"dataset": "completions"}, "covered": [[NOW, NOW + DAY]]}
+    whole = bytes(encode_table(table, file_format, metadata))
+    encoder = DayEncoder(table.schema, file_format, metadata)
+    at, i = 0, 0
+    while at < rows:
+        size = cuts[i % len(cuts)]
+        encoder.write(table.slice(at, size))
+        at, i = at + size, i + 1
+    assert bytes(encoder.finish()) == whole
+    assert encoder.rows == rows
+
+
+def test_a_streamed_day_holds_at_most_one_row_group_of_rows():
+    import pyarrow as pa
+
+    from airflow_provider_openai_usage.storage.formats import ROW_GROUP_ROWS, DayEncoder
+
+    table = _day_table(3 * ROW_GROUP_ROWS + 5)
+    encoder = DayEncoder(table.schema, "parquet")
+    held = []
+    for at in range(0, table.num_rows, 2048):
+        encoder.write(table.slice(at, 2048))
+        held.append(encoder._held_rows)
+    assert max(held) < ROW_GROUP_ROWS, "whole row groups are encoded as soon as they are complete"
+    import pyarrow.parquet as pq
+
+    meta = pq.read_metadata(pa.BufferReader(encoder.finish()))
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [ROW_GROUP_ROWS] * 3 + [5]
