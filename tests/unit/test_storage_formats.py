@@ -171,3 +171,15 @@ def test_a_streamed_day_holds_at_most_one_row_group_of_rows():
 
     meta = pq.read_metadata(pa.BufferReader(encoder.finish()))
     assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [ROW_GROUP_ROWS] * 3 + [5]
+
+
+@pytest.mark.parametrize(("rows", "codec"), [(1, "UNCOMPRESSED"), (255, "UNCOMPRESSED"), (256, "ZSTD"), (70_000, "ZSTD")])
+def test_a_day_of_a_few_rows_is_written_without_compression_and_a_bigger_one_with_zstd(rows, codec):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from airflow_provider_openai_usage.storage.formats import SMALL_DAY_ROWS, encode_table
+
+    assert SMALL_DAY_ROWS == 256
+    meta = pq.read_metadata(pa.BufferReader(encode_table(_day_table(rows), "parquet")))
+    assert {meta.row_group(0).column(i).compression for i in range(meta.num_columns)} == {codec}
