@@ -219,7 +219,8 @@ class DayStore:
         """Pending manifests whose file was published are finished; every other leftover is removed."""
         if self.local:
             self._remove_stale_local_temps(self.tmp_dir.path)
-        self._remove_stale_local_temps(tempfile.gettempdir(), prefix=LOCAL_TEMP_PREFIX)
+        else:  # only object-store writers stage in the OS temp folder
+            self._remove_stale_local_temps(tempfile.gettempdir(), prefix=LOCAL_TEMP_PREFIX)
         try:
             entries = list(self.tmp_dir.iterdir()) if self.tmp_dir.exists() else []
         except FileNotFoundError:
@@ -350,7 +351,10 @@ class DayStore:
         """What the day's manifest will say (its sha256 is added when the file is staged)."""
         if not DATE_RE.match(f"date={date}"):
             raise ValueError(f"date={date!r} is not YYYY-MM-DD")
-        held = self.existing_formats().get(date, self.file_format)
+        if self._formats is None:
+            self.existing_formats()
+        assert self._formats is not None
+        held = self._formats.get(date, self.file_format)  # no copy of every day's entry per day
         if held != self.file_format:
             raise OpenAIUsageStorageError(
                 f"{self.day_dir(date)} holds a {held} file and this run writes {self.file_format}; a day holds one "
