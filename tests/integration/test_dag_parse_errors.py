@@ -32,6 +32,7 @@ BAD = {
     "xlsx": ('OpenAICostsOperator(task_id="t", file_format="xlsx")', "file_format='xlsx' is not supported"),
     "restate": ('OpenAICostsOperator(task_id="t", restate_days=100000)', "restate_days=100000 reaches back before 1970-01-01"),
     "xcom_cap": ('OpenAICostsOperator(task_id="t", max_xcom_rows=-1)', "max_xcom_rows=-1 must be an int >= 0"),
+    "parallel": ('OpenAICostsOperator(task_id="t", parallel_requests=16)', "parallel_requests=16 must be an int from 1 to 8"),
     "millis": ('OpenAICostsOperator(task_id="t", start_time=1762128000000, end_time=1762732800000)',
                "start_time=1762128000000 looks like epoch milliseconds"),
     "sensor_polls": ('OpenAICostsSensor(task_id="t", stable_polls=0)', "stable_polls=0 must be an int >= 1"),
