@@ -50,6 +50,8 @@ BATCH_DAYS = 32
 BATCH_ROWS = ROW_GROUP_ROWS
 #: Rows of a day kept as Python values before they become a typed Arrow chunk (memory: see docs/design.md).
 ARROW_CHUNK_ROWS = 2048
+#: Small whole days (fewer than ARROW_CHUNK_ROWS rows together) typed in one Arrow conversion.
+SMALL_DAYS_TYPED_TOGETHER = 32
 #: Below this many values an int column is summed in Python (Arrow's compute calls cost more for a few).
 ARROW_SUM_ROWS = 256
 #: Seconds between two "published" progress lines of one write.
@@ -361,6 +363,7 @@ class PartitionWriter:
         self, query: UsageQuery, buckets: Iterable[dict[str, Any]], publisher: _Publisher, wanted: dict[str, Any], width: int
     ) -> Iterator[DayResult]:
         building: _DayBuilder | None = None
+        small: list[_DayBuilder] = []
         covered_until = query.start_time
         try:
             for bucket in buckets:
@@ -377,7 +380,7 @@ class PartitionWriter:
                     )
                 bucket_day = start - start % DAY
                 if building is not None and bucket_day != building.day:
-                    yield from publisher.submit(self._finish(query, wanted, building, covered_until))
+                    yield from self._complete(query, wanted, building, covered_until, small, publisher)
                     building = None
                 if building is None:
                     building = self._builder(query, wanted, bucket_day)
@@ -386,10 +389,15 @@ class PartitionWriter:
                 building.add(n, sort_columns(self.endpoint, n, columns))
                 covered_until = end
             if building is not None:
-                yield from publisher.submit(self._finish(query, wanted, building, covered_until))
+                yield from self._complete(query, wanted, building, covered_until, small, publisher)
                 building = None
+            yield from self._type_small(query, wanted, small, publisher)
         except Exception:
             # The days completed before the failure are checked and whole: publish them, then fail.
+            try:
+                yield from self._type_small(query, wanted, small, publisher)
+            except Exception:  # noqa: BLE001 - those rows cannot be typed (the failure itself): not published
+                small.clear()
             yield from publisher.drain()
             raise
         yield from publisher.drain()
@@ -423,14 +431,53 @@ class PartitionWriter:
 
         return _DayBuilder(self, day, window, encoder)
 
-    def _finish(self, query: UsageQuery, wanted: dict[str, Any], building: _DayBuilder, covered_until: int) -> _DayJob:
-        """Check the day is complete (here, in order); returns the job that stages it."""
-        day, window, label = building.day, building.window, day_label(building.day)
-        if covered_until < window[1]:
+    def _complete(
+        self, query: UsageQuery, wanted: dict[str, Any], building: _DayBuilder, covered_until: int,
+        small: list[_DayBuilder], publisher: _Publisher,
+    ) -> Iterator[DayResult]:
+        """All of a day's buckets arrived: check it is complete (here, in order), then hand it over.
+
+        A small whole day (fewer than ``ARROW_CHUNK_ROWS`` rows, still Python values) waits to be
+        typed together with the next small days (``_type_small``): a year of daily buckets becomes a
+        few Arrow conversions instead of one per column per day. Days are handed over in day order.
+        """
+        label = day_label(building.day)
+        if covered_until < building.window[1]:
             raise OpenAIUsageResponseError(
                 f"{self.endpoint.key}: day {label} is only reported up to {iso(covered_until)}; its partition is left as it was. "
                 f"Wait for it with an OpenAIUsageSensor (settle_period) before this task, or end the range at {label}T00:00:00Z"
             )
+        if building.new_encoder is not None and not building.chunks:
+            small.append(building)
+            if len(small) >= SMALL_DAYS_TYPED_TOGETHER or sum(b.held for b in small) >= ARROW_CHUNK_ROWS:
+                yield from self._type_small(query, wanted, small, publisher)
+            return
+        yield from self._type_small(query, wanted, small, publisher)
+        yield from publisher.submit(self._finish(query, wanted, building))
+
+    def _type_small(
+        self, query: UsageQuery, wanted: dict[str, Any], small: list[_DayBuilder], publisher: _Publisher
+    ) -> Iterator[DayResult]:
+        """Type the waiting small days' rows in one table, give each day its slice, hand them over in order."""
+        if not small:
+            return
+        table = self._table([part for b in small for part in b.parts]) if any(b.parts for b in small) else None
+        at = 0
+        for b in small:
+            if b.held and table is not None:
+                b.chunks, b.chunk_rows = [table.slice(at, b.held)], b.held
+                b.rows += b.held
+                add_totals(b.totals, day_totals(self.endpoint, b.chunks[0]))
+                at += b.held
+            b.parts, b.held = [], 0
+        days = list(small)
+        small.clear()
+        for b in days:
+            yield from publisher.submit(self._finish(query, wanted, b))
+
+    def _finish(self, query: UsageQuery, wanted: dict[str, Any], building: _DayBuilder) -> _DayJob:
+        """The job that stages a complete day (its rows typed now, if not yet)."""
+        day, window, label = building.day, building.window, day_label(building.day)
         building.flush()
         result = DayResult(label, building.rows, [data_name(self.file_format)], building.totals)
         rows = building.rows
