@@ -426,7 +426,10 @@ def import_seconds(statement: str, repeats: int) -> float:
 def run(latency: float, repeats: int, smoke: bool) -> dict[str, Any]:
     days = 40 if smoke else 365
     start = NOW - days * DAY
-    f: dict[str, Any] = {"days": days, "latency": latency, "repeats": repeats, "minimum_requests": math.ceil(days / MAX_LIMIT_1D)}
+    from airflow_provider_openai_usage.operators.usage import DEFAULT_PARALLEL_REQUESTS
+
+    f: dict[str, Any] = {"days": days, "latency": latency, "repeats": repeats, "minimum_requests": math.ceil(days / MAX_LIMIT_1D),
+                         "parallel_requests": DEFAULT_PARALLEL_REQUESTS}
     import openai  # noqa: F401 - imports are paid before timing
     import requests  # noqa: F401
 
@@ -478,7 +481,9 @@ def report(f: dict[str, Any]) -> str:
     mem_ratio = mem["5x"]["over_baseline_mb"] / mem["1x"]["over_baseline_mb"]
     rows_ratio = rps["ours"] / rps["pandas"]
     import_ratio = imp["ours"] / imp["airflow.sdk"]
-    latency_floor = every["requests"] * f["latency"]
+    # Requests one after another would wait requests x latency; the operator keeps `parallel_requests` in flight.
+    parallel = f.get("parallel_requests", 1)
+    latency_floor = every["requests"] * f["latency"] / parallel
     per_file_ms = max(0.0, every["seconds"] - latency_floor) / every["files"] * 1000
     lines = [
         "# Performance",
@@ -518,7 +523,8 @@ def report(f: dict[str, Any]) -> str:
         f"(minimum {f['requests_7d_1h']['minimum']} / {f['requests_7d_1m']['minimum']}) | "
         f"{verdict(f['requests_7d_1h']['ours'] == f['requests_7d_1h']['minimum'] and f['requests_7d_1m']['ours'] == f['requests_7d_1m']['minimum'])} |",
         f"| all {every['endpoints']} endpoints × {f['days']} days, warm `execute`, ≤ 8 s | {_spread(every)}; {every['requests']} requests "
-        f"(latency floor {latency_floor:.1f} s), {every['files']:,} files, ≈{per_file_ms:.2f} ms per file beyond latency | {verdict(every['seconds'] <= 8)} |",
+        f"(network floor {latency_floor:.1f} s at {parallel} requests in flight), {every['files']:,} files, ≈{per_file_ms:.2f} ms "
+        f"per file beyond it | {verdict(every['seconds'] <= 8)} |",
         f"| peak RSS over the import baseline (imports plus a first 2-row Parquet write: pyarrow's code pages are not data), one day of "
         f"1m completions grouped by every dimension ({mem['1x']['rows']:,} rows), ≤ 60 MB | "
         f"{mem['1x']['over_baseline_mb']:.0f} MB | {verdict(mem['1x']['over_baseline_mb'] <= 60)} |",

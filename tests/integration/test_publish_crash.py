@@ -195,3 +195,35 @@ def test_every_step_is_a_fault_point(step):
     """The list the crash test iterates is the list the publisher reaches (a renamed step fails here)."""
     source = (Path(__file__).resolve().parents[2] / "airflow_provider_openai_usage" / "storage" / "days.py").read_text()
     assert f'fault_point("{step}")' in source
+
+
+def test_sigkill_inside_a_batch_of_whole_days_leaves_a_prefix_published(fake_api, conn_id, tmp_path):
+    """Whole days are published as one batch (staged on threads, made durable together, then published in
+    day order): a kill at the n-th day's step leaves exactly the days before it (and that day, once its
+    file is in place) published, nothing half-written, and the next run finishes the tree."""
+    store = LocalStore(tmp_path / "out")
+    tmpdir = tmp_path / "os-tmp"
+    tmpdir.mkdir()
+    first, end = D6 - 3 * DAY, D7 + DAY  # five whole days, one batch
+    fake_api.controls.revisions.clear()
+    assert run_writer(store.url("old"), None, first, end, kill_at=None, tmpdir=tmpdir) == 0
+    fake_api.controls.revisions.update({d: 1 for d in range(first, end, DAY)})
+    assert run_writer(store.url("new"), None, first, end, kill_at=None, tmpdir=tmpdir) == 0
+    old_data, new_data = data_of(store.tree("old")), data_of(store.tree("new"))
+    assert len(new_data) == 5 and all(old_data[k] != new_data[k] for k in new_data), "the revision must change every day"
+    for step in PUBLISH_STEPS:
+        for n in (1, 3, 5):
+            name = f"batch-{step}-{n}"
+            fake_api.controls.revisions.clear()
+            assert run_writer(store.url(name), None, first, end, kill_at=None, tmpdir=tmpdir) == 0
+            fake_api.controls.revisions.update({d: 1 for d in range(first, end, DAY)})
+            assert run_writer(store.url(name), None, first, end, kill_at=f"{step}@{n}", tmpdir=tmpdir) == -signal.SIGKILL
+            data = data_of(store.tree(name))
+            assert data.keys() == new_data.keys()
+            published = [k for k in sorted(data) if data[k] == new_data[k]]
+            kept = [k for k in sorted(data) if data[k] == old_data[k]]
+            expected = (n - 1) + (1 if PUBLISH_STEPS.index(step) >= PUBLISH_STEPS.index("data-published") else 0)
+            assert published == sorted(new_data)[:expected] and len(kept) == 5 - expected, (step, n, published)
+            assert run_writer(store.url(name), None, first, end, kill_at=None, tmpdir=tmpdir) == 0
+            final = store.tree(name)
+            assert data_of(final) == new_data and not leftovers(final), (step, n)
