@@ -134,13 +134,19 @@ def _day_file_names(root: ObjectStoragePath) -> dict[str, str]:
             return out
         listed = [(name, f"file://{path}", os.listdir(path)) for name, path in folders]
     else:
-        if not root.exists():
+        # An object store has no folders: a prefix "exists" only while some object is under it, so
+        # another writer removing its last temp between two calls turns the root into "not a
+        # directory". Either way nothing is there to list.
+        try:
+            if not root.exists():
+                return out
+            listed = [
+                (folder.name, str(folder), [p.name for p in folder.iterdir()])
+                for folder in sorted(root.iterdir(), key=lambda p: p.name)
+                if DATE_RE.match(folder.name) and folder.is_dir()
+            ]
+        except (FileNotFoundError, NotADirectoryError):
             return out
-        listed = [
-            (folder.name, str(folder), [p.name for p in folder.iterdir()])
-            for folder in sorted(root.iterdir(), key=lambda p: p.name)
-            if DATE_RE.match(folder.name) and folder.is_dir()
-        ]
     for name, where, children in listed:
         files = sorted(c for c in children if DATA_RE.match(c))
         if len(files) > 1:
@@ -207,7 +213,8 @@ class DayStore:
                     pass
             else:
                 target.write_bytes(b"")
-                target.unlink()
+                with contextlib.suppress(FileNotFoundError):  # a concurrent writer's clean-up may have taken it
+                    target.unlink()
         except Exception as exc:  # noqa: BLE001 - any failure to write means the same thing to the user
             reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
             raise OpenAIUsageValidationError(
@@ -223,12 +230,13 @@ class DayStore:
             self._remove_stale_local_temps(tempfile.gettempdir(), prefix=LOCAL_TEMP_PREFIX)
         try:
             entries = list(self.tmp_dir.iterdir()) if self.tmp_dir.exists() else []
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # an object-store prefix can vanish between two calls
             entries = []
         pending = [(m.group(1), entry) for entry in entries for m in [PENDING_RE.match(entry.name)] if m]
         for entry in entries:
             if not self.local and entry.name.endswith(".tmp"):
-                entry.unlink()  # object stores get no data temps; a stray probe or manifest temp
+                with contextlib.suppress(FileNotFoundError):
+                    entry.unlink()  # object stores get no data temps; a stray probe or manifest temp
         if pending:
             with self.dataset_lock():  # never while another writer of this dataset is between publishing steps
                 for date, entry in pending:
