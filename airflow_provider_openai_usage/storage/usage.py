@@ -512,9 +512,8 @@ class PartitionWriter:
         return _DayJob(result, rows, stage_merged, whole=False)
 
     def _merged(self, wanted: dict[str, Any], day: int, window: tuple[int, int], new: pa.Table) -> tuple[pa.Table, list[list[int]]]:
+        """A part of a day (``window``) merged into what the day holds (whole days never come here)."""
         label = day_label(day)
-        if window == (day, day + DAY):
-            return new, [[day, day + DAY]]
         current = self.store.current_day(label)
         if current is None or current.data is None:
             return new, [list(window)]
