@@ -6,7 +6,7 @@ Hook paging (``hooks/directory_paging.py``), the rows and their Parquet schema
 these entries; none of them may hard-code a path, a parameter or a column. Adding an entity is one
 entry here.
 
-Facts come from OpenAI's official OpenAPI spec (``../shared/openai-admin-api/openapi.yaml``):
+Facts come from OpenAI's official OpenAPI spec (github.com/openai/openai-openapi, kept as facts in ``tests/data/openai_spec/admin.json``):
 ``paths./organization/...`` for paths and parameters, ``components.schemas`` for the columns.
 """
 

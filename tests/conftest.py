@@ -30,8 +30,8 @@ import pytest  # noqa: E402
 
 from airflow_provider_openai_usage.testing import FakeOpenAIUsageAPI  # noqa: E402
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "openai-usage-api"
-ADMIN_SHARED = SHARED.parent / "openai-admin-api"
+#: OpenAI's spec, as facts kept in the repository (tests/data/openai_spec/extract.py says how they are made).
+SPEC_FACTS = Path(__file__).resolve().parent / "data" / "openai_spec"
 #: 2025-11-10T00:00:00Z: tests run at a fixed "now" so data and buckets never depend on the clock.
 NOW = 1762732800
 DAY = 86400
@@ -134,15 +134,14 @@ def s3_bucket(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 @pytest.fixture(scope="session")
 def spec() -> dict:
-    """OpenAI's official spec cut, read where it lives (../shared), never copied into the project."""
-    import yaml
-
-    return yaml.safe_load((SHARED / "openapi.yaml").read_text())
+    """OpenAI's official spec for the usage and costs paths: GET operations and schemas, prose dropped."""
+    return json.loads((SPEC_FACTS / "usage.json").read_text())
 
 
 @pytest.fixture(scope="session")
 def spec_examples() -> dict:
-    return json.loads((SHARED / "examples.json").read_text())
+    """The example answers OpenAI's spec documents for every usage path and result object."""
+    return json.loads((SPEC_FACTS / "usage_examples.json").read_text())
 
 
 @pytest.fixture(scope="session")
@@ -153,10 +152,8 @@ def spec_validator(spec: dict):
 
 @pytest.fixture(scope="session")
 def admin_spec() -> dict:
-    """OpenAI's official admin API spec cut (the directory's paths), read where it lives."""
-    import yaml
-
-    return yaml.safe_load((ADMIN_SHARED / "openapi.yaml").read_text())
+    """OpenAI's official admin API spec for the directory's paths, with the spec's example answers."""
+    return json.loads((SPEC_FACTS / "admin.json").read_text())
 
 
 @pytest.fixture(scope="session")
