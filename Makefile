@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench soak e2e-prod clean
+.PHONY: setup system demo test lint bench soak e2e-prod clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -17,11 +17,17 @@ $(STAMP): $(PY) pyproject.toml
 
 setup: $(STAMP)
 
+# System packages the tests start as real services (PostgreSQL, Redis, Chromium), one list in
+# scripts/system-packages: installed with apt-get when root on Debian/Ubuntu; anyone else is told the
+# exact command before any test starts.
+system:
+	@scripts/system-packages install
+
 demo: setup
 	$(PY) -m airflow_provider_openai_usage.testing.demo
 
 # Lint and types first (seconds), then the suite.
-test: lint
+test: system lint
 	$(PY) -m pytest -q
 
 # The lint/type gate (config in pyproject.toml), part of `make test`.
@@ -29,7 +35,7 @@ lint: setup
 	$(PY) -m ruff check airflow_provider_openai_usage
 	$(PY) -m mypy airflow_provider_openai_usage
 
-bench: setup
+bench: system setup
 	$(PY) -m uv pip install -q --python $(PY) -e '.[test,bench]'
 	$(PY) benchmarks/run.py
 
@@ -38,8 +44,8 @@ soak: setup
 
 # Production-shaped Airflow (PostgreSQL, Redis, api-server, scheduler, dag-processor, triggerer, two
 # Celery workers) catching up 30 days of all endpoints with faults, a killed worker and a restarted
-# triggerer; needs Debian's postgresql and redis-server (.ci/run installs them).
-e2e-prod: setup
+# triggerer; its PostgreSQL and Redis come from `make system`.
+e2e-prod: system setup
 	E2E_DAYS=30 E2E_ENDPOINTS=all $(PY) -m pytest -q -s -p no:randomly tests/integration/test_production_shaped.py
 
 clean:

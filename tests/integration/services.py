@@ -312,7 +312,7 @@ def postgres_bindir() -> Path:
     on_path = shutil.which("postgres")
     if on_path:
         return Path(on_path).parent
-    raise ServiceError("PostgreSQL server binaries not found: `apt-get install -y postgresql` (see .ci/run)")
+    raise ServiceError("PostgreSQL server binaries not found: run `make system` (as root) or `apt-get install -y postgresql`")
 
 
 def start_postgres(services: ServiceSet, database: str = "airflow") -> str:
@@ -359,7 +359,7 @@ def start_redis(services: ServiceSet) -> str:
     """A Redis on 127.0.0.1:<free port> that persists nothing; returns its ``redis://`` URL."""
     redis = shutil.which("redis-server")
     if redis is None:
-        raise ServiceError("redis-server not found: `apt-get install -y redis-server` (see .ci/run)")
+        raise ServiceError("redis-server not found: run `make system` (as root) or `apt-get install -y redis-server`")
     port = free_port()
     folder = services.root / "redis"
     folder.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,7 @@ CTX = {"data_interval_start": pendulum.datetime(2025, 11, 9), "data_interval_end
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        pytest.fail("Debian's chromium and chromium-driver are required: apt-get install -y chromium chromium-driver (.ci/run does)")
+        pytest.fail("Debian's chromium and chromium-driver are required: run `make system` as root (scripts/system-packages), or apt-get install -y chromium chromium-driver")
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service

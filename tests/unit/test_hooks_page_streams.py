@@ -35,6 +35,7 @@ class Parts:
         assert len(self.subs) == parts
         self.pages, self.results, self.fail_at, self.first = pages, results, fail_at, first
         self.lock = threading.Lock()
+        self.fetched_more = threading.Condition(self.lock)  # notified on every fetch: tests wait on counts, not on time
         self.fetched = 0
         self.taken = 0
         self.most_ahead = 0  # the most pages fetched and not yet taken by the caller, over the run
@@ -49,14 +50,22 @@ class Parts:
             with self.lock:
                 self.fetched += 1
                 self.most_ahead = max(self.most_ahead, self.fetched - self.taken)
+                self.fetched_more.notify_all()
             buckets = [{"part": part, "page": n, "results": [{}] * self.results} for _ in range(self.first if n == 0 else 31)]
             yield {"data": buckets, "has_more": n < self.pages - 1}
 
     def streams(self, page_results: int | None = None) -> PageStreams:
         return PageStreams(self.subs, self.pages_of, lambda: Session(self.sessions), self.cancelled.set, page_results)
 
-    def read(self, streams: PageStreams):
+    def read(self, streams: PageStreams, hold_first_until: int = 0):
+        """The pages as (sub, part, page); with ``hold_first_until``, the caller keeps its first page
+        until that many pages were fetched (what running ahead means, whatever the threads' timing)."""
         for sub, page in streams.pages():
+            if hold_first_until:
+                with self.lock:
+                    reached = self.fetched_more.wait_for(lambda: self.fetched >= hold_first_until, timeout=120)
+                assert reached, f"only {self.fetched} pages were fetched while the caller held its first: no part ran ahead"
+                hold_first_until = 0
             with self.lock:
                 self.taken += 1
             yield sub, page["data"][0]["part"], page["data"][0]["page"]
@@ -68,9 +77,11 @@ def threads() -> list[threading.Thread]:
 
 def test_pages_come_in_order_each_with_its_part_and_every_thread_and_session_ends():
     parts = Parts(4, 5, 1)
-    got = list(parts.read(parts.streams()))
+    # While the caller holds part 1's first page, each later part fetches its PAGES_AHEAD pages.
+    got = list(parts.read(parts.streams(), hold_first_until=1 + 3 * PAGES_AHEAD))
     assert [(p, n) for _, p, n in got] == [(p, n) for p in range(4) for n in range(5)]
-    assert parts.most_ahead > 1, "the parts were fetched at once, not one after another"
+    # At least what the caller waited for; at most its page, one ahead of it and each later part's two.
+    assert 1 + 3 * PAGES_AHEAD <= parts.most_ahead <= 2 + 3 * PAGES_AHEAD
     assert all(sub is parts.subs[p] for sub, p, _ in got)
     assert not threads() and parts.sessions == ["closed"] * 4 and parts.cancelled.is_set()
 
@@ -94,8 +105,9 @@ def test_without_page_results_a_later_part_holds_at_most_two_pages():
 
 def test_with_page_results_sparse_parts_run_ahead_and_dense_ones_take_turns():
     sparse = Parts(2, 6, 1)  # 31 results a page
-    assert len(list(sparse.read(sparse.streams(page_results=1000)))) == 12
-    assert sparse.most_ahead > 2 + PAGES_AHEAD, "small pages: the later part ran ahead past the page count bound"
+    # Small pages: while the caller holds its first page, the later part fetches all six of its pages.
+    assert len(list(sparse.read(sparse.streams(page_results=1000), hold_first_until=1 + 6))) == 12
+    assert 2 + PAGES_AHEAD < 1 + 6 <= sparse.most_ahead <= 2 + 6, "the later part ran ahead past the page count bound"
     dense = Parts(3, 6, 40)  # 1,240 results a page
     assert len(list(dense.read(dense.streams(page_results=1000)))) == 18
     # The page read and one ahead (and the next part's first page once the reader moves on).
