@@ -2,7 +2,9 @@
 
 Trigger it manually with params (UI form or ``airflow dags trigger openai_usage_backfill --conf
 '{"start_date": "2025-01-01", "end_date": "2025-06-30"}'``). It writes exactly the partitions the
-daily DAG writes (same layout, same bytes), so the two can be mixed freely.
+daily DAG writes (same layout, same bytes), so the two can be mixed freely. To add history to days
+your own DAG grouped otherwise, give the ``group_by`` param (``{"costs": ["project_id", "line_item"]}``):
+a day backfilled with another grouping is replaced by rows of that grouping.
 """
 
 from __future__ import annotations
@@ -37,6 +39,29 @@ def check_dates(start_date: str, end_date: str) -> None:
             "or earlier; the daily DAG lands each day once it has settled"
         )
 
+
+def check_group_by(group_by: object, endpoints: list[str]) -> dict[str, list[str]]:
+    """The ``group_by`` param: endpoint → list of dimensions, for endpoints being pulled (the operator
+    then checks each dimension against the endpoint before any request)."""
+    from airflow_provider_openai_usage.exceptions import OpenAIUsageValidationError
+
+    if not isinstance(group_by, dict):
+        raise OpenAIUsageValidationError(
+            f'params group_by={group_by!r} must map an endpoint to its dimensions, e.g. {{"costs": ["project_id", "line_item"]}}'
+        )
+    for key, dims in group_by.items():
+        if key not in endpoints:
+            raise OpenAIUsageValidationError(
+                f"params group_by names endpoint {key!r}, which this run does not pull (endpoints={endpoints}); "
+                f"add it to endpoints or drop it from group_by"
+            )
+        if not isinstance(dims, list) or not all(isinstance(d, str) for d in dims):
+            raise OpenAIUsageValidationError(
+                f"params group_by[{key!r}]={dims!r} must be a list of dimension names, e.g. [\"project_id\"]"
+            )
+    return dict(group_by)
+
+
 with DAG(
     dag_id="openai_usage_backfill",
     schedule=None,
@@ -48,6 +73,11 @@ with DAG(
         "start_date": Param(_today.subtract(days=30).to_date_string(), type="string", format="date", description="First UTC day"),
         "end_date": Param(_today.subtract(days=1).to_date_string(), type="string", format="date", description="Last UTC day (inclusive)"),
         "endpoints": Param(list(ENDPOINT_KEYS), type="array", items={"type": "string", "enum": list(ENDPOINT_KEYS)}),
+        "group_by": Param(
+            {}, type="object",
+            description='Grouping per endpoint, e.g. {"costs": ["project_id", "line_item"]}; an endpoint not named '
+            "gets the daily DAG's grouping. Match the grouping of days already landed: other groupings replace them.",
+        ),
         "output_path": Param(DEFAULT_OUTPUT, type="string", description="s3://..., gs://... or file:///..."),
         "output_conn_id": Param(os.environ.get("OPENAI_USAGE_OUTPUT_CONN_ID", ""), type="string"),
     },
@@ -59,8 +89,9 @@ with DAG(
         """One mapped pull per chosen endpoint, grouped like the daily DAG; the dates checked first,
         in the words of the form (the pulls see end_date + 1 day, the exclusive end_time)."""
         check_dates(params["start_date"], params["end_date"])
+        chosen = check_group_by(params.get("group_by") or {}, params["endpoints"])
         return [
-            {"endpoint": key, "group_by": finops_group_by(key)}
+            {"endpoint": key, "group_by": chosen.get(key, finops_group_by(key))}
             for key in params["endpoints"]
         ]
 

@@ -1,12 +1,14 @@
 """Every shell command in README.md and docs/ works when pasted, or says why it cannot run here.
 
-A block runs as one ``bash -euo pipefail`` script, the blocks of a page in order, in a clean
-environment that stands for "Airflow is installed and set up": PATH has this venv (Airflow and the
-provider), AIRFLOW_HOME is a migrated home, the working directory is a copy of this repository, and
-``openai_usage_default`` points at a fake API (standing for the connection from the quick start).
-Everything else a block needs, it must set itself. A block that starts the fake API server runs in
-the background until the page is done. Port 8000 in a page is replaced by a free port (the machine
-is shared). A block that cannot run here (a real admin key, PyPI) is preceded by
+A page's blocks are pasted in order into one fresh shell (``bash -euo pipefail``), as a newcomer
+following the page does, with nothing from this harness: PATH is the system's (no venv), HOME is an
+empty folder (so AIRFLOW_HOME is Airflow's default ``~/airflow``, not migrated, example DAGs on),
+no connection is defined, and the working directory is a clone of this repository after ``make
+setup`` (its tracked files and a ``.venv`` with Airflow and the provider). Everything else a page
+needs (activating the venv, a connection, a migrated home, an output folder) it must set itself.
+A block that starts the fake API server runs in a fresh shell of its own until the page is done.
+Port 8000 in a page is replaced by a free port (the machine is shared). A block that cannot run
+here (a real admin key, PyPI, a long-running scheduler) is preceded by
 ``<!-- not run by the tests: <reason> -->``.
 """
 
@@ -24,7 +26,6 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_openai_usage.testing import FakeOpenAIUsageAPI
 
 REPO = Path(__file__).resolve().parents[2]
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -62,42 +63,44 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def installation(tmp_path_factory):
-    """A migrated AIRFLOW_HOME and a copy of the repository, as a user has after the quick start."""
-    work = tmp_path_factory.mktemp("docs-commands")
-    shutil.copytree(REPO / "dags", work / "repo" / "dags")
-    env = {
-        "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
-        "HOME": str(work),
-        "LANG": "C.UTF-8",
-        "AIRFLOW_HOME": str(work / "airflow-home"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-    }
-    result = subprocess.run(["airflow", "db", "migrate"], env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return work / "repo", env
+def _clone(work: Path) -> Path:
+    """A clone of this repository as ``make setup`` leaves it: the tracked files and a ``.venv``."""
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    clone = work / "clone"
+    for name in filter(None, files.split("\0")):
+        if (REPO / name).is_file():
+            (clone / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, clone / name)
+    (clone / ".venv").symlink_to(Path(sys.prefix))  # this venv: installed from this checkout
+    return clone
+
+
+@pytest.fixture
+def fresh_shell(tmp_path):
+    """(the clone, the environment of a fresh login shell on a machine that has only the clone)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8"}
+    return _clone(tmp_path), env
 
 
 @pytest.mark.parametrize("page", RUNNABLE, ids=[p.name for p in RUNNABLE])
-def test_commands_work_when_pasted(page, installation):
-    """The page's blocks pasted in order into one shell (a server block into a shell of its own)."""
-    cwd, base_env = installation
+def test_commands_work_when_pasted(page, fresh_shell):
+    """The page's blocks pasted in order into one fresh shell (a server block into a shell of its own)."""
+    cwd, env = fresh_shell
     port = str(_free_port())
     runnable = [code.replace("8000", port) for code, reason in blocks(page) if reason is None]
     servers = [code for code in runnable if " -m airflow_provider_openai_usage.testing serve" in code]
     script = "\n".join(code for code in runnable if code not in servers)
     started: list[subprocess.Popen] = []
-    with FakeOpenAIUsageAPI(seed=1) as api:
-        env = {**base_env, "AIRFLOW_CONN_OPENAI_USAGE_DEFAULT": api.connection_json()}
-        try:
-            started += [_start_server(code, env, cwd) for code in servers]
-            result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], env=env, cwd=cwd,
-                                    capture_output=True, text=True, timeout=1200)
-        finally:
-            for server in started:
-                os.killpg(server.pid, signal.SIGTERM)
-                server.wait(timeout=30)
+    try:
+        started += [_start_server(code, env, cwd) for code in servers]
+        result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], env=env, cwd=cwd,
+                                capture_output=True, text=True, timeout=1200)
+    finally:
+        for server in started:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)
     output = result.stdout + result.stderr
     assert result.returncode == 0, f"{page.name}:\n{script}\n--- stdout\n{result.stdout[-4000:]}\n--- stderr\n{result.stderr[-4000:]}"
     if "airflow connections test" in script:
