@@ -256,6 +256,14 @@ def base_url_of(conn: Connection) -> str:
 
 def read_settings(conn_id: str, conn: Connection) -> ConnectionSettings:
     """Validate a connection's password, host and extras; errors name the field and never the key."""
+    if not conn.conn_type and not conn.password and "//" in (conn.schema or ""):
+        # ``openai_usage://:KEY@`` is not a URI Airflow 3 can split (no '_' in a URI scheme): it
+        # leaves conn_type empty and the whole text, key included, in ``schema``. Never show it.
+        raise _invalid(
+            f"connection {conn_id!r} is a URI Airflow could not read: a URI scheme cannot contain '_', so write "
+            f"`openai-usage://:<admin key>@` (Airflow reads '-' as '_'), or use the JSON form "
+            f"'{{\"conn_type\": \"{CONN_TYPE}\", \"password\": \"<admin key>\"}}' (the URI is not shown: it holds the key)"
+        )
     key = validate_api_key(conn_id, conn.password)
     extra = conn.extra_dejson or {}
     if not isinstance(extra, dict):

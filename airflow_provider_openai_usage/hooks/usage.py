@@ -145,6 +145,18 @@ def _api_error(body: bytes) -> tuple[str | None, str | None]:
     return str(error), None
 
 
+def _wrong_base_url_hint(status: int, base_url: str) -> str:
+    """A 404 from a base URL without OpenAI's ``/v1`` prefix is almost always that prefix missing."""
+    from urllib.parse import urlsplit
+
+    if status != 404 or urlsplit(base_url).path.rstrip("/").endswith("/v1"):
+        return ""
+    return (
+        f" (the connection's base URL {base_url} does not end in /v1: OpenAI's API is under "
+        f"{base_url.rstrip('/')}/v1, e.g. https://api.openai.com/v1; set the connection's host to that)"
+    )
+
+
 def _excerpt(body: bytes, limit: int = 300) -> str:
     """The start of a non-JSON body (a proxy's HTML page) as one readable line."""
     text = re.sub(r"\s+", " ", re.sub(r"<[^>]*>", " ", body[:4096].decode("utf-8", "replace"))).strip()
@@ -467,7 +479,7 @@ class OpenAIUsageHook(BaseHook):
         except RetryError as exc:
             last = exc.last_attempt.exception()
             assert isinstance(last, _Retryable)
-            detail = f"HTTP {last.status}" if last.status else last.reason
+            detail = f"HTTP {last.status}" if last.status else f"{last.reason} to {settings.base_url}"
             message = f" OpenAI said: {last.api_message}" if last.api_message else ""
             waited = float(retrying.statistics.get("idle_for", 0.0))
             attempts = exc.last_attempt.attempt_number
@@ -551,7 +563,8 @@ class OpenAIUsageHook(BaseHook):
         if status != 200:
             api_message, param = _api_error(body)
             raise OpenAIUsageAPIError(
-                f"{what}: OpenAI answered HTTP {status}: {api_message or _excerpt(body) or 'no message'}",
+                f"{what}: OpenAI answered HTTP {status}: {api_message or _excerpt(body) or 'no message'}"
+                + _wrong_base_url_hint(status, settings.base_url),
                 status=status,
                 api_message=api_message,
                 param=param,
@@ -865,7 +878,20 @@ class OpenAIUsageHook(BaseHook):
     # -- connection test --------------------------------------------------------------------------
     def test_connection(self) -> tuple[bool, str]:
         """One cheap call (one daily bucket of costs) and an answer a user can act on."""
+        import dataclasses
+
         now = int(time.time())
+        try:
+            configured = self.settings
+        except OpenAIUsageError as exc:  # a connection that cannot be read: say why, as a test result
+            return False, self.scrub(str(exc))
+        # One retry and short waits: the UI's Test button answers in seconds, not after the task's
+        # whole retry budget (an unreachable host took 37 s with the defaults).
+        self._settings = dataclasses.replace(
+            configured, max_retries=1, timeout=min(configured.timeout, 15.0),
+            max_retry_wait=min(configured.max_retry_wait, 2.0), max_total_retry_wait=min(configured.max_total_retry_wait, 2.0),
+            backoff_base=min(configured.backoff_base, 0.5),
+        )
         try:
             query = UsageQuery.build("costs", now - 86400, now, bucket_width="1d")
             params = [(k, v) for k, v in query.params() if k != "limit"] + [("limit", "1")]
@@ -876,4 +902,6 @@ class OpenAIUsageHook(BaseHook):
             return False, self.scrub(f"Could not read usage: {exc}")
         except Exception as exc:  # the UI shows whatever comes back: never a raw error with the key in it
             return False, self.scrub(f"Could not read usage: {type(exc).__name__}: {exc}")
+        finally:
+            self._settings = configured
         return True, f"Connected to {self.settings.base_url}: the key can read organization usage and costs."

@@ -124,7 +124,30 @@ def write_focus(output: Path, first, end) -> dict:
         billing_account_id=DEMO_ACCOUNT_ID,
         billing_account_name=DEMO_ACCOUNT_NAME,
     )
-    return operator.execute({})
+    from airflow.sdk.bases.operator import ExecutorSafeguard
+
+    # Airflow warns ("execute cannot be called outside of the Task Runner!") unless the runner's
+    # sentinel names the operator; the demo is the runner here, so it sets the same sentinel.
+    token = ExecutorSafeguard.tracker.set(operator)
+    try:
+        return operator.execute({})
+    finally:
+        ExecutorSafeguard.tracker.reset(token)
+
+
+def _dags_folder(workdir: Path, given: Path | None) -> Path:
+    """``--dags``, else ``<workdir>/dags``, else the ``dags/`` of the clone this package runs from."""
+    if given is not None:
+        candidates = [given.resolve()]
+    else:
+        candidates = [(workdir / "dags").resolve(), Path(__file__).resolve().parents[2] / "dags"]
+    for folder in candidates:
+        if (folder / "openai_usage_daily.py").is_file() and (folder / "openai_usage_backfill.py").is_file():
+            return folder
+    raise SystemExit(
+        f"demo: no folder with the shipped DAGs (openai_usage_daily.py, openai_usage_backfill.py) at "
+        f"{' or '.join(str(c) for c in candidates)}; pass --dags PATH, the dags/ folder of a clone of this repository"
+    )
 
 
 def _focus_report(output: Path) -> list[str]:
@@ -189,12 +212,12 @@ Then point the same DAGs at the real API and at S3 (in shell 2, with your admin 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m airflow_provider_openai_usage.testing.demo")
     parser.add_argument("--workdir", type=Path, default=Path.cwd(), help="where .demo-airflow/ and demo-output/ go")
-    parser.add_argument("--dags", type=Path, default=None, help="the example DAGs folder (default: <workdir>/dags)")
+    parser.add_argument("--dags", type=Path, default=None, help="the shipped DAGs' folder (default: <workdir>/dags, else the clone's)")
     parser.add_argument("--days", type=int, default=30, help="days of history to backfill")
     parser.add_argument("--verbose", action="store_true", help="show Airflow's task logs")
     args = parser.parse_args(argv)
     workdir = args.workdir.resolve()
-    dags = (args.dags or workdir / "dags").resolve()
+    dags = _dags_folder(workdir, args.dags)
     output = workdir / "demo-output"
     output.mkdir(parents=True, exist_ok=True)
     _configure_airflow(workdir, dags, output, args.verbose)

@@ -103,6 +103,7 @@ def test_commands_work_when_pasted(page, fresh_shell):
             server.wait(timeout=30)
     output = result.stdout + result.stderr
     assert result.returncode == 0, f"{page.name}:\n{script}\n--- stdout\n{result.stdout[-4000:]}\n--- stderr\n{result.stderr[-4000:]}"
+    assert not (cwd / "demo-output").exists(), f"{page.name} wrote into ./demo-output, the demo's folder (query.md reads it)"
     if "airflow connections test" in script:
         assert "Connection success" in output, output[-3000:]
 

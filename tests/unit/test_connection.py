@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import json
 import pickle
+import socket
 
 import pytest
 from conftest import DAY, NOW, SENTINEL_KEY
@@ -180,3 +181,38 @@ def test_a_host_requests_cannot_parse_fails_with_our_error_and_no_request(monkey
     with pytest.raises(OpenAIUsageAPIError, match=r"costs: the request could not be sent: InvalidURL: .*invalid character") as info:
         list(hook.iter_rows("costs", START, NOW))
     assert SENTINEL_KEY not in str(info.value)
+
+
+def test_an_underscore_uri_scheme_is_refused_naming_the_fix_and_never_the_key(monkeypatch):
+    """Airflow 3 cannot split ``openai_usage://``: the whole URI, key included, lands in ``schema``."""
+    monkeypatch.setenv("AIRFLOW_CONN_UNDERSCORE", f"openai_usage://:{SENTINEL_KEY}@")
+    with pytest.raises(OpenAIUsageValidationError, match="write `openai-usage://:<admin key>@`") as info:
+        list(OpenAIUsageHook("underscore").iter_rows("costs", START, NOW))
+    assert SENTINEL_KEY not in str(info.value) and SENTINEL_KEY[-12:] not in str(info.value)
+
+
+def test_a_base_url_without_v1_gets_a_404_that_says_so(fake_api, monkeypatch):
+    hook = use_connection(monkeypatch, "nov1", host=f"http://127.0.0.1:{fake_api.port}", password=SENTINEL_KEY,
+                          extra={"max_retries": 0})
+    with pytest.raises(Exception, match=rf"HTTP 404: Invalid URL .*does not end in /v1: OpenAI's API is under http://127.0.0.1:{fake_api.port}/v1"):
+        list(hook.iter_rows("costs", START, NOW))
+    ok, message = hook.test_connection()
+    assert not ok and "does not end in /v1" in message
+
+
+def test_an_unreachable_api_is_named_and_the_connection_test_answers_after_one_retry(fake_api, monkeypatch):
+    from airflow_provider_openai_usage.testing import status
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    hook = use_connection(monkeypatch, "down", host=f"http://127.0.0.1:{closed}/v1", password=SENTINEL_KEY,
+                          extra={"max_retries": 2, "backoff_base": 0.01})
+    with pytest.raises(Exception, match=rf"giving up after 3 attempts on /organization/costs: connection failed \(ConnectionError\) to http://127.0.0.1:{closed}/v1"):
+        list(hook.iter_rows("costs", START, NOW))
+    # The Test button: one retry, whatever max_retries the tasks use (counted on a server that fails).
+    slow = use_connection(monkeypatch, "flaky", host=fake_api.base_url, password=SENTINEL_KEY, extra={"max_retries": 6})
+    fake_api.schedule_faults(*[status(503)] * 6)
+    ok, message = slow.test_connection()
+    assert not ok and "giving up after 2 attempts" in message and len(fake_api.requests) == 2
+    assert slow.settings.max_retries == 6, "the tasks keep their own retries"

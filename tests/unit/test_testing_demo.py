@@ -176,3 +176,30 @@ def test_a_taken_port_8000_gives_another_free_port():
         holder.close()
     with socket.socket() as s:
         s.bind(("127.0.0.1", port))  # it was free, so the printed serve command can start on it
+
+
+def test_a_workdir_without_dags_uses_this_clone_s_dags_and_a_bad_dags_folder_is_named(tmp_path):
+    from pathlib import Path
+
+    clone_dags = Path(demo.__file__).resolve().parents[2] / "dags"
+    assert demo._dags_folder(tmp_path, None) == clone_dags
+    with pytest.raises(SystemExit, match=r"no folder with the shipped DAGs .* pass --dags PATH"):
+        demo._dags_folder(tmp_path, tmp_path / "nowhere")
+
+
+def test_writing_focus_outside_a_dag_does_not_trip_airflow_s_task_runner_warning(fake_api, conn_id, tmp_path, caplog, capsys):
+    """Airflow prints the warning through its own log setup (stdout), so both channels are read."""
+    import pendulum
+
+    from airflow_provider_openai_usage.operators.focus import OpenAIFocusOperator
+
+    end = pendulum.datetime(2025, 11, 10, tz="UTC")
+    OpenAIFocusOperator(task_id="plain", output_path=(tmp_path / "plain").as_uri(), start_time=end.subtract(days=1),
+                        end_time=end, billing_account_id="org-x", billing_account_name="X").execute({})
+    plain = capsys.readouterr()
+    assert "cannot be called outside of the Task Runner" in plain.out + plain.err + caplog.text, "the check must see it"
+    caplog.clear()
+    summary = demo.write_focus(tmp_path, end.subtract(days=2), end)
+    demo_run = capsys.readouterr()
+    assert len(summary["days"]) == 2
+    assert "cannot be called outside of the Task Runner" not in demo_run.out + demo_run.err + caplog.text
