@@ -16,7 +16,6 @@ from airflow_provider_openai_usage.exceptions import (
     OpenAIUsageStorageError,
 )
 from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
-from airflow_provider_openai_usage.endpoints import ENDPOINTS
 from airflow_provider_openai_usage.operators.usage import OpenAICostsOperator, OpenAIUsageOperator
 from airflow_provider_openai_usage.storage import DayStore
 
@@ -73,23 +72,6 @@ def test_hourly_runs_merged_into_a_day_give_the_bytes_of_one_whole_day_pull(fake
     assert files(tmp_path / "hourly" / "completions" / f"date={day(D8)}") == files(tmp_path / "whole" / "completions" / f"date={day(D8)}")
     manifest = json.loads((tmp_path / "hourly" / "completions" / "_openai_usage" / "manifests" / f"date={day(D8)}.json").read_text())
     assert manifest["covered"] == [[D8, D8 + DAY]]
-
-
-def test_a_day_bigger_than_a_row_group_streams_to_the_bytes_of_the_same_day_merged_from_two_halves(fake_api, conn_id, tmp_path):
-    """The streamed path (row groups encoded mid-day from chunks built bucket by bucket) and the merged path
-    (the old half read back, the new half appended, encoded in one call) must give the same file."""
-    from airflow_provider_openai_usage.storage.formats import ROW_GROUP_ROWS
-
-    fake_api.controls.dense_groups = 50  # 1,440 minutes x 50 groups = 72,000 rows: two row groups
-    dims = [d.name for d in ENDPOINTS["completions"].dimensions]
-    write(tmp_path / "whole", D8, D8 + DAY, group_by=dims, bucket_width="1m")
-    for start, end in ((D8 + 12 * H, D8 + DAY), (D8, D8 + 12 * H)):
-        write(tmp_path / "halves", start, end, group_by=dims, bucket_width="1m")
-    whole = tmp_path / "whole" / "completions" / f"date={day(D8)}" / "data.parquet"
-    import pyarrow.parquet as pq
-
-    assert pq.read_metadata(whole).num_rows > ROW_GROUP_ROWS, "the day must span more than one row group to mean anything"
-    assert files(tmp_path / "halves" / "completions" / f"date={day(D8)}") == files(tmp_path / "whole" / "completions" / f"date={day(D8)}")
 
 
 # -- the three scenarios of issue #11 --------------------------------------------------------------
