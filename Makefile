@@ -46,7 +46,7 @@ soak: setup
 # Celery workers) catching up 30 days of all endpoints with faults, a killed worker and a restarted
 # triggerer; its PostgreSQL and Redis come from `make system`.
 e2e-prod: system setup
-	E2E_DAYS=30 E2E_ENDPOINTS=all $(PY) -m pytest -q -s -p no:randomly tests/integration/test_production_shaped.py
+	E2E_DAYS=30 E2E_ENDPOINTS=all $(PY) -m pytest -q -s -n 0 tests/integration/test_production_shaped.py
 
 clean:
 	rm -rf $(VENV) demo-output .demo-airflow

@@ -38,9 +38,12 @@ DAY = 86400
 SENTINEL_KEY = "sk-admin-SENTINEL-test-key-0123456789abcdef"
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Everything under tests/integration starts real systems (Airflow, a scheduler, moto, the demo,
-    a browser, a validator): marked ``integration`` so ``pytest tests/unit`` stays a seconds-long loop.
+    a browser, a validator): marked ``integration`` so ``pytest tests/unit`` stays a seconds-long loop,
+    and put in one xdist group, so they run one after another in one of the two test processes
+    (``-n 2 --dist loadgroup`` in pyproject.toml) while the other takes the unit tests.
 
     Here, not in tests/integration/conftest.py: a second ``conftest`` module replaces this one in
     ``sys.modules`` and breaks every ``from conftest import ...`` collected after it.
@@ -48,6 +51,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "/tests/integration/" in str(item.path):
             item.add_marker(pytest.mark.integration)
+            item.add_marker(pytest.mark.xdist_group("integration"))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
