@@ -66,10 +66,14 @@ def fake_api() -> Iterator[FakeOpenAIUsageAPI]:
 
 @pytest.fixture
 def conn_id(fake_api: FakeOpenAIUsageAPI, monkeypatch: pytest.MonkeyPatch) -> str:
-    """``openai_usage_default`` pointed at the fake API, with quick retries for tests."""
+    """``openai_usage_default`` pointed at the fake API, with quick retries for tests.
+
+    The timeout is generous: on a machine busy with other jobs a dense page can take the fake API
+    seconds to build, and a test must not fail for being slow (tests of timeouts set their own).
+    """
     monkeypatch.setenv(
         "AIRFLOW_CONN_OPENAI_USAGE_DEFAULT",
-        fake_api.connection_json(timeout=5, max_retries=4, max_retry_wait=30, backoff_base=0.01),
+        fake_api.connection_json(timeout=120, max_retries=4, max_retry_wait=30, backoff_base=0.01),
     )
     return "openai_usage_default"
 
