@@ -74,7 +74,7 @@ def test_surrounding_whitespace_of_a_pasted_key_is_dropped(fake_api, monkeypatch
 def test_settings_dump_without_the_key(fake_api, conn_id):
     settings = OpenAIUsageHook(conn_id).settings
     dumped = dataclasses.asdict(settings)
-    assert dumped["base_url"] == fake_api.base_url and dumped["timeout"] == 5
+    assert dumped["base_url"] == fake_api.base_url and dumped["timeout"] == 120
     texts = [repr(settings), str(settings), repr(dumped), str(dumped), f"{settings.api_key}", str(copy.deepcopy(settings))]
     assert all(SENTINEL_KEY not in t for t in texts)
     assert settings.api_key.get_secret_value() == SENTINEL_KEY
