@@ -73,13 +73,16 @@ def test_buckets_are_yielded_lazily_page_by_page(fake_api, conn_id):
 def test_every_group_by_and_filter_of_every_endpoint(fake_api, conn_id, key):
     endpoint = ENDPOINTS[key]
     hook = OpenAIUsageHook(conn_id)
-    rows = list(hook.iter_rows(key, START, NOW, group_by=list(endpoint.group_by)))
+    # Past every grouping floor (costs by api_key_id only from 2025-12-01), so every grouping is answered.
+    end = max([NOW, *(f + 20 * DAY for f in endpoint.group_by_floors.values())])
+    fake_api.controls.now = end
+    rows = list(hook.iter_rows(key, end - 10 * DAY, end, group_by=list(endpoint.group_by)))
     assert rows and all(tuple(r) == endpoint.column_names for r in rows)
     for column in endpoint.dimensions:
         assert any(r[column.name] is not None for r in rows), column.name
     for f in endpoint.filters:
         value = next(r[f.dimension] for r in rows if r[f.dimension] is not None)
-        filtered = list(hook.iter_rows(key, START, NOW, group_by=[f.dimension], **{f.name: value if f.kind == "bool" else [value]}))
+        filtered = list(hook.iter_rows(key, end - 10 * DAY, end, group_by=[f.dimension], **{f.name: value if f.kind == "bool" else [value]}))
         assert filtered and {r[f.dimension] for r in filtered} == {value}, f.name
 
 
@@ -388,7 +391,7 @@ def test_a_400_refusing_an_allowed_grouping_names_it_and_is_not_retried(fake_api
     with pytest.raises(OpenAIUsageAPIError) as info:
         list(OpenAIUsageHook(conn_id).iter_rows("costs", START, NOW, group_by=["api_key_id"]))
     message = str(info.value)
-    assert f"costs: OpenAI answered HTTP 400 for costs [2025-10-31T00:00:00Z, 2025-11-10T00:00:00Z) 1d: {said[:-1]}. Hint:" in message
+    assert f"costs: OpenAI answered HTTP 400 for costs [2025-10-31T00:00:00Z, 2025-11-10T00:00:00Z) 1d: {said[:-1]} (param 'group_by'). Hint:" in message
     assert "OpenAI rejected group_by=['api_key_id']" in message and "remove it from group_by" in message
     assert info.value.status == 400 and info.value.param == "group_by" and info.value.api_message == said
     assert len(fake_api.requests) == 1
@@ -405,7 +408,7 @@ def test_a_400_blaming_a_parameter_the_provider_computes_asks_for_a_report(fake_
     fake_api.schedule_faults(Fault("status", status=400, message="Invalid 'limit': 31.", param="limit"))
     with pytest.raises(
         OpenAIUsageAPIError,
-        match=r"Invalid 'limit': 31\. Hint: OpenAI blamed '"
+        match=r"Invalid 'limit': 31 \(param 'limit'\)\. Hint: OpenAI blamed '"
         r"limit', which this provider computes itself",
     ):
         list(OpenAIUsageHook(conn_id).iter_rows("completions", START, NOW, group_by=["model"]))
@@ -548,7 +551,10 @@ def test_streams_give_the_same_buckets_in_the_same_number_of_requests(fake_api, 
     hook = OpenAIUsageHook(conn_id)
     one = list(hook.iter_query_buckets(query, require_complete=True))
     requests_one = len(fake_api.requests)
-    assert one and one[0]["start_time"] == start and one[-1]["end_time"] == end
+    # Costs buckets are whole UTC days (issue #25): they cover the partial first and last days.
+    low, high = query.bucket_bounds
+    assert one and one[0]["start_time"] == low and one[-1]["end_time"] == high
+    assert (low, high) == ((start - start % DAY, -(-end // DAY) * DAY) if key == "costs" else (start, end))
     for streams in (2, 3, 4):
         fake_api.clear_requests()
         assert list(hook.iter_query_buckets(query, require_complete=True, streams=streams)) == one, streams
