@@ -191,6 +191,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=Path.cwd(), help="where .demo-airflow/ and demo-output/ go")
     parser.add_argument("--dags", type=Path, default=None, help="the example DAGs folder (default: <workdir>/dags)")
     parser.add_argument("--days", type=int, default=30, help="days of history to backfill")
+    parser.add_argument(
+        "--since", type=dt.date.fromisoformat, default=None,
+        help="backfill from this UTC day instead (YYYY-MM-DD; `make demo` catches up from 2025-01-01, the daily DAG's "
+        "start date, so costs by API key cross the API's 2025-12-01 floor)",
+    )
     parser.add_argument("--verbose", action="store_true", help="show Airflow's task logs")
     args = parser.parse_args(argv)
     workdir = args.workdir.resolve()
@@ -229,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         today = pendulum.today("UTC")
         first, last = today.subtract(days=args.days), today.subtract(days=1)
+        if args.since is not None:
+            first = pendulum.datetime(args.since.year, args.since.month, args.since.day, tz="UTC")
         print(f"backfill: {first.to_date_string()} .. {last.to_date_string()}, all endpoints, one task each", flush=True)
         run = bag.get_dag("openai_usage_backfill").test(
             run_conf={"start_date": first.to_date_string(), "end_date": last.to_date_string(), "output_path": output.as_uri()}
