@@ -729,3 +729,43 @@ def test_any_faults_in_any_part_give_every_bucket_or_an_error_after_an_exact_pre
         event("every bucket")
         assert got == reference
     assert not _prefetch_threads()
+
+
+# -- how the real API answers (issue #25; recorded answers: tests/unit/test_recorded_answers.py) ---------
+def test_an_unaligned_30_day_costs_window_ending_now_is_31_whole_days_with_exact_amounts(fake_api, conn_id):
+    now = NOW + 11 * 3600 + 17 * 60  # 2025-11-10T11:17Z: the fake's clock mid-day
+    fake_api.controls.now = now
+    start = now - 30 * DAY
+    hook = OpenAIUsageHook(conn_id)
+    buckets = list(hook.iter_buckets("costs", start))
+    assert len(buckets) == 31 and buckets[0]["start_time"] == start - start % DAY and buckets[-1]["end_time"] == NOW + DAY
+    assert [b["exact"] for b in buckets] == [False] + [True] * 29 + [False]
+    assert all(b["end_time"] - b["start_time"] == DAY for b in buckets)
+    assert all(type(r["amount"]["value"]) is Decimal for b in buckets for r in b["results"])
+    assert "end_time" not in fake_api.requests[0].params()
+    rows = list(hook.iter_rows("costs", start))
+    assert rows and {r["organization_id"] for r in rows} == {fake_api.organization.organization_id} and {r["extra"] for r in rows} == {None}
+    assert sum(r["amount_value"] for r in rows) == sum(r["amount"]["value"] for b in buckets for r in b["results"])
+
+
+def test_a_costs_day_still_open_is_not_handed_over_for_a_range_with_an_end(fake_api, conn_id):
+    fake_api.controls.now = NOW + 6 * 3600
+    buckets = list(OpenAIUsageHook(conn_id).iter_buckets("costs", NOW - 2 * DAY, NOW + DAY, require_complete=False))
+    assert [b["start_time"] for b in buckets] == [NOW - 2 * DAY, NOW - DAY] and all(b["exact"] for b in buckets)
+    with pytest.raises(OpenAIUsageResponseError, match=r"only up to 2025-11-10T00:00:00Z"):
+        list(OpenAIUsageHook(conn_id).iter_buckets("costs", NOW - 2 * DAY, NOW + DAY))
+
+
+def test_usage_without_end_time_ends_at_the_moment_of_the_call(fake_api, conn_id):
+    fake_api.controls.now = NOW + 5 * 3600
+    buckets = list(OpenAIUsageHook(conn_id).iter_buckets("completions", NOW - 2 * DAY + 600))
+    assert buckets[0]["start_time"] == NOW - 2 * DAY + 600 and buckets[-1]["end_time"] == NOW + 5 * 3600
+    assert [b["exact"] for b in buckets] == [True, True, False]
+
+
+def test_a_400_for_the_api_key_floor_names_the_param_and_the_floor(fake_api, conn_id):
+    with pytest.raises(OpenAIUsageAPIError) as info:
+        list(OpenAIUsageHook(conn_id).iter_rows("costs", START, NOW, group_by=["project_id", "api_key_id"]))
+    assert info.value.status == 400 and info.value.param == "start_time"
+    assert "(param 'start_time')" in str(info.value) and "api_key_id from 2025-12-01T00:00:00Z" in str(info.value)
+    assert len(fake_api.requests) == 1

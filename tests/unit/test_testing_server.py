@@ -320,3 +320,31 @@ def test_seeded_fault_rate_is_reproducible():
 
     first = run()
     assert first == run() and {200, 500} <= set(first)
+
+
+# -- the live API's behaviour by default (issue #25; the recorded observations: test_recorded_answers.py) ----
+def test_every_answer_carries_a_date_header_from_the_fakes_clock(fake_api):
+    import email.utils
+
+    answer = get(fake_api, "costs", [("start_time", NOW - DAY)])
+    assert email.utils.parsedate_to_datetime(answer.headers["Date"]).timestamp() == NOW
+    assert get(fake_api, "costs", [("start_time", NOW - DAY), ("limit", 500)]).headers["Date"] == answer.headers["Date"]
+
+
+def test_costs_days_are_whole_from_the_day_holding_start_to_the_day_holding_now(fake_api):
+    fake_api.controls.now = NOW + 7200
+    data = body(get(fake_api, "costs", [("start_time", NOW - 2 * DAY + 3600)]))["data"]
+    assert [(b["start_time"], b["end_time"]) for b in data] == [(NOW - 2 * DAY, NOW - DAY), (NOW - DAY, NOW), (NOW, NOW + DAY)]
+    assert all(r["organization_id"] == fake_api.organization.organization_id for b in data for r in b["results"])
+    # With a reporting delay only the days reported whole come back.
+    fake_api.controls.available_until = NOW - DAY + 3600
+    data = body(get(fake_api, "costs", [("start_time", NOW - 2 * DAY + 3600)]))["data"]
+    assert [b["start_time"] for b in data] == [NOW - 2 * DAY]
+
+
+def test_costs_grouped_by_user_carry_the_users_email(fake_api):
+    data = body(get(fake_api, "costs", [("start_time", START), ("end_time", NOW), ("group_by", "user_id")]))["data"]
+    results = [r for b in data for r in b["results"]]
+    assert results and all(r["user_email"] == fake_api.organization.user_email(r["user_id"]) for r in results)
+    ungrouped = [r for b in body(get(fake_api, "costs", [("start_time", START), ("end_time", NOW)]))["data"] for r in b["results"]]
+    assert ungrouped and all("user_email" not in r for r in ungrouped)
