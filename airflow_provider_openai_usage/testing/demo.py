@@ -2,10 +2,12 @@
 
 Steps: a local AIRFLOW_HOME (sqlite) → the fake OpenAI usage API on 127.0.0.1 → the
 ``openai_usage_default`` connection pointed at it → ``openai_usage_backfill`` over the last 30 days
-→ one ``openai_usage_daily`` run (pulls, then the spend report and spend alerts) → a report of what
-landed. The fake organization's ``proj_beta`` spends many times its usual amount yesterday, so the
-anomaly rule fires; its alert goes through the Slack provider's notifier to a local stand-in for a
-Slack webhook and is printed. Running it twice gives the same files and sends no alert twice.
+(``--days``), or from ``--since`` (``make demo``: 2025-01-01, so costs by API key cross OpenAI's
+2025-12-01 floor and the days before it land without the key) → one ``openai_usage_daily`` run
+(pulls, then the spend report and spend alerts) → a report of what landed. The fake organization's
+``proj_beta`` spends many times its usual amount yesterday, so the anomaly rule fires; its alert
+goes through the Slack provider's notifier to a local stand-in for a Slack webhook and is printed.
+Running it twice gives the same files and sends no alert twice.
 """
 
 from __future__ import annotations
