@@ -12,7 +12,14 @@ What each layer guarantees about the buckets it hands over:
   contiguous from ``start_time`` (a missing bucket in the middle is an error); amounts of decimal
   columns are exact ``Decimal``. With ``require_complete=False`` the buckets may stop before
   ``end_time`` (not reported yet): the writer and the settle check look at the tail themselves.
-- ``iter_buckets`` / ``iter_rows``: the same, and by default the buckets must reach ``end_time``.
+- ``iter_buckets`` / ``iter_rows``: the same, and by default the buckets must reach ``end_time``;
+  ``end_time=None`` reads up to the moment of the call.
+
+"Inside the range" is what OpenAI may answer for it (``UsageQuery.bucket_bounds``): the range for
+usage (the API clips the first and last bucket), the whole UTC days it touches for costs (the API
+answers whole days whatever ``start_time`` is; issue #25). Buckets are handed over whole, each with
+``exact`` (docs/hook.md, "What iter_buckets returns"); the moment of the call is the answer's
+``Date`` header, and a costs day still open then is held back from a range with an ``end_time``.
 
 ``streams=N`` (``iter_pages``/``iter_query_buckets``; the operator's ``parallel_requests``) pages up
 to N consecutive parts of the range at once (``hooks/page_streams.py``) with the same requests and
