@@ -18,6 +18,7 @@ from airflow_provider_openai_usage.endpoints import COSTS_API_KEY_FLOOR, ENDPOIN
 from airflow_provider_openai_usage.exceptions import OpenAIUsageAPIError, OpenAIUsageResponseError, OpenAIUsageValidationError
 from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
 from airflow_provider_openai_usage.operators.usage import OpenAICostsOperator, OpenAIImagesUsageOperator
+from airflow_provider_openai_usage.rows import unknown_fields_warning
 
 OBSERVATION = "issue #25 observation"
 RECORDINGS = sorted(p.name for p in RECORDED.glob("*.json"))
@@ -135,7 +136,7 @@ def test_an_unaligned_30_day_costs_window_ending_now_comes_back_whole(replay, ca
     doc = load("costs_unaligned_30_days.json")
     replay("costs_unaligned_30_days.json")
     start = int(params(doc)["start_time"])
-    with caplog.at_level(logging.WARNING, logger="airflow_provider_openai_usage"):
+    with caplog.at_level(logging.WARNING, logger="airflow_provider_openai_usage"), unknown_fields_warning():
         buckets = list(OpenAIUsageHook().iter_buckets("costs", start))
     assert len(buckets) == doc["expected"]["buckets"]
     assert buckets[0]["start_time"] == doc["expected"]["first_start"] < start, "the bucket of the day holding start_time"
@@ -145,6 +146,15 @@ def test_an_unaligned_30_day_costs_window_ending_now_comes_back_whole(replay, ca
     assert amounts(buckets) == Decimal(doc["expected"]["amount_value"])
     assert max(-r["amount"]["value"].as_tuple().exponent for b in buckets for r in b["results"]) == 20
     assert not [r for r in caplog.records if "does not type" in r.getMessage()], "organization_id is typed, not unknown"
+
+
+def test_a_field_only_one_source_shows_is_kept_and_named_once_per_run(replay, caplog):
+    doc = load("costs_daily_public_guardian.json")
+    replay("costs_daily_public_guardian.json")
+    with caplog.at_level(logging.WARNING, logger="airflow_provider_openai_usage"), unknown_fields_warning():
+        list(OpenAIUsageHook().iter_rows("costs", int(params(doc)["start_time"]), require_complete=False))
+    (warning,) = [r.getMessage() for r in caplog.records if "does not type" in r.getMessage()]
+    assert "'organization_name'" in warning and "organization_id" not in warning
 
 
 def test_organization_id_and_user_email_are_typed_columns(replay):
