@@ -228,15 +228,17 @@ def answered_at(headers: Mapping[str, str]) -> int:
 ANSWERED_AT = "_answered_at"
 
 
-def check_page_buckets(query: UsageQuery, page: dict[str, Any], last_end: int) -> int:
+def check_page_buckets(query: UsageQuery, page: dict[str, Any], last_end: int, *, mark_exact: bool = False) -> int:
     """Check a page's buckets (times, order, contiguity from ``last_end``, result objects, exact amounts)
     in place, before any of them is handed over; returns where the page's buckets end.
 
     Covering endpoints (costs) may answer with whole UTC days reaching before ``start_time`` and
     after ``end_time`` (``UsageQuery.bucket_bounds``); a bucket still open at the moment of the call
     (it ends after the answer's ``Date``) is partial: dropped from a query with an ``end_time`` (not
-    reported yet, never written as a whole day), kept for an open-ended one. Every bucket kept gets
-    ``"exact"``: True when it lies inside the requested range and was complete when answered.
+    reported yet, never written as a whole day), kept for an open-ended one. ``mark_exact`` (what
+    ``iter_buckets`` hands over): every bucket kept gets ``"exact"``, True when it lies inside the
+    requested range and was complete when answered (off for the writers: a key more per bucket dict
+    costs the 1m benchmark's memory bound).
     """
     from airflow_provider_openai_usage.times import iso
 
@@ -277,8 +279,9 @@ def check_page_buckets(query: UsageQuery, page: dict[str, Any], last_end: int) -
                 for column in endpoint.columns:
                     if column.type == "decimal":
                         _make_exact(endpoint, result, column.path, column.name)
-        clipped_at_now = query.open_end and moment is not None and end >= moment and end % width != 0
-        bucket["exact"] = query.is_exact(start, end) and not still_open and not clipped_at_now
+        if mark_exact:
+            clipped_at_now = query.open_end and moment is not None and end >= moment and end % width != 0
+            bucket["exact"] = query.is_exact(start, end) and not still_open and not clipped_at_now
         last_end = end
         kept += 1
     if kept < len(page["data"]):
@@ -819,6 +822,7 @@ class OpenAIUsageHook(BaseHook):
         prefetch: bool = False,
         page_results: int | None = None,
         streams: int = 1,
+        mark_exact: bool = False,
     ) -> Generator[dict[str, Any], None, None]:
         """Buckets in time order, each once, contiguous from ``start_time``; see the module docstring.
 
@@ -826,6 +830,7 @@ class OpenAIUsageHook(BaseHook):
         pull before anything from it can be written. ``require_complete``: the buckets must reach
         ``end_time``; otherwise an error follows the last one (the writer and the settle check
         leave it False and judge the tail themselves). ``prefetch``/``page_results``: see ``iter_pages``.
+        ``mark_exact``: give every bucket ``"exact"`` as ``iter_buckets`` does (off for the writers).
 
         ``streams`` (1 to ``MAX_STREAMS``, checked before any request): split the range into up to
         this many consecutive sub-ranges (``UsageQuery.split``: cut at whole pages of the maximum
@@ -844,19 +849,21 @@ class OpenAIUsageHook(BaseHook):
         error) ends retry waits, waits for requests in flight and ends every thread.
         """
         check_streams(streams)
-        return self._scrubbed_buckets(query, require_complete, prefetch, page_results, streams)
+        return self._scrubbed_buckets(query, require_complete, prefetch, page_results, streams, mark_exact)
 
     def _scrubbed_buckets(
-        self, query: UsageQuery, require_complete: bool, prefetch: bool, page_results: int | None, streams: int
+        self, query: UsageQuery, require_complete: bool, prefetch: bool, page_results: int | None, streams: int,
+        mark_exact: bool = False,
     ) -> Generator[dict[str, Any], None, None]:
         try:
-            yield from self._checked_buckets(query, require_complete, prefetch, page_results, streams)
+            yield from self._checked_buckets(query, require_complete, prefetch, page_results, streams, mark_exact)
         except OpenAIUsageError as exc:
             self._scrub_error(exc)
             raise
 
     def _checked_buckets(
-        self, query: UsageQuery, require_complete: bool, prefetch: bool = False, page_results: int | None = None, streams: int = 1
+        self, query: UsageQuery, require_complete: bool, prefetch: bool = False, page_results: int | None = None, streams: int = 1,
+        mark_exact: bool = False,
     ) -> Iterator[dict[str, Any]]:
         from airflow_provider_openai_usage.times import iso
 
@@ -864,7 +871,7 @@ class OpenAIUsageHook(BaseHook):
         with closing(self._ordered_pages(query, prefetch, page_results, streams)) as pages:
             for sub, page in pages:
                 # Checked against the sub-range it answers, and contiguous across the cuts.
-                last_end = check_page_buckets(sub, page, last_end)
+                last_end = check_page_buckets(sub, page, last_end, mark_exact=mark_exact)
                 data = page["data"]
                 del page
                 data.reverse()
@@ -909,7 +916,7 @@ class OpenAIUsageHook(BaseHook):
         ``end_time``) and for the partial bucket still open at the moment of the call.
         """
         query = UsageQuery.build(endpoint, start_time, end_time, bucket_width=bucket_width, group_by=group_by, filters=filters)
-        return self.iter_query_buckets(query, require_complete=require_complete and not query.open_end)
+        return self.iter_query_buckets(query, require_complete=require_complete and not query.open_end, mark_exact=True)
 
     def iter_rows(
         self,
