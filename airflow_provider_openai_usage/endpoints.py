@@ -40,6 +40,10 @@ USAGE_LIMITS: Mapping[str, tuple[int, int]] = MappingProxyType(
 #: The costs path only knows daily buckets; its ``limit`` is documented as 1..180, default 7.
 COSTS_LIMITS: Mapping[str, tuple[int, int]] = MappingProxyType({"1d": (7, 180)})
 
+#: 2025-12-01T00:00:00Z: the first day OpenAI's Costs API answers ``group_by=api_key_id`` (issue #25
+#: observation: a range grouped by it that starts earlier gets HTTP 400 with ``"param": "start_time"``).
+COSTS_API_KEY_FLOOR = 1_764_547_200
+
 #: Seconds per bucket width; buckets are aligned to UTC multiples of these.
 WIDTH_SECONDS: Mapping[str, int] = MappingProxyType({"1m": 60, "1h": 3600, "1d": 86400})
 
@@ -105,6 +109,16 @@ class Endpoint:
     reported_by: str | None = None
     #: Older field spellings seen in the spec's history, mapped to today's name.
     legacy_fields: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    #: Groupings OpenAI's live API only answers from a floor on (grouping → Unix seconds): a range
+    #: starting earlier is refused with HTTP 400 ``param: start_time`` (``query.floor_parts``).
+    group_by_floors: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    #: Buckets are whole UTC days whatever ``start_time`` is (costs, issue #25): an unaligned start gets
+    #: the bucket of the day holding it, and the day holding "now" ends after now. Else the API clips
+    #: the first bucket to ``start_time`` and the last to ``end_time`` (or now).
+    covering_buckets: bool = False
+    #: Result fields the API sends about a group rather than as a grouping: never in ``group_by`` and
+    #: never drawn by the fake's events (costs: ``organization_id`` always, ``user_email`` with ``user_id``).
+    reported_fields: tuple[str, ...] = ()
 
     @property
     def bucket_widths(self) -> tuple[str, ...]:
@@ -291,7 +305,11 @@ _ENDPOINT_LIST: tuple[Endpoint, ...] = (
         # The SDK's order; the spec copy lists project_id, line_item, api_key_id.
         group_by=("project_id", "user_id", "line_item", "api_key_id", "api_source"),
         filters=(PROJECT_IDS, API_KEY_IDS, Filter("line_items", "strings", "line_item")),
-        dimensions=(_s("project_id"), _s("api_key_id"), _s("line_item"), _s("user_id"), API_SOURCE),
+        # organization_id (every result) and user_email (grouped by user_id) are in neither the spec nor
+        # the SDK, but the live API always sends them (issue #25; recorded answers in tests/data/recorded).
+        dimensions=(
+            _s("project_id"), _s("api_key_id"), _s("line_item"), _s("user_id"), API_SOURCE, _s("user_email"), _s("organization_id"),
+        ),
         values=(
             # decimal(38, 18): 20 integer digits, 18 decimals (docs/design.md, "Decimals").
             Column("amount_value", "decimal", role="metric", source=("amount", "value"), scale=18),
@@ -301,6 +319,9 @@ _ENDPOINT_LIST: tuple[Endpoint, ...] = (
             Column("quantity_unit", "string"),
         ),
         reported_by="amount_value",
+        group_by_floors=MappingProxyType({"api_key_id": COSTS_API_KEY_FLOOR}),
+        covering_buckets=True,
+        reported_fields=("user_email", "organization_id"),
     ),
     # SDK only (the spec copy predates it): usage of the Decisions API, shaped like completions.
     _token_usage("decisions"),

@@ -6,6 +6,7 @@ same inputs with the same words: the parameter, the bad value, and what is allow
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -123,6 +124,10 @@ class UsageQuery:
     bucket_width: str
     group_by: tuple[str, ...]
     filters: tuple[tuple[str, Any], ...]
+    #: ``end_time`` was omitted: "up to now". Nothing is sent as ``end_time`` (the API answers up to the
+    #: moment of the call) and ``end_time`` holds an upper bound for the checks: the end of the UTC day
+    #: after the one holding the moment the query was built (a day of slack for clock skew).
+    open_end: bool = False
 
     @classmethod
     def build(
@@ -139,7 +144,16 @@ class UsageQuery:
         check_bucket_width(ep, bucket_width)
         check_filters_mapping(filters)
         start = to_unix_seconds(start_time, "start_time")
-        end = to_unix_seconds(end_time, "end_time")
+        if end_time is None:
+            now = int(time.time())
+            end = (now // 86400 + 2) * 86400
+            if start >= now:
+                raise OpenAIUsageValidationError(
+                    f"start_time={start} ({iso(start)}) is not before now ({iso(now)}): end_time=None means up to now, "
+                    "and the range would be empty; pass a start_time in the past or an explicit end_time"
+                )
+        else:
+            end = to_unix_seconds(end_time, "end_time")
         check_range(start, end)
         return cls(
             endpoint=ep,
@@ -148,6 +162,7 @@ class UsageQuery:
             bucket_width=bucket_width,
             group_by=normalize_group_by(ep, group_by),
             filters=_normalize_filters(ep, filters),
+            open_end=end_time is None,
         )
 
     @property
@@ -161,12 +176,10 @@ class UsageQuery:
 
     def params(self) -> list[tuple[str, str]]:
         """Query parameters in the official SDKs' encoding (``group_by[]=a&group_by[]=b``)."""
-        params: list[tuple[str, str]] = [
-            ("start_time", str(self.start_time)),
-            ("end_time", str(self.end_time)),
-            ("bucket_width", self.bucket_width),
-            ("limit", str(self.limit)),
-        ]
+        params: list[tuple[str, str]] = [("start_time", str(self.start_time))]
+        if not self.open_end:
+            params.append(("end_time", str(self.end_time)))
+        params += [("bucket_width", self.bucket_width), ("limit", str(self.limit))]
         params += [("group_by[]", g) for g in self.group_by]
         for name, value in self.filters:
             if isinstance(value, bool):
@@ -181,8 +194,49 @@ class UsageQuery:
         return (self.end_time - 1) // width - self.start_time // width + 1
 
     def with_range(self, start_time: int, end_time: int) -> UsageQuery:
-        """The same query over ``[start_time, end_time)`` (Unix seconds, already checked by the caller)."""
-        return replace(self, start_time=start_time, end_time=end_time)
+        """The same query over ``[start_time, end_time)`` (Unix seconds, already checked by the caller).
+
+        Only the part that reaches the query's end stays open-ended (sends no ``end_time``)."""
+        return replace(self, start_time=start_time, end_time=end_time, open_end=self.open_end and end_time == self.end_time)
+
+    # -- covering buckets (costs) ------------------------------------------------------------------
+    @property
+    def bucket_bounds(self) -> tuple[int, int]:
+        """Where the API's buckets for this query may start and end.
+
+        Clipped endpoints (usage): the range itself. Covering ones (costs): from the start of the
+        bucket holding ``start_time`` to the end of the one holding the range's last second.
+        """
+        if not self.endpoint.covering_buckets:
+            return self.start_time, self.end_time
+        width = self.width_seconds
+        return self.start_time - self.start_time % width, -(-self.end_time // width) * width
+
+    def is_exact(self, start: int, end: int) -> bool:
+        """Whether a bucket [start, end) lies inside the requested range (else it is a covering bucket:
+        a whole costs day reaching before ``start_time`` or after ``end_time``)."""
+        return self.start_time <= start and end <= self.end_time
+
+    # -- groupings with a floor -------------------------------------------------------------------
+    def floor_parts(self) -> list[tuple[UsageQuery, tuple[str, ...]]]:
+        """The query cut at the floors of its groupings (``Endpoint.group_by_floors``), each part with
+        the groupings it leaves out because the range starts before their floor.
+
+        OpenAI's Costs API refuses ``group_by=api_key_id`` for a range starting before 2025-12-01
+        (HTTP 400, ``param: start_time``; issue #25), so [2025-11-20, 2025-12-10) grouped by
+        ``project_id, api_key_id`` is [2025-11-20, 2025-12-01) by ``project_id`` (leaving out
+        ``api_key_id``) and [2025-12-01, 2025-12-10) by both. Without a floor in range: ``[(self, ())]``.
+        """
+        floors = {g: self.endpoint.group_by_floors[g] for g in self.group_by if g in self.endpoint.group_by_floors}
+        cuts = sorted({f for f in floors.values() if self.start_time < f < self.end_time})
+        parts: list[tuple[UsageQuery, tuple[str, ...]]] = []
+        for lo, hi in zip([self.start_time, *cuts], [*cuts, self.end_time], strict=True):
+            dropped = tuple(g for g in self.group_by if floors.get(g, lo) > lo)
+            part = self.with_range(lo, hi)
+            if dropped:
+                part = replace(part, group_by=tuple(g for g in self.group_by if g not in dropped))
+            parts.append((part, dropped))
+        return parts
 
     def split(self, parts: int) -> list[UsageQuery]:
         """Up to ``parts`` consecutive sub-queries covering the range, cut so their pages add up to this
@@ -217,4 +271,5 @@ class UsageQuery:
         return buckets
 
     def describe(self) -> str:
-        return f"{self.endpoint.key} [{iso(self.start_time)}, {iso(self.end_time)}) {self.bucket_width}"
+        end = "now" if self.open_end else iso(self.end_time)
+        return f"{self.endpoint.key} [{iso(self.start_time)}, {end}) {self.bucket_width}"

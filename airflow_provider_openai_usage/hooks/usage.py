@@ -12,7 +12,14 @@ What each layer guarantees about the buckets it hands over:
   contiguous from ``start_time`` (a missing bucket in the middle is an error); amounts of decimal
   columns are exact ``Decimal``. With ``require_complete=False`` the buckets may stop before
   ``end_time`` (not reported yet): the writer and the settle check look at the tail themselves.
-- ``iter_buckets`` / ``iter_rows``: the same, and by default the buckets must reach ``end_time``.
+- ``iter_buckets`` / ``iter_rows``: the same, and by default the buckets must reach ``end_time``;
+  ``end_time=None`` reads up to the moment of the call.
+
+"Inside the range" is what OpenAI may answer for it (``UsageQuery.bucket_bounds``): the range for
+usage (the API clips the first and last bucket), the whole UTC days it touches for costs (the API
+answers whole days whatever ``start_time`` is; issue #25). Buckets are handed over whole, each with
+``exact`` (docs/hook.md, "What iter_buckets returns"); the moment of the call is the answer's
+``Date`` header, and a costs day still open then is held back from a range with an ``end_time``.
 
 ``streams=N`` (``iter_pages``/``iter_query_buckets``; the operator's ``parallel_requests``) pages up
 to N consecutive parts of the range at once (``hooks/page_streams.py``) with the same requests and
@@ -215,19 +222,52 @@ def _already_exact(endpoint: Endpoint, results: list[Any]) -> bool:
     return True
 
 
-def check_page_buckets(query: UsageQuery, page: dict[str, Any], last_end: int) -> int:
+def answered_at(headers: Mapping[str, str]) -> int:
+    """The moment of the call: the answer's ``Date`` header (the server's clock, as OpenAI sends it),
+    else this machine's clock."""
+    import email.utils
+
+    value = headers.get("Date")
+    if value:
+        try:
+            return int(email.utils.parsedate_to_datetime(value).timestamp())
+        except (TypeError, ValueError, IndexError, OverflowError):
+            pass
+    return int(time.time())
+
+
+#: The key under which ``_get_page`` keeps the moment of the call on a page (``answered_at``).
+ANSWERED_AT = "_answered_at"
+
+
+def check_page_buckets(query: UsageQuery, page: dict[str, Any], last_end: int, *, mark_exact: bool = False) -> int:
     """Check a page's buckets (times, order, contiguity from ``last_end``, result objects, exact amounts)
-    in place, before any of them is handed over; returns where the page's buckets end."""
+    in place, before any of them is handed over; returns where the page's buckets end.
+
+    Covering endpoints (costs) may answer with whole UTC days reaching before ``start_time`` and
+    after ``end_time`` (``UsageQuery.bucket_bounds``); a bucket still open at the moment of the call
+    (it ends after the answer's ``Date``) is partial: dropped from a query with an ``end_time`` (not
+    reported yet, never written as a whole day), kept for an open-ended one. ``mark_exact`` (what
+    ``iter_buckets`` hands over): every bucket kept gets ``"exact"``, True when it lies inside the
+    requested range and was complete when answered (off for the writers: a key more per bucket dict
+    costs the 1m benchmark's memory bound).
+    """
     from airflow_provider_openai_usage.times import iso
 
     endpoint = query.endpoint
+    low, high = query.bucket_bounds
+    if last_end == query.start_time:
+        last_end = low  # a covering first bucket starts at the day holding start_time
+    moment = page.get(ANSWERED_AT)
+    width = query.width_seconds
+    kept = 0
     for bucket in page["data"]:
         if not isinstance(bucket, dict):
             raise OpenAIUsageResponseError(f"{query.describe()}: a bucket is {type(bucket).__name__}, not an object")
         start, end = bucket.get("start_time"), bucket.get("end_time")
         if type(start) is not int or type(end) is not int or end <= start:
             raise OpenAIUsageResponseError(f"{query.describe()}: bucket with bad times {str(start)[:20]!r}–{str(end)[:20]!r}")
-        if start < query.start_time or end > query.end_time:
+        if start < low or end > high:
             raise OpenAIUsageResponseError(
                 f"{query.describe()}: OpenAI returned bucket {start}–{end} outside the requested range; nothing is written"
             )
@@ -240,6 +280,9 @@ def check_page_buckets(query: UsageQuery, page: dict[str, Any], last_end: int) -
                 f"{query.describe()}: OpenAI returned no bucket from {iso(last_end)} to {iso(start)}; "
                 "refusing to skip a gap that would read as no usage"
             )
+        still_open = moment is not None and end > moment and endpoint.covering_buckets
+        if still_open and not query.open_end:
+            break  # the day holding "now": partial, so not reported yet for a bounded range
         bucket["results"] = results = bucket_results(bucket)
         bucket.pop("result", None)
         if not _already_exact(endpoint, results):
@@ -248,7 +291,13 @@ def check_page_buckets(query: UsageQuery, page: dict[str, Any], last_end: int) -
                 for column in endpoint.columns:
                     if column.type == "decimal":
                         _make_exact(endpoint, result, column.path, column.name)
+        if mark_exact:
+            clipped_at_now = query.open_end and moment is not None and end >= moment and end % width != 0
+            bucket["exact"] = query.is_exact(start, end) and not still_open and not clipped_at_now
         last_end = end
+        kept += 1
+    if kept < len(page["data"]):
+        del page["data"][kept:]
     return last_end
 
 
@@ -403,6 +452,7 @@ class OpenAIUsageHook(BaseHook):
         budget: RetryBudget | None = None,
         session: requests.Session | None = None,
         decode: Callable[[bytes], Any] | None = None,
+        on_headers: Callable[[Mapping[str, str]], None] | None = None,
     ) -> Any:
         """GET ``base_url + path`` and return the decoded JSON (floats as exact ``Decimal``).
 
@@ -412,18 +462,19 @@ class OpenAIUsageHook(BaseHook):
         taken from the answer is scrubbed of secrets. ``what`` names the resource in logs and errors;
         ``budget`` is shared by the requests of one pull (default: a fresh one for this request);
         ``session``: the one to send it with (default: the hook's, ``get_conn``); ``decode``: bytes →
-        value (default ``decode_json``); a body it cannot read is retried as incomplete.
+        value (default ``decode_json``); a body it cannot read is retried as incomplete. ``on_headers``
+        is called with the headers of the answer that is returned (the pages read its ``Date``).
         """
         try:
             budget = budget if budget is not None else self.new_retry_budget()
-            return self._get_json(path, list(params), what, budget, session or self.get_conn(), decode or decode_json)
+            return self._get_json(path, list(params), what, budget, session or self.get_conn(), decode or decode_json, on_headers)
         except OpenAIUsageError as exc:
             self._scrub_error(exc)
             raise
 
     def _get_json(
         self, path: str, params: list[tuple[str, str]], what: str, budget: RetryBudget, session: requests.Session,
-        decode: Callable[[bytes], Any],
+        decode: Callable[[bytes], Any], on_headers: Callable[[Mapping[str, str]], None] | None = None,
     ) -> Any:
         from tenacity import RetryError, Retrying, retry_if_exception_type
 
@@ -475,7 +526,7 @@ class OpenAIUsageHook(BaseHook):
             retry=retry_if_exception_type(_Retryable), stop=stop, wait=wait, before_sleep=before_sleep, sleep=budget.sleep
         )
         try:
-            return retrying(self._request_once, session, url, params, what, settings, decode)
+            return retrying(self._request_once, session, url, params, what, settings, decode, on_headers)
         except RetryError as exc:
             last = exc.last_attempt.exception()
             assert isinstance(last, _Retryable)
@@ -498,7 +549,7 @@ class OpenAIUsageHook(BaseHook):
 
     def _request_once(
         self, session: requests.Session, url: str, params: list[tuple[str, str]], what: str, settings: ConnectionSettings,
-        decode: Callable[[bytes], Any] = decode_json,
+        decode: Callable[[bytes], Any] = decode_json, on_headers: Callable[[Mapping[str, str]], None] | None = None,
     ) -> Any:
         import requests
         import urllib3
@@ -571,9 +622,12 @@ class OpenAIUsageHook(BaseHook):
             )
         try:
             # Exact Decimals keep costs exact, whatever the number of decimals.
-            return decode(body)
+            decoded = decode(body)
         except ValueError:
             raise _Retryable("the answer was not complete JSON (truncated or not JSON)") from None
+        if on_headers is not None:
+            on_headers(response.headers)
+        return decoded
 
     # -- paging -----------------------------------------------------------------------------------
     def _get_page(
@@ -588,10 +642,11 @@ class OpenAIUsageHook(BaseHook):
         params = list(params if params is not None else query.params())
         if cursor is not None:
             params.append(("page", cursor))
+        moments: list[int] = []
         try:
             page = self.get_json(
                 query.endpoint.path, params, what=query.endpoint.key, budget=budget, session=session,
-                decode=partial(decode_usage_page, query.endpoint),
+                decode=partial(decode_usage_page, query.endpoint), on_headers=lambda headers: moments.append(answered_at(headers)),
             )
         except OpenAIUsageAPIError as exc:
             if exc.status == 400:
@@ -600,6 +655,7 @@ class OpenAIUsageHook(BaseHook):
         if not isinstance(page, dict) or not isinstance(page.get("data"), list):
             shown = self.scrub(repr(page.get("object") if isinstance(page, dict) else None))[:80]
             raise OpenAIUsageResponseError(f"{query.endpoint.key}: the answer has no 'data' array (object={shown}); nothing is written")
+        page[ANSWERED_AT] = moments[-1] if moments else int(time.time())
         return page
 
     def _explain_bad_request(self, query: UsageQuery, exc: OpenAIUsageAPIError) -> OpenAIUsageAPIError:
@@ -622,7 +678,18 @@ class OpenAIUsageHook(BaseHook):
                 ),
                 None,
             )
-        if culprit is not None:
+        floored = [g for g in query.group_by if g in query.endpoint.group_by_floors]
+        if blamed == "start_time" and floored:
+            from airflow_provider_openai_usage.times import iso
+
+            floors = ", ".join(f"{g} from {iso(query.endpoint.group_by_floors[g])}" for g in floored)
+            hint = (
+                f"OpenAI answers group_by={floored!r} only for ranges starting on or after its floor ({floors} as this release "
+                "knows it; issue #25). The operators pull the days before the floor without it (docs/hook.md, \"The API-key "
+                "floor\"); with the hook, start the range at the floor or leave the grouping out before it. If the range "
+                "already starts after that floor, OpenAI moved it: please report this with the message"
+            )
+        elif culprit is not None:
             hint = (
                 f"OpenAI rejected {culprit[0]}={culprit[1]!r}, which this provider allows because OpenAI's spec and SDK "
                 f"list it for {query.endpoint.key}; OpenAI's live API has the last word: remove it from {culprit[0]} "
@@ -634,8 +701,9 @@ class OpenAIUsageHook(BaseHook):
             hint = f"OpenAI rejected a parameter this provider allows; check {', '.join(c[0] for c in candidates)}"
         else:
             hint = "OpenAI rejected the request; no grouping or filter was sent, so this is likely a provider bug: please report it"
+        said = said.rstrip(". ") + (f" (param {exc.param!r})" if exc.param else "")
         return OpenAIUsageAPIError(
-            f"{query.endpoint.key}: OpenAI answered HTTP 400 for {query.describe()}: {said.rstrip('. ')}. Hint: {hint}. Not retried.",
+            f"{query.endpoint.key}: OpenAI answered HTTP 400 for {query.describe()}: {said}. Hint: {hint}. Not retried.",
             status=400,
             api_message=exc.api_message,
             param=exc.param,
@@ -767,6 +835,7 @@ class OpenAIUsageHook(BaseHook):
         prefetch: bool = False,
         page_results: int | None = None,
         streams: int = 1,
+        mark_exact: bool = False,
     ) -> Generator[dict[str, Any], None, None]:
         """Buckets in time order, each once, contiguous from ``start_time``; see the module docstring.
 
@@ -774,6 +843,7 @@ class OpenAIUsageHook(BaseHook):
         pull before anything from it can be written. ``require_complete``: the buckets must reach
         ``end_time``; otherwise an error follows the last one (the writer and the settle check
         leave it False and judge the tail themselves). ``prefetch``/``page_results``: see ``iter_pages``.
+        ``mark_exact``: give every bucket ``"exact"`` as ``iter_buckets`` does (off for the writers).
 
         ``streams`` (1 to ``MAX_STREAMS``, checked before any request): split the range into up to
         this many consecutive sub-ranges (``UsageQuery.split``: cut at whole pages of the maximum
@@ -792,19 +862,21 @@ class OpenAIUsageHook(BaseHook):
         error) ends retry waits, waits for requests in flight and ends every thread.
         """
         check_streams(streams)
-        return self._scrubbed_buckets(query, require_complete, prefetch, page_results, streams)
+        return self._scrubbed_buckets(query, require_complete, prefetch, page_results, streams, mark_exact)
 
     def _scrubbed_buckets(
-        self, query: UsageQuery, require_complete: bool, prefetch: bool, page_results: int | None, streams: int
+        self, query: UsageQuery, require_complete: bool, prefetch: bool, page_results: int | None, streams: int,
+        mark_exact: bool = False,
     ) -> Generator[dict[str, Any], None, None]:
         try:
-            yield from self._checked_buckets(query, require_complete, prefetch, page_results, streams)
+            yield from self._checked_buckets(query, require_complete, prefetch, page_results, streams, mark_exact)
         except OpenAIUsageError as exc:
             self._scrub_error(exc)
             raise
 
     def _checked_buckets(
-        self, query: UsageQuery, require_complete: bool, prefetch: bool = False, page_results: int | None = None, streams: int = 1
+        self, query: UsageQuery, require_complete: bool, prefetch: bool = False, page_results: int | None = None, streams: int = 1,
+        mark_exact: bool = False,
     ) -> Iterator[dict[str, Any]]:
         from airflow_provider_openai_usage.times import iso
 
@@ -812,7 +884,7 @@ class OpenAIUsageHook(BaseHook):
         with closing(self._ordered_pages(query, prefetch, page_results, streams)) as pages:
             for sub, page in pages:
                 # Checked against the sub-range it answers, and contiguous across the cuts.
-                last_end = check_page_buckets(sub, page, last_end)
+                last_end = check_page_buckets(sub, page, last_end, mark_exact=mark_exact)
                 data = page["data"]
                 del page
                 data.reverse()
@@ -837,35 +909,47 @@ class OpenAIUsageHook(BaseHook):
         self,
         endpoint: str,
         start_time: Any,
-        end_time: Any,
+        end_time: Any = None,
         *,
         bucket_width: str = "1d",
         group_by: Any = None,
         require_complete: bool = True,
         **filters: Any,
     ) -> Iterator[dict[str, Any]]:
-        """Yield the API's buckets (``start_time``, ``end_time``, ``results``) of [start, end) in time order.
+        """Yield the API's buckets (``start_time``, ``end_time``, ``results``, ``exact``) of [start, end) in time order.
 
         Amounts are exact ``Decimal``. Every bucket of the range comes, or an error: with
         ``require_complete=False`` the range may end early where OpenAI has not reported yet.
+
+        ``end_time=None`` means "up to now": no ``end_time`` is sent and the buckets run to the moment
+        of the call (``require_complete`` does not apply). Buckets are handed over whole, as OpenAI
+        sent them; ``bucket["exact"]`` tells them apart (docs/hook.md, "What iter_buckets returns"):
+        True for a bucket inside the requested range and complete when answered; False for a costs
+        bucket covering more than the range (the whole UTC day holding an unaligned ``start_time`` or
+        ``end_time``) and for the partial bucket still open at the moment of the call.
         """
         query = UsageQuery.build(endpoint, start_time, end_time, bucket_width=bucket_width, group_by=group_by, filters=filters)
-        return self.iter_query_buckets(query, require_complete=require_complete)
+        return self.iter_query_buckets(query, require_complete=require_complete and not query.open_end, mark_exact=True)
 
     def iter_rows(
         self,
         endpoint: str,
         start_time: Any,
-        end_time: Any,
+        end_time: Any = None,
         *,
         bucket_width: str = "1d",
         group_by: Any = None,
         require_complete: bool = True,
         **filters: Any,
     ) -> Iterator[dict[str, Any]]:
-        """Yield one flat dict per result: bucket times, then the endpoint's columns in registry order."""
+        """Yield one flat dict per result: bucket times, then the endpoint's columns in registry order.
+
+        The rows of the buckets ``iter_buckets`` hands over, whole: a row from a covering costs bucket
+        carries that bucket's ``start_time``/``end_time`` (before the requested start, or after the
+        requested end), so a caller tells it from an exact one by comparing them with the range.
+        """
         query = UsageQuery.build(endpoint, start_time, end_time, bucket_width=bucket_width, group_by=group_by, filters=filters)
-        return self.iter_query_rows(query, require_complete=require_complete)
+        return self.iter_query_rows(query, require_complete=require_complete and not query.open_end)
 
     # -- directory --------------------------------------------------------------------------------
     def iter_directory(self, entity: str, **params: Any) -> Iterator[dict[str, Any]]:

@@ -121,8 +121,17 @@ class OpenAIFocusOperator(UsageRangeTask, BaseOperator):
             store = DayStore(location / DATASET, self.file_format, described_as=f"output_path={self.output_path!r}")
             store.prepare()
             names = _DirectoryNames(self.project_names, self._directory_root(location))
+            from airflow_provider_openai_usage.operators.usage import floor_parts_logged
+            from airflow_provider_openai_usage.times import day_label
+
             self.log.info("Pulling %s for FOCUS", query.describe())
-            days = _whole_days(query, hook.iter_query_buckets(query))
+            # Days before the api_key_id floor are pulled without it (x_ApiKeyId null; issue #25).
+            parts = floor_parts_logged(query, self.log)
+            buckets = (bucket for part, _ in parts for bucket in hook.iter_query_buckets(part))
+            days = _whole_days(query, buckets)
+            grouped = {
+                day_label(t): list(part.group_by) for part, _ in parts for t in range(part.start_time, part.end_time, 86400)
+            }
         finally:
             hook.close()
 
@@ -144,7 +153,8 @@ class OpenAIFocusOperator(UsageRangeTask, BaseOperator):
         }
         published: dict[str, dict[str, Any]] = {}
         for day, table in tables.items():
-            day_file = store.replace_day(day, table, identity, totals={"BilledCost": format(totals[day], "f")})
+            day_identity = {**identity, "group_by": grouped.get(day, identity["group_by"])}  # the grouping pulled
+            day_file = store.replace_day(day, table, day_identity, totals={"BilledCost": format(totals[day], "f")})
             published[day] = {"rows": rows_per_day[day], "BilledCost": format(totals[day], "f"), "file": str(day_file.path)}
             self.log.info("focus: published %s (%d rows, BilledCost %s)", day, rows_per_day[day], totals[day])
         return {

@@ -150,6 +150,7 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
 
         check_file_format(self.file_format)  # rendered now; the other rendered values are checked by build_query
         query = self.build_query(context, restate_days=self.restate_days)
+        parts = floor_parts_logged(query, self.log)
         writer = None
         if self.output_path is not None:
             from airflow_provider_openai_usage.storage import PartitionWriter
@@ -160,20 +161,23 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
             writer = PartitionWriter(
                 location / self.endpoint, query.endpoint, self.file_format, described_as=f"output_path={self.output_path!r}"
             )
-            writer.prepare(query)
+            for part, _ in parts:
+                writer.prepare(part)  # each part's grouping is what its days record
         hook = OpenAIUsageHook(self.openai_usage_conn_id)
         self.log.info("Pulling %s", query.describe())
         try:
             with unknown_fields_warning():  # one warning per run naming fields kept in `extra`
                 if writer is None:
-                    return self._rows_to_xcom(hook, query)
-                return self._write(hook, query, writer)
+                    return self._rows_to_xcom(hook, query, parts)
+                return self._write(hook, query, parts, writer)
         finally:
             hook.close()
 
-    def _rows_to_xcom(self, hook: OpenAIUsageHook, query: UsageQuery) -> list[dict[str, Any]]:
+    def _rows_to_xcom(
+        self, hook: OpenAIUsageHook, query: UsageQuery, parts: list[tuple[UsageQuery, tuple[str, ...]]]
+    ) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
-        for row in hook.iter_query_rows(query):
+        for row in (row for part, _ in parts for row in hook.iter_query_rows(part)):
             if len(rows) >= self.max_xcom_rows:
                 raise OpenAIUsageValidationError(
                     f"{query.describe()} has more than max_xcom_rows={self.max_xcom_rows} rows; XCom is not a data lake. "
@@ -182,7 +186,9 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
             rows.append({k: json_safe(v) for k, v in row.items()})
         return rows
 
-    def _write(self, hook: OpenAIUsageHook, query: UsageQuery, writer: PartitionWriter) -> dict[str, Any]:
+    def _write(
+        self, hook: OpenAIUsageHook, query: UsageQuery, parts: list[tuple[UsageQuery, tuple[str, ...]]], writer: PartitionWriter
+    ) -> dict[str, Any]:
         from airflow_provider_openai_usage.rows import add_totals
         from airflow_provider_openai_usage.times import iso
 
@@ -192,11 +198,18 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
 
         # prefetch: the next page is fetched while this one's days are written; page_results bounds memory;
         # streams: a long range is paged in parts at once. Closed however the writer ends: no thread outlives it.
-        buckets = hook.iter_query_buckets(query, prefetch=True, page_results=PAGE_RESULTS, streams=self.parallel_requests)
-        with closing(buckets):
-            for day in writer.write(query, buckets):
-                days[day.date] = {"rows": day.rows, "files": day.files}
-                add_totals(totals, day.totals)
+        # One pull per floor part (usually one): each writes its days with the grouping it was pulled by.
+        for part, _ in parts:
+            buckets = hook.iter_query_buckets(part, prefetch=True, page_results=PAGE_RESULTS, streams=self.parallel_requests)
+            with closing(buckets):
+                for day in writer.write(part, buckets):
+                    days[day.date] = {"rows": day.rows, "files": day.files}
+                    add_totals(totals, day.totals)
+        left_out = [
+            {"group_by": list(part.group_by), "left_out": list(dropped), "range": f"{iso(part.start_time)}/{iso(part.end_time)}"}
+            for part, dropped in parts
+            if dropped
+        ]
         return {
             "endpoint": self.endpoint,
             "start_time": query.start_time,
@@ -208,7 +221,26 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
             "days": days,
             "rows": sum(d["rows"] for d in days.values()),
             "totals": {k: json_safe(v) for k, v in totals.items()},
+            **({"pulled_without": left_out} if left_out else {}),
         }
+
+
+def floor_parts_logged(query: UsageQuery, log: Any) -> list[tuple[UsageQuery, tuple[str, ...]]]:
+    """``query.floor_parts()``, saying in the task log which days lack a grouping and why (issue #25)."""
+    from airflow_provider_openai_usage.times import day_label
+
+    parts = query.floor_parts()
+    for part, dropped in parts:
+        if dropped:
+            floors = ", ".join(f"{g} from {day_label(query.endpoint.group_by_floors[g])}" for g in dropped)
+            log.warning(
+                "%s: the days %s to %s are pulled without group_by %s (by %s): OpenAI's %s API answers that grouping "
+                "only for ranges starting on or after its floor (%s), and refuses earlier ones with HTTP 400. Those days "
+                "hold no %s dimension (null in every row), and their record says so (docs/hook.md, \"The API-key floor\")",
+                query.endpoint.key, day_label(part.start_time), day_label(part.end_time - 1), ", ".join(dropped),
+                list(part.group_by) or "nothing", query.endpoint.key, floors, ", ".join(dropped),
+            )
+    return parts
 
 
 # One thin class per endpoint: discoverable by name, documented, nothing but `endpoint_key`.

@@ -19,6 +19,7 @@ import sys
 import threading
 from pathlib import Path
 
+from airflow_provider_openai_usage.endpoints import COSTS_API_KEY_FLOOR
 from airflow_provider_openai_usage.testing.data import PROJECT_POOL, FakeOrganization, parse_spike
 from airflow_provider_openai_usage.testing.faults import Fault, status
 from airflow_provider_openai_usage.testing.server import (
@@ -73,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--request-log", default=None, help="append one JSON line per request to this file")
     serve.add_argument("--spike", default=None, metavar="PROJECT:YYYY-MM-DD:EVENTS",
                        help="that project spends EVENTS extra events on that UTC day (the demo's spend anomaly)")
+    serve.add_argument("--api-key-floor", type=int, default=COSTS_API_KEY_FLOOR,
+                       help="Unix time: costs grouped by api_key_id are refused (400) for ranges starting earlier; -1: never")
+    serve.add_argument("--costs-max-limit", type=int, default=180, help="largest costs limit answered; more gets OpenAI's 400")
     args = parser.parse_args(argv)
     if not 0.0 <= args.fault_rate <= 1.0:
         parser.error(f"--fault-rate={args.fault_rate}: must be between 0 and 1")
@@ -84,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     api.controls.latency = args.latency
     api.controls.amount_format = args.amount_format
     api.controls.available_until = args.available_until
+    api.controls.api_key_floor = None if args.api_key_floor < 0 else args.api_key_floor
+    api.controls.costs_max_limit = args.costs_max_limit
     if args.fault_rate:
         api.faults.at_rate(args.fault_rate, _faults(args.fault_kinds, args.retry_after), seed=args.fault_seed)
     if args.available_until is not None and args.reveal_file:

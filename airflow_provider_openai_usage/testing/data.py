@@ -65,6 +65,12 @@ class FakeOrganization:
     removed_users: tuple[str, ...] = ("user-linus",)
     #: A spend spike for demos of alerts: (project id, UTC day start, extra events that day).
     spike: tuple[str, int, int] | None = None
+    #: What every costs result carries as ``organization_id`` (the live API always sends it, issue #25).
+    organization_id: str = "org-FakeUsage7Fk3bQz9Mn2Lp5"
+
+    def user_email(self, user_id: str) -> str:
+        """The ``user_email`` costs results grouped by ``user_id`` carry (issue #25)."""
+        return user_id.removeprefix("user-") + "@example.com"
 
 
 def parse_spike(text: str) -> tuple[str, int, int]:
@@ -154,6 +160,11 @@ def _metrics(endpoint: Endpoint, rng: random.Random, dims: Mapping[str, Any], or
     return out
 
 
+def _drawn(endpoint: Endpoint) -> list[Any]:
+    """The dimensions an event draws (not the fields the API reports alongside a group)."""
+    return [d for d in endpoint.dimensions if d.name not in endpoint.reported_fields]
+
+
 @lru_cache(maxsize=8192)
 def day_events(org: FakeOrganization, endpoint_key: str, day_start: int, revision: int = 0) -> tuple[Event, ...]:
     """The usage of one endpoint on one UTC day; ``revision`` > 0 models OpenAI's late revisions."""
@@ -164,7 +175,7 @@ def day_events(org: FakeOrganization, endpoint_key: str, day_start: int, revisio
     events = []
     for _ in range(0 if empty else rng.randint(1, 2 * org.events_per_day)):
         minute = day_start + 60 * rng.randrange(DAY // 60)
-        dims = {d.name: rng.choice(list(_dimension_pool(org, endpoint, d.name))) for d in endpoint.dimensions}
+        dims = {d.name: rng.choice(list(_dimension_pool(org, endpoint, d.name))) for d in _drawn(endpoint)}
         metrics = _metrics(endpoint, rng, dims, org)
         events.append(Event(minute, tuple(sorted(dims.items())), tuple(sorted(metrics.items()))))
     if org.spike and org.spike[1] == day_start and any(d.name == "project_id" for d in endpoint.dimensions):
@@ -172,7 +183,7 @@ def day_events(org: FakeOrganization, endpoint_key: str, day_start: int, revisio
         spike_rng = random.Random(int.from_bytes(digest[8:16], "big"))
         for _ in range(org.spike[2]):
             minute = day_start + 60 * spike_rng.randrange(DAY // 60)
-            dims = {d.name: spike_rng.choice(list(_dimension_pool(org, endpoint, d.name))) for d in endpoint.dimensions}
+            dims = {d.name: spike_rng.choice(list(_dimension_pool(org, endpoint, d.name))) for d in _drawn(endpoint)}
             dims["project_id"] = org.spike[0]
             metrics = _metrics(endpoint, spike_rng, dims, org)
             events.append(Event(minute, tuple(sorted(dims.items())), tuple(sorted(metrics.items()))))
@@ -199,7 +210,7 @@ def dense_results(endpoint: Endpoint, bucket_start: int, groups: int) -> list[di
                 _set_path(result, column.path, Decimal(value).scaleb(-4))
             else:
                 _set_path(result, column.path, "usd" if column.name.endswith("currency") else None)
-        for column in endpoint.dimensions:
+        for column in _drawn(endpoint):
             result[column.name] = f"proj_{i:03d}" if column.name == "project_id" else None
         results.append(result)
     return results
@@ -235,7 +246,7 @@ def aggregate(
         for column in endpoint.values:
             value = totals.get(column.name)
             _set_path(result, column.path, value)
-        for column in endpoint.dimensions:
+        for column in _drawn(endpoint):
             result[column.name] = values.get(column.name)
         results.append(result)
     return results

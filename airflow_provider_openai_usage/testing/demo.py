@@ -2,10 +2,12 @@
 
 Steps: a local AIRFLOW_HOME (sqlite) → the fake OpenAI usage API on 127.0.0.1 → the
 ``openai_usage_default`` connection pointed at it → ``openai_usage_backfill`` over the last 30 days
-→ one ``openai_usage_daily`` run (pulls, then the spend report and spend alerts) → a report of what
-landed. The fake organization's ``proj_beta`` spends many times its usual amount yesterday, so the
-anomaly rule fires; its alert goes through the Slack provider's notifier to a local stand-in for a
-Slack webhook and is printed. Running it twice gives the same files and sends no alert twice.
+(``--days``), or from ``--since`` (``make demo``: 2025-01-01, so costs by API key cross OpenAI's
+2025-12-01 floor and the days before it land without the key) → one ``openai_usage_daily`` run
+(pulls, then the spend report and spend alerts) → a report of what landed. The fake organization's
+``proj_beta`` spends many times its usual amount yesterday, so the anomaly rule fires; its alert
+goes through the Slack provider's notifier to a local stand-in for a Slack webhook and is printed.
+Running it twice gives the same files and sends no alert twice.
 """
 
 from __future__ import annotations
@@ -214,6 +216,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=Path.cwd(), help="where .demo-airflow/ and demo-output/ go")
     parser.add_argument("--dags", type=Path, default=None, help="the shipped DAGs' folder (default: <workdir>/dags, else the clone's)")
     parser.add_argument("--days", type=int, default=30, help="days of history to backfill")
+    parser.add_argument(
+        "--since", type=dt.date.fromisoformat, default=None,
+        help="backfill from this UTC day instead (YYYY-MM-DD; `make demo` catches up from 2025-01-01, the daily DAG's "
+        "start date, so costs by API key cross the API's 2025-12-01 floor)",
+    )
     parser.add_argument("--verbose", action="store_true", help="show Airflow's task logs")
     args = parser.parse_args(argv)
     workdir = args.workdir.resolve()
@@ -252,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         today = pendulum.today("UTC")
         first, last = today.subtract(days=args.days), today.subtract(days=1)
+        if args.since is not None:
+            first = pendulum.datetime(args.since.year, args.since.month, args.since.day, tz="UTC")
         print(f"backfill: {first.to_date_string()} .. {last.to_date_string()}, all endpoints, one task each", flush=True)
         run = bag.get_dag("openai_usage_backfill").test(
             run_conf={"start_date": first.to_date_string(), "end_date": last.to_date_string(), "output_path": output.as_uri()}

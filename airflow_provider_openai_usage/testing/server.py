@@ -4,9 +4,16 @@ It serves every registry endpoint with deterministic data, OpenAI's paging (``li
 page, opaque ``next_page`` cursors), its error bodies, and injected faults; it logs every request it
 received so tests can prove what a client did (and did not) send.
 
-Choices where OpenAI documents nothing (written down in docs/fake-api.md):
-- an ``end_time`` after "now" is clipped to now: the last bucket ends at now, as the real API does
-  when ``end_time`` is omitted;
+By default it answers like OpenAI's live API, including what the spec does not say (issue #25,
+docs/fake-api.md "How the real API behaves"; the recorded answers in tests/data/recorded):
+- usage buckets are clipped: the first starts at ``start_time``, the last ends at ``end_time`` or at
+  the moment of the call (an ``end_time`` after now is clipped to now);
+- costs buckets are whole UTC days whatever ``start_time`` is, the day holding now included (it ends
+  after now); every costs result carries ``organization_id``, grouped by ``user_id`` also ``user_email``;
+- costs refuse ``limit`` > 180 and ``bucket_width`` other than ``1d`` with OpenAI's words, and
+  ``group_by`` with ``api_key_id`` for a range starting before ``FakeControls.api_key_floor``;
+- quiet days are buckets with ``results: []``; ungrouped results carry every group field as null;
+- every answer has a ``Date`` header (the fake's clock), as OpenAI's do;
 - parameters it does not know, and malformed ones, get a 400 with OpenAI's error body;
 - a cursor only continues the query it was issued for (every original parameter must be resent).
 """
@@ -14,6 +21,7 @@ Choices where OpenAI documents nothing (written down in docs/fake-api.md):
 from __future__ import annotations
 
 import base64
+import email.utils
 import hashlib
 import json
 import re
@@ -29,7 +37,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from airflow_provider_openai_usage.endpoints import ENDPOINTS, WIDTH_SECONDS, Endpoint
+from airflow_provider_openai_usage.endpoints import COSTS_API_KEY_FLOOR, ENDPOINTS, WIDTH_SECONDS, Endpoint
 from airflow_provider_openai_usage.testing.admin import AdminAPI
 from airflow_provider_openai_usage.testing.data import (
     FakeOrganization,
@@ -49,9 +57,10 @@ SCALARS = ("start_time", "end_time", "bucket_width", "limit", "page")
 
 
 class BadRequest(Exception):
-    def __init__(self, message: str, param: str | None = None) -> None:
+    def __init__(self, message: str, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.param = param
+        self.code = code
 
 
 @dataclass
@@ -77,6 +86,11 @@ class FakeControls:
     #: Result fields a newer API sends that the registry does not type: every result of every
     #: endpoint carries these (copied), to prove nothing is dropped (the rows' ``extra`` column).
     unknown_result_fields: dict[str, Any] = field(default_factory=dict)
+    #: Costs grouped by ``api_key_id`` are refused (400, ``param: start_time``) for a range starting
+    #: before this (Unix seconds; the live API's ~2025-12-01, issue #25). None: never refused.
+    api_key_floor: int | None = COSTS_API_KEY_FLOOR
+    #: The most costs buckets one page may ask for; more is refused, not clamped (the live API: 180).
+    costs_max_limit: int = 180
 
     def current_time(self) -> int:
         return int(time.time()) if self.now is None else self.now
@@ -165,7 +179,7 @@ class UsageAPI:
         try:
             page = self.page(endpoint, query)
         except BadRequest as exc:
-            return 400, {}, _error_body(str(exc), "invalid_request_error", param=exc.param)
+            return 400, {}, _error_body(str(exc), "invalid_request_error", param=exc.param, code=exc.code)
         return 200, {}, _dumps(page)
 
     # -- parameters -------------------------------------------------------------------------------
@@ -198,12 +212,19 @@ class UsageAPI:
                     raise BadRequest(f"Invalid '{name}': expected an integer, got {scalars[name]!r}.", name) from None
         width = scalars.get("bucket_width", "1d")
         if width not in endpoint.bucket_widths:
+            if endpoint.covering_buckets:  # the live Costs API's words (issue #25)
+                raise BadRequest(f"Supported values are: {', '.join(repr(w) for w in endpoint.bucket_widths)}", "bucket_width")
             raise BadRequest(
                 f"Invalid 'bucket_width': {width!r}. Supported values are: {', '.join(endpoint.bucket_widths)}.", "bucket_width"
             )
         out["bucket_width"] = width
         default_limit, max_limit = endpoint.limits[width]
         limit = out.get("limit", default_limit)
+        if endpoint.covering_buckets and limit > self.controls.costs_max_limit:
+            # Refused, not clamped; the number is the one sent (issue #25).
+            raise BadRequest(
+                f"Invalid limit provided: {limit}. Limit must be less than or equal to {self.controls.costs_max_limit}.", "limit"
+            )
         if not 1 <= limit <= max_limit:
             raise BadRequest(f"Invalid 'limit': {limit}. For bucket_width={width} it must be between 1 and {max_limit}.", "limit")
         out["limit"] = limit
@@ -229,6 +250,15 @@ class UsageAPI:
         out["filters"] = filters
         out["page"] = scalars.get("page")
         out["group_by"] = [g for g in endpoint.group_by if g in lists.get("group_by", [])]
+        floor = self.controls.api_key_floor
+        if endpoint.group_by_floors.get("api_key_id") and "api_key_id" in out["group_by"] and floor is not None:
+            if out["start_time"] < floor:
+                # Spend by API key only exists from the floor on (issue #25): status, param and code as observed.
+                raise BadRequest(
+                    f"Grouping by api_key_id is only available for start_time on or after {floor}; got {out['start_time']}.",
+                    "start_time",
+                    "invalid_request_error",
+                )
         return out
 
     @staticmethod
@@ -254,33 +284,66 @@ class UsageAPI:
                     "page",
                 )
         width = WIDTH_SECONDS[p["bucket_width"]]
-        visible = self.controls.visible_until()
-        end = visible if p.get("end_time") is None else min(p["end_time"], visible)
-        starts = []
-        t = p["start_time"]
-        while t < end:
-            starts.append(t)
-            t = (t // width + 1) * width
+        now, visible = self.controls.current_time(), self.controls.visible_until()
+        spans = self._spans(endpoint, p["start_time"], p.get("end_time"), width, now, visible)
         size = p["limit"] if self.controls.page_size_cap is None else min(p["limit"], self.controls.page_size_cap)
-        chosen = starts[offset : offset + size]
+        chosen = spans[offset : offset + size]
         buckets = []
-        for start in chosen:
-            bucket_end = min((start // width + 1) * width, end)
+        for start, bucket_end in chosen:
+            # Usage counted up to the bucket's end, and never past what is reported (whole costs days too).
+            until = min(bucket_end, visible)
             buckets.append(
                 {
                     "object": "bucket",
                     "start_time": start,
                     "end_time": bucket_end,
-                    "results": self._results(endpoint, start, bucket_end, p["group_by"], p["filters"]),
+                    "results": self._results(endpoint, start, until, p["group_by"], p["filters"]),
                 }
             )
+        starts = spans
         has_more = offset + size < len(starts)
         next_page = None
         if has_more:
             next_page = "page_" + base64.urlsafe_b64encode(f"{offset + size}:{fingerprint}".encode()).decode()
         return {"object": "page", "data": buckets, "has_more": has_more, "next_page": next_page}
 
+    @staticmethod
+    def _spans(endpoint: Endpoint, start: int, end_time: int | None, width: int, now: int, visible: int) -> list[tuple[int, int]]:
+        """(start, end) of every bucket the query gets.
+
+        Usage: clipped, the first starts at ``start`` and the last ends at ``end_time``, now, or what
+        is reported so far. Costs: whole UTC days from the one holding ``start`` to the one holding the
+        earlier of ``end_time`` and now (which ends after now); with a reporting delay
+        (``available_until``) only the days reported whole.
+        """
+        spans: list[tuple[int, int]] = []
+        if endpoint.covering_buckets:
+            stop = now if end_time is None else min(end_time, now)
+            t = start - start % width
+            while t < stop and (t + width <= visible or visible >= now):
+                spans.append((t, t + width))
+                t += width
+            return spans
+        end = visible if end_time is None else min(end_time, visible)
+        t = start
+        while t < end:
+            spans.append((t, min((t // width + 1) * width, end)))
+            t = spans[-1][1]
+        return spans
+
     def _results(
+        self, endpoint: Endpoint, start: int, end: int, group_by: list[str], filters: Mapping[str, set[Any]]
+    ) -> list[dict[str, Any]]:
+        results = self._group_results(endpoint, start, end, group_by, filters)
+        if endpoint.reported_fields:
+            # Sent by the live Costs API, in neither spec nor SDK (issue #25).
+            for r in results:
+                if "user_id" in group_by and r.get("user_id") is not None:
+                    r["user_email"] = self.org.user_email(r["user_id"])
+                r["organization_id"] = self.org.organization_id
+        return results
+
+    def _group_results(
         self, endpoint: Endpoint, start: int, end: int, group_by: list[str], filters: Mapping[str, set[Any]]
     ) -> list[dict[str, Any]]:
         if self.controls.dense_groups:
@@ -405,6 +468,8 @@ class _Handler(BaseHTTPRequestHandler):
             body = _corrupt(body, fault.kind, dict(query).get("page"))
         if fault is not None and fault.kind == "garbage":
             status, body = 200, b"<html><body>502 Bad Gateway</body></html>"
+        # OpenAI's answers carry a Date header; the hook reads it as the moment of the call (the fake's clock).
+        headers = {**headers, "Date": email.utils.formatdate(fake.api.controls.current_time(), usegmt=True)}
         fake._log(LoggedRequest("GET", parts.path, tuple(query), status, fault.describe() if fault else None, received))
         if fake.api.controls.latency:
             time.sleep(fake.api.controls.latency)

@@ -50,7 +50,11 @@ def test_focus_export_is_added_on_request_after_the_costs_sensor_and_the_directo
 
 
 def expected_rows(conn_id: str, key: str, start: int, end: int) -> int:
-    return sum(1 for _ in OpenAIUsageHook(conn_id).iter_rows(key, start, end, group_by=grouping(key)))
+    """Rows the DAG lands: days before a grouping's floor (costs by api_key_id) are pulled without it."""
+    from airflow_provider_openai_usage.query import UsageQuery
+
+    query = UsageQuery.build(key, start, end, group_by=grouping(key))
+    return sum(1 for part, _ in query.floor_parts() for _ in OpenAIUsageHook(conn_id).iter_query_rows(part))
 
 
 def parquet_rows(path) -> int:
@@ -143,3 +147,29 @@ def test_daily_dag_catchup_and_start_date_come_from_the_environment(monkeypatch)
 
     dag = next(v for v in vars(module).values() if isinstance(v, DAG))
     assert dag.catchup is True and dag.start_date.isoformat().startswith("2025-06-01")
+
+
+def test_the_shipped_dags_land_every_day_of_costs_by_api_key_from_2025_01_01_across_the_floor(fake_api, conn_id, dag_env, tmp_path):
+    """Costs by api_key_id only exist from 2025-12-01 (issue #25): the catch-up lands every day, those
+    before the floor without the key (their record says so), and a daily run on each side of it works."""
+    from airflow_provider_openai_usage.endpoints import COSTS_API_KEY_FLOOR
+
+    fake_api.controls.now = COSTS_API_KEY_FLOOR + 45 * DAY  # 2026-01-15
+    out = tmp_path / "out"
+    conf = {"start_date": "2025-01-01", "end_date": "2026-01-14", "endpoints": ["costs"], "output_path": out.as_uri()}
+    result = airflow("dags", "test", "openai_usage_backfill", "--conf", json.dumps(conf), env=dag_env)
+    days = sorted(p.parent.name for p in (out / "costs").glob("date=*/data.parquet"))
+    assert len(days) == 379 and days[0] == "date=2025-01-01" and days[-1] == "date=2026-01-14"
+    assert all(r.status == 200 for r in fake_api.requests), "no costs request was refused"
+    assert "the days 2025-01-01 to 2025-11-30 are pulled without group_by api_key_id" in result.stdout + result.stderr
+    manifests = out / "costs" / "_openai_usage" / "manifests"
+    grouped = {p.name: json.loads(p.read_text())["identity"]["group_by"] for p in manifests.glob("*.json")}
+    assert "api_key_id" not in grouped["date=2025-11-30.json"] and "api_key_id" in grouped["date=2025-12-01.json"]
+    before = {d: (out / "costs" / d / "data.parquet").read_bytes() for d in ("date=2025-06-01", "date=2025-12-01")}
+    env = {**dag_env, "OPENAI_USAGE_OUTPUT_PATH": out.as_uri(), "OPENAI_USAGE_ENDPOINTS": "costs"}
+    for logical in ("2025-06-02", "2025-12-02"):  # one daily run on each side of the floor, same bytes as the catch-up
+        airflow("dags", "test", "openai_usage_daily", logical, env=env)
+    assert {d: (out / "costs" / d / "data.parquet").read_bytes() for d in before} == before
+    # (The directory snapshot's 404s for projects without a spend limit are the admin API's answer.)
+    costs = [r for r in fake_api.requests if r.path == "/v1/organization/costs"]
+    assert costs and [(r.query, r.status) for r in costs if r.status != 200] == []

@@ -117,7 +117,7 @@ def test_without_any_project_names_the_csv_export_passes(validator_site, conn_id
 
 
 def test_the_demos_focus_output_passes(validator_site, monkeypatch, tmp_path):
-    """Exactly what `make demo` writes to demo-output/focus: its seed, its 30 days, its function."""
+    """What `make demo` writes to demo-output/focus: its seed, its function, its last 30 days (it catches up from 2025-01-01)."""
     import pendulum
 
     from airflow_provider_openai_usage.testing import FakeOpenAIUsageAPI
@@ -129,7 +129,7 @@ def test_the_demos_focus_output_passes(validator_site, monkeypatch, tmp_path):
         summary = write_focus(tmp_path, today.subtract(days=30), today)
     assert len(summary["days"]) == 30 and summary["rows"] > 0
     report = fv.validate_dataset(tmp_path / "focus", focus.DECLARED_CRITERIA, venv=VENV)
-    assert_report_is_documented(report, validator_site, "the demo's FOCUS output (`make demo`, 30 days)")
+    assert_report_is_documented(report, validator_site, "the demo's FOCUS output (`make demo`'s organization and function, its last 30 days)")
 
 
 @pytest.mark.parametrize(("invoice", "failing"), [(None, "InvoiceId-C-005-C"), ("inv-2025-11", "InvoiceId-C-004-C")])

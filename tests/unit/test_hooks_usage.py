@@ -73,13 +73,16 @@ def test_buckets_are_yielded_lazily_page_by_page(fake_api, conn_id):
 def test_every_group_by_and_filter_of_every_endpoint(fake_api, conn_id, key):
     endpoint = ENDPOINTS[key]
     hook = OpenAIUsageHook(conn_id)
-    rows = list(hook.iter_rows(key, START, NOW, group_by=list(endpoint.group_by)))
+    # Past every grouping floor (costs by api_key_id only from 2025-12-01), so every grouping is answered.
+    end = max([NOW, *(f + 20 * DAY for f in endpoint.group_by_floors.values())])
+    fake_api.controls.now = end
+    rows = list(hook.iter_rows(key, end - 10 * DAY, end, group_by=list(endpoint.group_by)))
     assert rows and all(tuple(r) == endpoint.column_names for r in rows)
     for column in endpoint.dimensions:
         assert any(r[column.name] is not None for r in rows), column.name
     for f in endpoint.filters:
         value = next(r[f.dimension] for r in rows if r[f.dimension] is not None)
-        filtered = list(hook.iter_rows(key, START, NOW, group_by=[f.dimension], **{f.name: value if f.kind == "bool" else [value]}))
+        filtered = list(hook.iter_rows(key, end - 10 * DAY, end, group_by=[f.dimension], **{f.name: value if f.kind == "bool" else [value]}))
         assert filtered and {r[f.dimension] for r in filtered} == {value}, f.name
 
 
@@ -388,7 +391,7 @@ def test_a_400_refusing_an_allowed_grouping_names_it_and_is_not_retried(fake_api
     with pytest.raises(OpenAIUsageAPIError) as info:
         list(OpenAIUsageHook(conn_id).iter_rows("costs", START, NOW, group_by=["api_key_id"]))
     message = str(info.value)
-    assert f"costs: OpenAI answered HTTP 400 for costs [2025-10-31T00:00:00Z, 2025-11-10T00:00:00Z) 1d: {said[:-1]}. Hint:" in message
+    assert f"costs: OpenAI answered HTTP 400 for costs [2025-10-31T00:00:00Z, 2025-11-10T00:00:00Z) 1d: {said[:-1]} (param 'group_by'). Hint:" in message
     assert "OpenAI rejected group_by=['api_key_id']" in message and "remove it from group_by" in message
     assert info.value.status == 400 and info.value.param == "group_by" and info.value.api_message == said
     assert len(fake_api.requests) == 1
@@ -405,7 +408,7 @@ def test_a_400_blaming_a_parameter_the_provider_computes_asks_for_a_report(fake_
     fake_api.schedule_faults(Fault("status", status=400, message="Invalid 'limit': 31.", param="limit"))
     with pytest.raises(
         OpenAIUsageAPIError,
-        match=r"Invalid 'limit': 31\. Hint: OpenAI blamed '"
+        match=r"Invalid 'limit': 31 \(param 'limit'\)\. Hint: OpenAI blamed '"
         r"limit', which this provider computes itself",
     ):
         list(OpenAIUsageHook(conn_id).iter_rows("completions", START, NOW, group_by=["model"]))
@@ -548,7 +551,10 @@ def test_streams_give_the_same_buckets_in_the_same_number_of_requests(fake_api, 
     hook = OpenAIUsageHook(conn_id)
     one = list(hook.iter_query_buckets(query, require_complete=True))
     requests_one = len(fake_api.requests)
-    assert one and one[0]["start_time"] == start and one[-1]["end_time"] == end
+    # Costs buckets are whole UTC days (issue #25): they cover the partial first and last days.
+    low, high = query.bucket_bounds
+    assert one and one[0]["start_time"] == low and one[-1]["end_time"] == high
+    assert (low, high) == ((start - start % DAY, -(-end // DAY) * DAY) if key == "costs" else (start, end))
     for streams in (2, 3, 4):
         fake_api.clear_requests()
         assert list(hook.iter_query_buckets(query, require_complete=True, streams=streams)) == one, streams
@@ -723,3 +729,43 @@ def test_any_faults_in_any_part_give_every_bucket_or_an_error_after_an_exact_pre
         event("every bucket")
         assert got == reference
     assert not _prefetch_threads()
+
+
+# -- how the real API answers (issue #25; recorded answers: tests/unit/test_recorded_answers.py) ---------
+def test_an_unaligned_30_day_costs_window_ending_now_is_31_whole_days_with_exact_amounts(fake_api, conn_id):
+    now = NOW + 11 * 3600 + 17 * 60  # 2025-11-10T11:17Z: the fake's clock mid-day
+    fake_api.controls.now = now
+    start = now - 30 * DAY
+    hook = OpenAIUsageHook(conn_id)
+    buckets = list(hook.iter_buckets("costs", start))
+    assert len(buckets) == 31 and buckets[0]["start_time"] == start - start % DAY and buckets[-1]["end_time"] == NOW + DAY
+    assert [b["exact"] for b in buckets] == [False] + [True] * 29 + [False]
+    assert all(b["end_time"] - b["start_time"] == DAY for b in buckets)
+    assert all(type(r["amount"]["value"]) is Decimal for b in buckets for r in b["results"])
+    assert "end_time" not in fake_api.requests[0].params()
+    rows = list(hook.iter_rows("costs", start))
+    assert rows and {r["organization_id"] for r in rows} == {fake_api.organization.organization_id} and {r["extra"] for r in rows} == {None}
+    assert sum(r["amount_value"] for r in rows) == sum(r["amount"]["value"] for b in buckets for r in b["results"])
+
+
+def test_a_costs_day_still_open_is_not_handed_over_for_a_range_with_an_end(fake_api, conn_id):
+    fake_api.controls.now = NOW + 6 * 3600
+    buckets = list(OpenAIUsageHook(conn_id).iter_buckets("costs", NOW - 2 * DAY, NOW + DAY, require_complete=False))
+    assert [b["start_time"] for b in buckets] == [NOW - 2 * DAY, NOW - DAY] and all(b["exact"] for b in buckets)
+    with pytest.raises(OpenAIUsageResponseError, match=r"only up to 2025-11-10T00:00:00Z"):
+        list(OpenAIUsageHook(conn_id).iter_buckets("costs", NOW - 2 * DAY, NOW + DAY))
+
+
+def test_usage_without_end_time_ends_at_the_moment_of_the_call(fake_api, conn_id):
+    fake_api.controls.now = NOW + 5 * 3600
+    buckets = list(OpenAIUsageHook(conn_id).iter_buckets("completions", NOW - 2 * DAY + 600))
+    assert buckets[0]["start_time"] == NOW - 2 * DAY + 600 and buckets[-1]["end_time"] == NOW + 5 * 3600
+    assert [b["exact"] for b in buckets] == [True, True, False]
+
+
+def test_a_400_for_the_api_key_floor_names_the_param_and_the_floor(fake_api, conn_id):
+    with pytest.raises(OpenAIUsageAPIError) as info:
+        list(OpenAIUsageHook(conn_id).iter_rows("costs", START, NOW, group_by=["project_id", "api_key_id"]))
+    assert info.value.status == 400 and info.value.param == "start_time"
+    assert "(param 'start_time')" in str(info.value) and "api_key_id from 2025-12-01T00:00:00Z" in str(info.value)
+    assert len(fake_api.requests) == 1

@@ -169,3 +169,25 @@ def test_project_names_from_directory_snapshots(conn_id, tmp_path):
             assert (name, source) == expected, (d, pid)
             seen.add((pid, expected[0]))
     assert seen == {("proj_alpha", "Alpha (old)"), ("proj_alpha", "Alpha"), ("proj_beta", "proj_beta"), ("proj_gamma", "proj_gamma")}
+
+
+def test_focus_by_api_key_across_the_floor_exports_every_day_with_and_without_the_key(fake_api, conn_id, tmp_path):
+    import pyarrow.parquet as pq
+
+    from airflow_provider_openai_usage.endpoints import COSTS_API_KEY_FLOOR as FLOOR
+
+    fake_api.controls.now = FLOOR + 10 * DAY
+    start, end = FLOOR - 3 * DAY, FLOOR + 3 * DAY
+    op = OpenAIFocusOperator(task_id="focus", output_path=str(tmp_path), group_by=["project_id", "line_item", "api_key_id"], **ACCOUNT)
+    summary = op.execute(ctx(start, end))
+    files = day_files(tmp_path)
+    assert list(files) == [day(t) for t in range(start, end, DAY)] == list(summary["days"])
+    keys = {d: set(pq.read_table(p).column("x_ApiKeyId").to_pylist()) for d, p in files.items()}
+    assert all(keys[day(t)] <= {None} for t in range(start, FLOOR, DAY)), "before the floor: no key dimension"
+    assert any(keys[day(t)] - {None} for t in range(FLOOR, end, DAY))
+    manifests = {p.name: json.loads(p.read_text())["identity"]["group_by"] for p in (tmp_path / "focus").rglob("date=*.json")}
+    assert manifests[f"date={day(FLOOR - DAY)}.json"] == ["project_id", "line_item"]
+    assert manifests[f"date={day(FLOOR)}.json"] == ["project_id", "line_item", "api_key_id"]
+    before = tree(tmp_path / "focus")
+    op.execute(ctx(start, end))
+    assert tree(tmp_path / "focus") == before

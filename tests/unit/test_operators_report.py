@@ -197,3 +197,31 @@ def test_any_mix_of_receiver_failures_and_retries_delivers_each_firing_exactly_o
             assert fail_a or fail_b
     for inbox in inboxes:
         assert sorted(m.split("]")[0] for m in inbox) == ["OpenAI spend alert [org-daily", "OpenAI spend alert [org-mtd"]
+
+
+def test_report_and_alerts_read_days_with_and_without_the_api_key_dimension(tmp_path: Path) -> None:
+    """Costs grouped by api_key_id land without it before OpenAI's 2025-12-01 floor (issue #25): the
+    report and the alerts read both kinds of day, and the total is the files' to the last decimal."""
+    from report_support import _env
+
+    from airflow_provider_openai_usage.endpoints import COSTS_API_KEY_FLOOR, finops_group_by
+    from airflow_provider_openai_usage.operators.usage import OpenAICostsOperator
+    from airflow_provider_openai_usage.testing import FakeOpenAIUsageAPI
+
+    now = COSTS_API_KEY_FLOOR + 5 * 86400
+    with FakeOpenAIUsageAPI(seed=7, now=now) as api, _env("AIRFLOW_CONN_OPENAI_USAGE_DEFAULT", api.connection_json()):
+        OpenAICostsOperator(task_id="c", group_by=finops_group_by("costs"), output_path=tmp_path.as_uri()).execute(
+            {"data_interval_start": pendulum.from_timestamp(now - 20 * 86400), "data_interval_end": pendulum.from_timestamp(now)}
+        )
+    ctx = {"data_interval_start": pendulum.datetime(2025, 12, 5), "data_interval_end": pendulum.datetime(2025, 12, 6), "run_id": "r"}
+    result = OpenAISpendReportOperator(task_id="report", output_path=tmp_path.as_uri(), days=14).execute(ctx)
+    assert result["missing_days"] == []
+    html = (tmp_path / "reports" / "date=2025-12-05" / "spend.html").read_text()
+    oracle = partition_sums(tmp_path / "costs")
+    window = [(dt.date(2025, 12, 5) - dt.timedelta(days=i)).isoformat() for i in range(14)]
+    total = sum((oracle.get(d, Decimal(0)) for d in window), Decimal(0))
+    assert f'data-exact="{format(total, "f")}">{money(total, "usd")}</td>' in html
+    inbox: list[str] = []
+    rules = [{"name": "org-daily", "kind": "daily", "threshold": "0.01"}]
+    alerts = OpenAISpendAlertOperator(task_id="a", output_path=tmp_path.as_uri(), rules=rules, notifiers=[Recorder(inbox)]).execute(ctx)
+    assert {e["state"] for e in alerts["evaluations"]} == {"fired"} and len(inbox) == 1

@@ -79,3 +79,42 @@ def test_parallel_requests_write_the_same_bytes_with_the_same_requests(fake_api,
     assert landed[1] == landed[2] == landed[4] and len(landed[1]) >= 100
     assert sent == {1: 4, 2: 4, 4: 4}
     assert OpenAICompletionsUsageOperator(task_id="d").parallel_requests == 2
+
+
+# -- the API-key floor (issue #25) ------------------------------------------------------------------
+def test_costs_by_api_key_land_every_day_from_2025_01_01_across_the_floor(fake_api, conn_id, tmp_path, caplog, capsys):
+    import logging
+
+    import pyarrow.parquet as pq
+
+    from airflow_provider_openai_usage.endpoints import COSTS_API_KEY_FLOOR as FLOOR
+    from airflow_provider_openai_usage.endpoints import finops_group_by
+
+    fake_api.controls.now = FLOOR + 46 * DAY  # 2026-01-16: the catch-up reaches "today"
+    start, end = 1735689600, FLOOR + 46 * DAY  # 2025-01-01 .. 2026-01-16
+    group_by = finops_group_by("costs")
+    assert "api_key_id" in group_by
+    op = OpenAICostsOperator(task_id="t", group_by=group_by, output_path=str(tmp_path))
+    with caplog.at_level(logging.WARNING):
+        summary = op.execute(ctx(start, end))
+    assert len(summary["days"]) == (end - start) // DAY == 380
+    assert summary["pulled_without"] == [
+        {"group_by": ["project_id", "line_item"], "left_out": ["api_key_id"], "range": "2025-01-01T00:00:00Z/2025-12-01T00:00:00Z"}
+    ]
+    captured = capsys.readouterr()
+    logged = caplog.text + captured.out + captured.err
+    (warning,) = [line for line in logged.splitlines() if "pulled without group_by" in line]
+    assert "the days 2025-01-01 to 2025-11-30 are pulled without group_by api_key_id" in warning and "api_key_id from 2025-12-01" in warning
+    refused = [r for r in fake_api.requests if r.status != 200]
+    assert refused == [] and all(
+        "api_key_id" not in r.params().get("group_by[]", []) or int(r.params()["start_time"][0]) >= FLOOR for r in fake_api.requests
+    )
+    manifests = tmp_path / "costs" / "_openai_usage" / "manifests"
+    identity = {p.name: json.loads(p.read_text())["identity"]["group_by"] for p in manifests.glob("*.json")}
+    assert identity["date=2025-11-30.json"] == ["project_id", "line_item"]
+    assert identity["date=2025-12-01.json"] == ["project_id", "line_item", "api_key_id"]
+    keys = {p.parent.name: set(pq.read_table(p).column("api_key_id").to_pylist()) for p in (tmp_path / "costs").glob("date=*/data.parquet")}
+    assert keys["date=2025-11-30"] <= {None} and None not in keys.get("date=2025-12-02", {"x"})
+    before = {p: p.read_bytes() for p in sorted((tmp_path / "costs").rglob("*")) if p.is_file() and p.name != "lock"}
+    op.execute(ctx(start, end))
+    assert {p: p.read_bytes() for p in sorted((tmp_path / "costs").rglob("*")) if p.is_file() and p.name != "lock"} == before

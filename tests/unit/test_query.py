@@ -93,3 +93,38 @@ def test_streams_outside_1_to_8_are_refused_naming_the_parameter(value):
 
     with pytest.raises(OpenAIUsageValidationError, match=rf"parallel_requests={value!r} must be an int from 1 to 8 .*parallel_requests=2"):
         check_streams(value, "parallel_requests")
+
+
+# -- groupings with a floor (costs by api_key_id from 2025-12-01, issue #25) -------------------------------
+def test_a_range_crossing_the_api_key_floor_is_cut_there_and_the_days_before_leave_the_key_out():
+    from airflow_provider_openai_usage.endpoints import COSTS_API_KEY_FLOOR as FLOOR
+
+    query = UsageQuery.build("costs", FLOOR - 10 * DAY, FLOOR + 5 * DAY, group_by=["project_id", "api_key_id"])
+    (before, left_out), (after, kept) = query.floor_parts()
+    assert (before.start_time, before.end_time, before.group_by, left_out) == (FLOOR - 10 * DAY, FLOOR, ("project_id",), ("api_key_id",))
+    assert (after.start_time, after.end_time, after.group_by, kept) == (FLOOR, FLOOR + 5 * DAY, ("project_id", "api_key_id"), ())
+    (whole, none), = UsageQuery.build("costs", FLOOR, FLOOR + DAY, group_by=["api_key_id"]).floor_parts()
+    assert whole.group_by == ("api_key_id",) and none == ()
+    (early, dropped), = UsageQuery.build("costs", FLOOR - 9 * DAY, FLOOR - DAY, group_by=["api_key_id"]).floor_parts()
+    assert early.group_by == () and dropped == ("api_key_id",) and ("group_by[]", "api_key_id") not in early.params()
+    # Usage endpoints answer api_key_id at any date: one part, unchanged.
+    usage = UsageQuery.build("completions", FLOOR - 9 * DAY, FLOOR + DAY, group_by=["api_key_id"])
+    assert usage.floor_parts() == [(usage, ())]
+
+
+def test_end_time_none_means_up_to_now_and_sends_no_end_time():
+    import time
+
+    query = UsageQuery.build("completions", T0, None)
+    assert query.open_end and "end_time" not in dict(query.params()) and query.describe().endswith(", now) 1d")
+    assert query.end_time > time.time() and query.end_time % DAY == 0
+    with pytest.raises(OpenAIUsageValidationError, match=r"end_time=None means up to now, and the range would be empty"):
+        UsageQuery.build("costs", int(time.time()) + DAY, None)
+
+
+def test_costs_buckets_may_cover_the_whole_days_an_unaligned_range_touches():
+    costs = UsageQuery.build("costs", T0 + 3600, NOW - 7200)
+    assert costs.bucket_bounds == (T0, NOW)
+    assert not costs.is_exact(T0, T0 + DAY) and costs.is_exact(T0 + DAY, T0 + 2 * DAY)
+    usage = UsageQuery.build("completions", T0 + 3600, NOW - 7200)
+    assert usage.bucket_bounds == (T0 + 3600, NOW - 7200)

@@ -62,3 +62,13 @@ def test_stable_polls_need_identical_results_in_a_row(fake_api, conn_id):
     assert not changed.settled and changed.state.streak == 1
     same = check_settled(hook, query(), rules, now=NOW, state=changed.state)
     assert same.settled and same.summary["rows"] > 0 and same.summary["buckets"] == 1
+
+
+def test_costs_by_api_key_settle_across_the_floor_checked_as_the_operator_pulls_them(fake_api, conn_id):
+    from airflow_provider_openai_usage.endpoints import COSTS_API_KEY_FLOOR as FLOOR
+
+    fake_api.controls.now = FLOOR + 10 * DAY
+    q = UsageQuery.build("costs", FLOOR - 2 * DAY, FLOOR + 2 * DAY, group_by=["project_id", "api_key_id"])
+    result = check_settled(OpenAIUsageHook(conn_id), q, SettleRules(0), now=FLOOR + 10 * DAY, state=StabilityState())
+    assert result.settled and result.summary["buckets"] == 4
+    assert [r.status for r in fake_api.requests] == [200, 200]

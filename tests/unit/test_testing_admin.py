@@ -92,7 +92,11 @@ def _usage_ids(api: FakeOpenAIUsageAPI) -> dict[str, set[str]]:
     found: dict[str, set[str]] = {"project_id": set(), "user_id": set(), "api_key_id": set()}
     for key in ("completions", "costs"):
         endpoint = ENDPOINTS[key]
-        groups = [g for g in ("project_id", "user_id", "api_key_id") if g in endpoint.group_by]
+        # Costs by api_key_id only from 2025-12-01 (issue #25): before it, as the operators pull them, without the key.
+        groups = [
+            g for g in ("project_id", "user_id", "api_key_id")
+            if g in endpoint.group_by and endpoint.group_by_floors.get(g, 0) <= NOW - 30 * DAY
+        ]
         params = [("start_time", NOW - 30 * DAY), ("end_time", NOW), ("limit", 31)] + [("group_by[]", g) for g in groups]
         for bucket in ok(get(api, endpoint.path, params))["data"]:
             for result in bucket["results"]:

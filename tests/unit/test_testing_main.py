@@ -20,6 +20,9 @@ def test_serve_help_shows_the_default_key_and_port(capsys):
     assert f"(default: {DEFAULT_KEY})" in help_text
     assert "--port PORT port on 127.0.0.1 (0: any free port) (default: 0)" in help_text
     assert "--spike PROJECT:YYYY-MM-DD:EVENTS" in help_text
+    # The live API's floor and limit are settings (issue #25), defaulting to what OpenAI answers.
+    assert "ranges starting earlier; -1: never (default: 1764547200)" in help_text
+    assert "more gets OpenAI's 400 (default: 180)" in help_text
 
 
 @pytest.mark.parametrize(

@@ -51,12 +51,22 @@ def totals(endpoint_key: str, buckets: list[dict]) -> dict[str, Decimal]:
     return out
 
 
+def past_the_floors(api: FakeOpenAIUsageAPI, key: str) -> int:
+    """The fake's "now", moved past the endpoint's grouping floors (costs by api_key_id: 2025-12-01) so
+    a range of the last weeks may use every grouping; returns it."""
+    floors = ENDPOINTS[key].group_by_floors.values()
+    if floors:
+        api.controls.now = max(floors) + 40 * DAY
+    return api.controls.now or NOW
+
+
 @pytest.mark.parametrize("key", SPEC_KEYS)
 def test_every_answer_of_every_endpoint_is_valid_against_the_official_spec(fake_api, spec_validator, key):
     endpoint = ENDPOINTS[key]
     groupings = [[]] + [[g] for g in endpoint.group_by] + [list(endpoint.group_by)]
+    now = past_the_floors(fake_api, key)
     for width in endpoint.bucket_widths:
-        start = NOW - (3 * DAY if width == "1d" else 7200 if width == "1h" else 600)
+        start = now - (3 * DAY if width == "1d" else 7200 if width == "1h" else 600)
         for group_by in groupings:
             data = body(get(fake_api, key, [("start_time", start), ("bucket_width", width)] + [("group_by[]", g) for g in group_by]))
             spec_validator(data, "UsageResponse")
@@ -95,7 +105,8 @@ def test_array_parameters_are_accepted_in_all_three_encodings(fake_api):
 @pytest.mark.parametrize("key", list(ENDPOINTS))
 def test_any_grouping_sums_to_the_ungrouped_totals(fake_api, key):
     endpoint = ENDPOINTS[key]
-    base = [("start_time", START), ("end_time", NOW)]
+    now = past_the_floors(fake_api, key)
+    base = [("start_time", now - 10 * DAY), ("end_time", now)]
     expected = totals(key, all_buckets(fake_api, key, base))
     assert any(expected.values())
     for n in (1, 2):
@@ -309,3 +320,31 @@ def test_seeded_fault_rate_is_reproducible():
 
     first = run()
     assert first == run() and {200, 500} <= set(first)
+
+
+# -- the live API's behaviour by default (issue #25; the recorded observations: test_recorded_answers.py) ----
+def test_every_answer_carries_a_date_header_from_the_fakes_clock(fake_api):
+    import email.utils
+
+    answer = get(fake_api, "costs", [("start_time", NOW - DAY)])
+    assert email.utils.parsedate_to_datetime(answer.headers["Date"]).timestamp() == NOW
+    assert get(fake_api, "costs", [("start_time", NOW - DAY), ("limit", 500)]).headers["Date"] == answer.headers["Date"]
+
+
+def test_costs_days_are_whole_from_the_day_holding_start_to_the_day_holding_now(fake_api):
+    fake_api.controls.now = NOW + 7200
+    data = body(get(fake_api, "costs", [("start_time", NOW - 2 * DAY + 3600)]))["data"]
+    assert [(b["start_time"], b["end_time"]) for b in data] == [(NOW - 2 * DAY, NOW - DAY), (NOW - DAY, NOW), (NOW, NOW + DAY)]
+    assert all(r["organization_id"] == fake_api.organization.organization_id for b in data for r in b["results"])
+    # With a reporting delay only the days reported whole come back.
+    fake_api.controls.available_until = NOW - DAY + 3600
+    data = body(get(fake_api, "costs", [("start_time", NOW - 2 * DAY + 3600)]))["data"]
+    assert [b["start_time"] for b in data] == [NOW - 2 * DAY]
+
+
+def test_costs_grouped_by_user_carry_the_users_email(fake_api):
+    data = body(get(fake_api, "costs", [("start_time", START), ("end_time", NOW), ("group_by", "user_id")]))["data"]
+    results = [r for b in data for r in b["results"]]
+    assert results and all(r["user_email"] == fake_api.organization.user_email(r["user_id"]) for r in results)
+    ungrouped = [r for b in body(get(fake_api, "costs", [("start_time", START), ("end_time", NOW)]))["data"] for r in b["results"]]
+    assert ungrouped and all("user_email" not in r for r in ungrouped)
