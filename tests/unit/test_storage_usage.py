@@ -266,3 +266,4 @@ def test_a_day_that_cannot_be_published_stops_the_later_days_and_leaves_no_threa
     (tmp_path / "embeddings" / f"date={blocked}").unlink()
     write(tmp_path, start, NOW, endpoint="embeddings")
     assert len(data_files(tmp_path / "embeddings")) == 12 and not temps(tmp_path)
+
