@@ -463,7 +463,20 @@ class PartitionWriter:
         """Type the waiting small days' rows in one table, give each day its slice, hand them over in order."""
         if not small:
             return
-        table = self._table([part for b in small for part in b.parts]) if any(b.parts for b in small) else None
+        try:
+            table = self._table([part for b in small for part in b.parts]) if any(b.parts for b in small) else None
+        except Exception:
+            if len(small) == 1:
+                raise
+            # A value Arrow refuses (e.g. an int beyond int64) refuses its own day, not the days
+            # typed with it: type them one by one, so the days before it are published (one rule
+            # for every refusal) and the failure is raised at the day that holds it.
+            days = list(small)
+            small.clear()
+            for b in days:
+                small.append(b)
+                yield from self._type_small(query, wanted, small, publisher)
+            return
         at = 0
         for b in small:
             if b.held and table is not None:
