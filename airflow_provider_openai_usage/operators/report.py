@@ -5,7 +5,7 @@ neither calls OpenAI. Run them after the pull tasks of the same DAG run:
 
     pulls >> OpenAISpendReportOperator(task_id="report", output_path=OUTPUT)
           >> OpenAISpendAlertOperator(task_id="alerts", output_path=OUTPUT, rules=[...],
-                                      notifiers=[SlackWebhookNotifier(text="{{ spend_alert.message }}")])
+                                      notifiers=[SlackWebhookNotifier(text="{{ spend_alert.slack.message }}")])
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ class OpenAISpendAlertOperator(BaseOperator):
         or a template rendering to one (JSON text is accepted). Literal rules are checked at parse time.
     :param notifiers: notifiers (any ``BaseNotifier``: ``SlackWebhookNotifier``, ``SmtpNotifier``...);
         each firing is sent to each, with ``spend_alert`` (``message``, ``project``, ``amount``,
-        ``threshold``, ``report_url``...) added to the template context.
+        ``threshold``, ``report_url``...; escaped as ``slack.*``, ``html.*``, ``header.*``) added to the template context.
     :param output_path: where the pulls landed; markers go to ``<output_path>/alerts/``.
     :param output_conn_id: object-store connection.
     :param report_date: the UTC day to evaluate (templated); default the run's ``data_interval_start`` day.
@@ -236,6 +236,8 @@ class OpenAISpendAlertOperator(BaseOperator):
 
     def _deliver(self, ev: Evaluation, markers: MarkerStore, context: Context, currency: str, url: str) -> tuple[list[str], list[str]]:
         """Send one firing to each notifier that has not had it; record each success at once."""
+        from airflow_provider_openai_usage.report.escaping import plain_escape_for, template_fields
+
         delivered = markers.delivered(ev)
         errors = []
         for i, notifier in enumerate(self.notifiers):
@@ -245,7 +247,8 @@ class OpenAISpendAlertOperator(BaseOperator):
                 continue
             # A copy: notifiers render their templates in place, and each firing needs its own text.
             one = copy.copy(notifier)
-            alert_context = {**context, "spend_alert": ev.as_context(currency, url)}
+            fields = template_fields(ev.as_context(currency, url), plain_escape_for(notifier))
+            alert_context = {**context, "spend_alert": fields}
             try:
                 one(alert_context)
             except Exception as exc:  # noqa: BLE001 - one failing receiver must not stop the others

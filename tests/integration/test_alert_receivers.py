@@ -117,3 +117,49 @@ def test_each_alert_reaches_smtp_and_slack_once_across_a_rerun(run_dag, smtp_inb
     assert (tmp_path / "reports" / "date=2025-11-09" / "spend.html").exists()
     markers = sorted(str(p.relative_to(tmp_path / "alerts")) for p in (tmp_path / "alerts").rglob("*.json"))
     assert len(markers) == len(fired) and "org-daily/_organization/2025-11-09.json" in markers
+
+
+# -- names are data, never markup (#26 items 8 and 9) -----------------------------------------------------
+EVIL = "<!channel> <http://evil.example|click here> & @here\r\nBcc: victim@example.com <script>alert(1)</script><img src=x onerror=alert(1)>"
+
+
+def snapshot_renamed_directory(output_path: str, date: str, name: str) -> None:
+    """The directory as landed for ``date``, every project renamed to ``name`` (plus its index)."""
+    from report_support import _env
+
+    from airflow_provider_openai_usage.operators.directory import OpenAIDirectoryOperator
+    from airflow_provider_openai_usage.testing import FakeOpenAIUsageAPI
+
+    with FakeOpenAIUsageAPI(seed=7, now=NOW) as api, _env("AIRFLOW_CONN_OPENAI_USAGE_DEFAULT", api.connection_json()):
+        for i, project in enumerate(api.api.admin.directory.objects("projects")):
+            api.api.admin.edits[project["id"]] = {"name": f"{name} {i}"}
+        op = OpenAIDirectoryOperator(task_id="snapshot_directory", output_path=output_path, entities=["projects", "project_spend_limits"])
+        op.execute({"data_interval_end": pendulum.parse(date)})
+
+
+def test_hostile_project_names_reach_slack_and_mail_as_literal_text(run_dag, smtp_inbox, webhook_inbox, tmp_path: Path) -> None:
+    land(tmp_path.as_uri(), "2025-10-25", "2025-11-10")
+    snapshot_renamed_directory(tmp_path.as_uri(), "2025-11-10", EVIL)
+    source = DAG.format(output=tmp_path.as_uri()).replace(
+        'subject="{{ spend_alert.rule }}: {{ spend_alert.project }} {{ spend_alert.amount }}"',
+        'subject="{{ spend_alert.header.rule }}: {{ spend_alert.header.project }} {{ spend_alert.header.amount }}"',
+    ).replace('html_content="<p>{{ spend_alert.message }}</p>"', 'html_content="<p>{{ spend_alert.html.message }}</p>"')
+    assert "spend_alert.html.message" in source
+    dr, states = run_dag(source, "spend_alerts", logical_date=pendulum.from_timestamp(NOW, tz="UTC"))
+    assert states == {"report": "success", "alerts": "success"}
+    summary = dr.get_task_instance("alerts").xcom_pull(task_ids="alerts")
+    fired = [e for e in summary["evaluations"] if e["state"] == "fired"]
+    spikes = [e for e in fired if e["rule"] == "spike"]
+    assert spikes, "a project alert quotes a hostile name"
+    assert len(smtp_inbox) == len(fired) and len(webhook_inbox.messages) == len(fired)
+    texts = [m["text"] for m in webhook_inbox.messages]
+    project_texts = [t for t in texts if t.startswith("OpenAI spend alert [spike]")]
+    assert project_texts and all("&lt;!channel&gt; &lt;http://evil.example|click here&gt; &amp; @\u200bhere" in t for t in project_texts)
+    assert not any("<" in t or ">" in t or "@here" in t for t in texts), texts
+    mails = [email.message_from_bytes(e.original_content, policy=email.policy.default) for e in smtp_inbox]
+    for mail in mails:
+        assert "\n" not in mail["Subject"] and "\r" not in mail["Subject"]
+        assert mail["Bcc"] is None
+        body = mail.get_body(("html",)).get_content()
+        assert "<script>" not in body and "<img" not in body and "<p>" in body
+    assert any("&lt;script&gt;alert(1)&lt;/script&gt;" in m.get_body(("html",)).get_content() for m in mails)
