@@ -186,3 +186,32 @@ def test_two_processes_merging_two_halves_of_one_day_on_s3_lose_neither(fake_api
     assert sum(table.column("input_tokens").to_pylist()) == sum(r["input_tokens"] for r in expected)
     assert manifest["sha256"] == hashlib.sha256(data).hexdigest(), "the manifest describes the file"
     assert manifest["covered"] == [[day, day + DAY]] and manifest["rows"] == table.num_rows
+
+
+def test_keys_in_directory_answers_are_scrubbed_in_a_real_run_and_never_block_the_snapshot(fake_api, conn_id, airflow_db, tmp_path):
+    """#26 item 12 under `airflow dags test`: answers carry full keys (a project key's redacted_value,
+    the admin key list's own key, a key pasted into a project's id), and a member named a key like a
+    key. The run succeeds, the directory lands, and no full key reaches any output line or file."""
+    import re
+
+    fake_api.api.admin.leak_full_key = True
+    pasted = "sk-proj-" + "Zq9x" * 12
+    projects = fake_api.api.admin.directory.objects("projects")
+    keys = fake_api.api.admin.directory.objects("project_api_keys", projects[0]["id"])
+    fake_api.api.admin.edits[keys[-1]["id"]] = {"id": pasted}
+    fake_api.api.admin.edits[keys[0]["id"]] = {"name": "sk-proj-backend-prod-service-key"}
+    out = tmp_path / "out"
+    env = {**os.environ, "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"), "OPENAI_USAGE_OUTPUT_PATH": out.as_uri(),
+           "AIRFLOW__LOGGING__LOGGING_LEVEL": "DEBUG"}
+    run = subprocess.run([sys.executable, "-m", "airflow", "dags", "test", "openai_usage_daily", "2025-11-10"], capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    output = run.stdout + run.stderr
+    full = re.compile(r"sk-proj-[0-9a-f]{40}|" + re.escape(pasted))
+    assert "held what looks like a full API key" in output, "the scrub is reported"
+    assert not full.findall(output), [line for line in output.splitlines() if full.search(line)][:3]
+    leaking = [line for line in output.splitlines() if SENTINEL_KEY in line]
+    assert all("supervisor.py" in line and "MaskSecret(value=" in line for line in leaking), leaking[:3]
+    produced = [p for root in (Path(os.environ["AIRFLOW_HOME"]), out) for p in root.rglob("*") if p.is_file()]
+    assert [p for p in produced if SENTINEL_KEY.encode() in p.read_bytes() or full.search(p.read_bytes().decode(errors="replace"))] == []
+    snapshot = list((out / "directory" / "project_api_keys").rglob("data.*"))
+    assert snapshot and any(b"sk-proj-backend-prod-service-key" in p.read_bytes() for p in snapshot)
