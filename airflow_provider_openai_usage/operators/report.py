@@ -236,12 +236,17 @@ class OpenAISpendAlertOperator(BaseOperator):
 
     def _deliver(self, ev: Evaluation, markers: MarkerStore, context: Context, currency: str, url: str) -> tuple[list[str], list[str]]:
         """Send one firing to each notifier that has not had it; record each success at once."""
+        from airflow_provider_openai_usage.report.alerts import notifier_identity
         from airflow_provider_openai_usage.report.escaping import plain_escape_for, template_fields
 
         delivered = markers.delivered(ev)
         errors = []
-        for i, notifier in enumerate(self.notifiers):
-            key = f"{i}:{type(notifier).__name__}"
+        seen: dict[str, int] = {}
+        for notifier in self.notifiers:
+            key = notifier_identity(notifier)
+            seen[key] = seen.get(key, 0) + 1
+            if seen[key] > 1:  # two notifiers alike in class and destination: told apart by their order
+                key = f"{key}#{seen[key]}"
             if key in delivered:
                 self.log.info("  %s: already sent to %s (marker %s)", ev.rule.name, key, markers.path(ev).as_uri())
                 continue

@@ -271,6 +271,28 @@ class Evaluator:
         return f"OpenAI spend alert [{rule.name}]: {what}.{link}"
 
 
+#: Attributes that say *where* a notifier delivers (besides any ``*conn_id``): its identity in markers.
+DESTINATION_ATTRIBUTES = ("to", "cc", "bcc", "recipients", "channel", "channels", "channel_id", "webhook_endpoint")
+
+
+def notifier_identity(notifier: object) -> str:
+    """A notifier as markers know it: its class and where it delivers (connections, recipients).
+
+    Why not its position in the list (or its class alone): after the list is edited, a receiver that
+    never got an alert would be taken for one that did, and a moved one would get it twice. Its text
+    templates are left out on purpose: rewording a message must not send it again.
+    """
+    cls = type(notifier)
+    where = {
+        name: value
+        for name, value in sorted(vars(notifier).items())
+        if (name.endswith("conn_id") or name in DESTINATION_ATTRIBUTES)
+        and (value is None or isinstance(value, (str, int, bool, list, tuple)))
+    }
+    spelled = ", ".join(f"{name}={json.dumps(value, default=str)}" for name, value in where.items())
+    return f"{cls.__module__}.{cls.__qualname__}({spelled})"
+
+
 class MarkerStore:
     """``<output_path>/alerts/<rule>/<scope>/<period>.json``: which notifiers got a firing.
 

@@ -163,3 +163,32 @@ def test_hostile_project_names_reach_slack_and_mail_as_literal_text(run_dag, smt
         body = mail.get_body(("html",)).get_content()
         assert "<script>" not in body and "<img" not in body and "<p>" in body
     assert any("&lt;script&gt;alert(1)&lt;/script&gt;" in m.get_body(("html",)).get_content() for m in mails)
+
+
+# -- markers keyed by the receiver, not by list position (#26 item 14) ------------------------------------
+SMTP_TO = '''SmtpNotifier(smtp_conn_id="spend_smtp", from_email="airflow@example.com", to="{to}",
+                         subject="{{{{ spend_alert.header.rule }}}}", html_content="<p>{{{{ spend_alert.html.message }}}}</p>")'''
+SLACK = 'SlackWebhookNotifier(slack_webhook_conn_id="spend_slack", text="{{{{ spend_alert.slack.message }}}}")'
+
+
+def _with_notifiers(output: str, notifiers: list[str]) -> str:
+    start = DAG.index("        notifiers=[")
+    end = DAG.index("        ],\n    )", start) + len("        ],\n")
+    block = "        notifiers=[\n" + "".join(f"            {n},\n" for n in notifiers) + "        ],\n"
+    return (DAG[:start] + block + DAG[end:]).format(output=output)
+
+
+def test_editing_the_notifier_list_sends_to_the_new_receiver_and_not_again_to_the_old_ones(run_dag, smtp_inbox, webhook_inbox, tmp_path: Path) -> None:
+    land(tmp_path.as_uri(), "2025-10-25", "2025-11-10")
+    day = pendulum.from_timestamp(NOW, tz="UTC")
+    dr, states = run_dag(_with_notifiers(tmp_path.as_uri(), [SMTP_TO.format(to="finops@example.com"), SLACK]), "spend_alerts", logical_date=day)
+    assert states == {"report": "success", "alerts": "success"}
+    fired = [e for e in dr.get_task_instance("alerts").xcom_pull(task_ids="alerts")["evaluations"] if e["state"] == "fired"]
+    assert fired and len(smtp_inbox) == len(fired) and len(webhook_inbox.messages) == len(fired)
+    # A new receiver first, the old ones moved: the new one gets every alert, the old ones none again.
+    edited = [SMTP_TO.format(to="cfo@example.com"), SLACK, SMTP_TO.format(to="finops@example.com")]
+    _, states = run_dag(_with_notifiers(tmp_path.as_uri(), edited), "spend_alerts", logical_date=day)
+    assert states == {"report": "success", "alerts": "success"}
+    to = sorted(tuple(e.rcpt_tos) for e in smtp_inbox)
+    assert to == sorted([("finops@example.com",)] * len(fired) + [("cfo@example.com",)] * len(fired))
+    assert len(webhook_inbox.messages) == len(fired)
