@@ -207,11 +207,18 @@ class OpenAISpendAlertOperator(BaseOperator):
         history = max(max(r.history_days for r in rules), 2)
         spend = load_spend(location, day, history, load_directory(location, day), with_models=False)
         url = self.report_url or report_path(location, day).as_uri()
-        evaluations = Evaluator(spend, url).run(rules)
         markers = MarkerStore(location / ALERTS)
-        fired, failures, summary = [], [], []
+        pinned = markers.pins(rules)
+        evaluator = Evaluator(spend, url, pinned=pinned)
+        evaluations = evaluator.run(rules)
+        for rule in rules:
+            if rule.name in evaluator.pins and rule.name not in pinned:
+                markers.pin(rule, evaluator.pins[rule.name])
+        fired, failures, summary, rule_errors = [], [], [], []
         for ev in evaluations:
-            state = "fired" if ev.fired else ("not evaluated" if ev.threshold is None else "ok")
+            state = "error" if ev.error else "fired" if ev.fired else ("not evaluated" if ev.threshold is None else "ok")
+            if ev.error:
+                rule_errors.append(f"rule {ev.rule.name}: {ev.detail}")
             self.log.info(
                 "rule %s (%s) for %s, %s: amount %s, threshold %s -> %s%s",
                 ev.rule.name, ev.rule.kind, ev.label, ev.period, exact(ev.amount), exact(ev.threshold), state,
@@ -226,9 +233,15 @@ class OpenAISpendAlertOperator(BaseOperator):
             summary.append(entry)
         self.log.info("%d evaluation(s), %d fired, %d delivery failure(s)", len(evaluations), len(fired), len(failures))
         if failures:
+            also = f". Also {len(rule_errors)} rule error(s): {'; '.join(rule_errors)}" if rule_errors else ""
             raise OpenAIUsageError(
                 f"{len(failures)} alert delivery failure(s): {'; '.join(failures)}. Delivered ones are recorded and "
-                "will not be sent again on retry"
+                f"will not be sent again on retry{also}"
+            )
+        if rule_errors:
+            raise OpenAIUsageError(
+                f"{len(rule_errors)} rule(s) could not be evaluated as written (the other rules were, and their alerts "
+                f"sent): {'; '.join(rule_errors)}"
             )
         if fired and self.fail_on_alert:
             raise OpenAIUsageError(f"{len(fired)} spend rule(s) fired (fail_on_alert=True): " + "; ".join(ev.message for ev in fired))

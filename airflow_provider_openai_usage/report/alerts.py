@@ -9,7 +9,8 @@ A rule is a mapping a DAG author can write literally or template (``"{{ var.json
 - ``{"name": "spike", "kind": "anomaly", "project": "*", "factor": 3, "trailing_days": 14,
   "min_amount": "20"}``: a day's spend is over 3x the median of the 14 days before, and at least 20.
 
-``project`` is a project id, a project name (from the directory), ``"*"`` for each project
+``project`` is a project id, a project name (from the directory; resolved once and pinned, see
+``Evaluator._resolve``), ``"*"`` for each project
 separately, or absent for the whole organization. Amounts are exact decimals (give them as strings
 to keep them exact). A rule fires when the amount *reaches* its threshold (``>=``).
 
@@ -169,6 +170,8 @@ class Evaluation:
     detail: str
     label: str = ORGANIZATION
     message: str = ""
+    #: The rule could not be evaluated as written (a project name naming no project, or two).
+    error: bool = False
 
     def as_context(self, currency: str, report_url: str | None) -> dict[str, Any]:
         """What notifier templates see as ``{{ spend_alert.<key> }}``."""
@@ -194,12 +197,56 @@ class Evaluator:
     spend: Spend
     report_url: str | None = None
     evaluations: list[Evaluation] = field(default_factory=list)
+    #: rule name → the project id its project *name* resolved to when first evaluated (``MarkerStore.pins``).
+    pinned: Mapping[str, str] = field(default_factory=dict)
+    #: The same for this run: what to record for rules that name a project by name.
+    pins: dict[str, str] = field(default_factory=dict)
 
     def run(self, rules: Iterable[SpendRule]) -> list[Evaluation]:
         for rule in rules:
-            for project in self._scopes(rule):
+            if rule.project is not None and rule.project != EACH_PROJECT:
+                project, problem = self._resolve(rule)
+                if problem is not None:
+                    label = self.spend.directory.label(project)
+                    self.evaluations.append(
+                        Evaluation(rule, project, rule.period(self.spend.report_day), None, None, False, problem, label, error=True)
+                    )
+                    continue
                 self.evaluations.append(self._evaluate(rule, project))
+                continue
+            for scope in self._scopes(rule):
+                self.evaluations.append(self._evaluate(rule, scope))
         return self.evaluations
+
+    def _resolve(self, rule: SpendRule) -> tuple[str, str | None]:
+        """The project id a rule means, or the reason it cannot be known (then the rule is an error).
+
+        Why strict: a name that matches nothing (renamed, a typo) would evaluate an unknown project at
+        0 spend and report "ok" every day; a name two projects share, or one another project took
+        after a rename, would watch the wrong project. So a name is resolved once, pinned to its id
+        (``pins``), and a later run whose directory says otherwise is an error, not a silent switch.
+        """
+        directory, wanted = self.spend.directory, rule.project
+        assert wanted is not None
+        if wanted in directory.names:
+            return wanted, None  # an id
+        matches = sorted(pid for pid, name in directory.names.items() if name == wanted)
+        fix = "name the project by its id in the rule"
+        if len(matches) > 1:
+            return wanted, f"error: project {wanted!r} names {len(matches)} projects ({', '.join(matches)}); {fix}"
+        if not matches:
+            with_spend = {p for per_day in self.spend.daily.values() for p in per_day}
+            if wanted in with_spend or wanted.startswith("proj_"):
+                return wanted, None  # an id the directory does not list
+            return wanted, f"error: project {wanted!r} names no project in the directory (renamed, or a typo?); {fix}"
+        first = self.pinned.get(rule.name)
+        if first is not None and first != matches[0]:
+            return wanted, (
+                f"error: project {wanted!r} named {first} when the rule was first evaluated, and now names {matches[0]} "
+                f"(renamed, and another project took the name?); {fix} ({first} or {matches[0]})"
+            )
+        self.pins[rule.name] = matches[0]
+        return matches[0], None
 
     def _scopes(self, rule: SpendRule) -> list[str | None]:
         directory = self.spend.directory
@@ -210,7 +257,7 @@ class Evaluator:
                 return list(sorted(directory.limits))
             month = self.spend.month_days() if rule.kind in MONTHLY_KINDS else self.spend.days
             return list(sorted({p for d in month for p in self.spend.daily.get(d, {})}))
-        return [directory.resolve(rule.project)]
+        raise AssertionError("a named project is resolved by _resolve")
 
     def _evaluate(self, rule: SpendRule, project: str | None) -> Evaluation:
         spend, day = self.spend, self.spend.report_day
@@ -311,6 +358,27 @@ class MarkerStore:
     def path(self, ev: Evaluation) -> ObjectStoragePath:
         scope = quote(ev.project, safe="") if ev.project else f"_{ORGANIZATION}"
         return self.root / ev.rule.name / scope / f"{ev.period}.json"
+
+    def pins(self, rules: Iterable[SpendRule]) -> dict[str, str]:
+        """rule name → the project id its project name was pinned to (``<rule>/_project.json``)."""
+        from airflow_provider_openai_usage.report.publish import read_bytes_if_exists
+
+        out = {}
+        for rule in rules:
+            if rule.project is None or rule.project == EACH_PROJECT:
+                continue
+            data = read_bytes_if_exists(self.root / rule.name / "_project.json")
+            if data:
+                pinned = json.loads(data)
+                if pinned.get("project") == rule.project:  # the rule was edited to another name: pin again
+                    out[rule.name] = pinned["project_id"]
+        return out
+
+    def pin(self, rule: SpendRule, project_id: str) -> None:
+        from airflow_provider_openai_usage.report.publish import publish_bytes
+
+        body = {"rule": rule.name, "project": rule.project, "project_id": project_id}
+        publish_bytes(self.root / rule.name / "_project.json", json.dumps(body, indent=2, sort_keys=True).encode())
 
     def delivered(self, ev: Evaluation) -> list[str]:
         from airflow_provider_openai_usage.report.publish import read_bytes_if_exists
