@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import functools
+import os
+import socket
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -252,30 +255,34 @@ class OpenAISpendAlertOperator(BaseOperator):
         from airflow_provider_openai_usage.report.alerts import notifier_identity
         from airflow_provider_openai_usage.report.escaping import plain_escape_for, template_fields
 
-        delivered = markers.delivered(ev)
         errors = []
+        ti = context.get("ti")
+        # Who claims a send: the task instance (its retry takes its claim over), else this process.
+        owner = "/".join(str(getattr(ti, a, "")) for a in ("dag_id", "task_id", "run_id", "map_index")) if ti else (
+            f"{self.task_id}@{socket.gethostname()}:{os.getpid()}"
+        )
+        extra = {"run_id": context.get("run_id"), "sent_by_task": self.task_id}
         seen: dict[str, int] = {}
         for notifier in self.notifiers:
             key = notifier_identity(notifier)
             seen[key] = seen.get(key, 0) + 1
             if seen[key] > 1:  # two notifiers alike in class and destination: told apart by their order
                 key = f"{key}#{seen[key]}"
-            if key in delivered:
-                self.log.info("  %s: already sent to %s (marker %s)", ev.rule.name, key, markers.path(ev).as_uri())
-                continue
             # A copy: notifiers render their templates in place, and each firing needs its own text.
             one = copy.copy(notifier)
             fields = template_fields(ev.as_context(currency, url), plain_escape_for(notifier))
             alert_context = {**context, "spend_alert": fields}
             try:
-                one(alert_context)
+                sent = markers.send_once(ev, key, owner, functools.partial(one, alert_context), extra)
             except Exception as exc:  # noqa: BLE001 - one failing receiver must not stop the others
                 errors.append(f"{ev.rule.name} for {ev.label} via {key}: {type(exc).__name__}: {exc}")
                 self.log.error("  %s: sending to %s failed: %s", ev.rule.name, key, exc)
                 continue
-            delivered.append(key)
-            markers.record(ev, delivered, {"run_id": context.get("run_id"), "sent_by_task": self.task_id})
-            self.log.info("  %s: sent to %s", ev.rule.name, key)
+            if sent:
+                self.log.info("  %s: sent to %s", ev.rule.name, key)
+            else:
+                self.log.info("  %s: already sent to %s (marker %s)", ev.rule.name, key, markers.path(ev).as_uri())
+        delivered = markers.delivered(ev)
         if not self.notifiers:
             self.log.warning("  %s fired but no notifiers are configured: %s", ev.rule.name, ev.message)
         return delivered, errors

@@ -25,7 +25,9 @@ import datetime as dt
 import json
 import re
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
@@ -33,6 +35,7 @@ from urllib.parse import quote
 
 from airflow_provider_openai_usage.exceptions import OpenAIUsageValidationError
 from airflow_provider_openai_usage.report.spend import Spend, exact, money
+from airflow_provider_openai_usage.storage.days import pause_point
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -340,6 +343,12 @@ def notifier_identity(notifier: object) -> str:
     return f"{cls.__module__}.{cls.__qualname__}({spelled})"
 
 
+#: How long a claimed send holds off other tasks (a notifier call takes seconds; a killed task's claim lapses).
+CLAIM_SECONDS = 300
+#: How often a task waiting for another task's claimed send looks at the marker again.
+CLAIM_POLL_SECONDS = 0.5
+
+
 class MarkerStore:
     """``<output_path>/alerts/<rule>/<scope>/<period>.json``: which notifiers got a firing.
 
@@ -389,7 +398,10 @@ class MarkerStore:
     def record(self, ev: Evaluation, delivered: Sequence[str], extra: Mapping[str, Any]) -> None:
         from airflow_provider_openai_usage.report.publish import publish_bytes
 
-        body = {
+        publish_bytes(self.path(ev), _dumps(self._body(ev, delivered, extra)))
+
+    def _body(self, ev: Evaluation, delivered: Sequence[str], extra: Mapping[str, Any]) -> dict[str, Any]:
+        return {
             "rule": asdict(ev.rule) | {k: format(v, "f") for k, v in asdict(ev.rule).items() if isinstance(v, Decimal)},
             "project": ev.project,
             "period": ev.period,
@@ -399,4 +411,104 @@ class MarkerStore:
             "delivered": list(delivered),
             **extra,
         }
-        publish_bytes(self.path(ev), json.dumps(body, indent=2, sort_keys=True).encode())
+
+    def send_once(self, ev: Evaluation, key: str, owner: str, send: Callable[[], None], extra: Mapping[str, Any]) -> bool:
+        """Send ``ev`` to the notifier ``key`` unless the marker says it got it; True if sent now.
+
+        Two alert tasks for the same day at once must not both send (#26): on a local disk the marker
+        is read, the alert sent and the marker written under an ``flock``; on an object store with
+        conditional writes (S3) the task first *claims* the send in the marker (a write conditional on
+        the marker it read), so of two tasks one claims and the other waits until the marker says
+        delivered. A claim is ``owner``'s (the task instance: its retry takes it over) and lapses after
+        ``CLAIM_SECONDS`` (a task killed mid-send: the alert is sent again, never lost).
+        """
+        path = self.path(ev)
+        from airflow_provider_openai_usage.report.publish import is_local
+
+        if is_local(path):
+            return self._send_locked(ev, key, send, extra)
+        from airflow_provider_openai_usage.storage.conditional import preconditions_for
+
+        pre = preconditions_for(path)
+        if pre is None:  # no lock to be had: at least once, as before
+            delivered = self.delivered(ev)
+            if key in delivered:
+                return False
+            send()
+            self.record(ev, [*delivered, key], extra)
+            return True
+        return self._send_claimed(pre, ev, key, owner, send, extra)
+
+    def _send_locked(self, ev: Evaluation, key: str, send: Callable[[], None], extra: Mapping[str, Any]) -> bool:
+        import fcntl
+        import os
+
+        path = self.path(ev)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(f"{path.path}.lock", os.O_CREAT | os.O_RDWR, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            delivered = self.delivered(ev)
+            if key in delivered:
+                return False
+            pause_point("alert-marker-read")
+            send()
+            self.record(ev, [*delivered, key], extra)
+            return True
+        finally:
+            os.close(fd)
+
+    def _send_claimed(
+        self, pre: Any, ev: Evaluation, key: str, owner: str, send: Callable[[], None], extra: Mapping[str, Any]
+    ) -> bool:
+        from airflow_provider_openai_usage.storage.conditional import WriteConflict
+
+        path, pause = self.path(ev), threading.Event()
+        deadline = time.monotonic() + 2 * CLAIM_SECONDS
+        while True:
+            data, version = pre.read(path)
+            body = json.loads(data) if data else {}
+            delivered, sending = list(body.get("delivered", [])), dict(body.get("sending", {}))
+            if key in delivered:
+                return False
+            claim = sending.get(key)
+            if claim and claim.get("owner") != owner and claim.get("until", 0) > time.time() and time.monotonic() < deadline:
+                pause.wait(CLAIM_POLL_SECONDS)  # another task is sending it: wait for its marker
+                continue
+            pause_point("alert-marker-read")
+            sending[key] = {"owner": owner, "until": time.time() + CLAIM_SECONDS}
+            try:
+                pre.write(path, _dumps({**self._body(ev, delivered, extra), "sending": sending}), version)
+            except WriteConflict:
+                continue
+            break
+        try:
+            send()
+        except BaseException:
+            self._settle(pre, ev, key, extra, sent=False)
+            raise
+        self._settle(pre, ev, key, extra, sent=True)
+        return True
+
+    def _settle(self, pre: Any, ev: Evaluation, key: str, extra: Mapping[str, Any], *, sent: bool) -> None:
+        """Drop the claim; record ``key`` as delivered if it was sent (conditional, retried on conflict)."""
+        from airflow_provider_openai_usage.storage.conditional import WriteConflict
+
+        path = self.path(ev)
+        while True:
+            data, version = pre.read(path)
+            body = json.loads(data) if data else {}
+            delivered = list(body.get("delivered", []))
+            if sent and key not in delivered:
+                delivered.append(key)
+            sending = {k: v for k, v in body.get("sending", {}).items() if k != key}
+            out = self._body(ev, delivered, extra) | ({"sending": sending} if sending else {})
+            try:
+                pre.write(path, _dumps(out), version)
+                return
+            except WriteConflict:
+                continue
+
+
+def _dumps(body: Mapping[str, Any]) -> bytes:
+    return json.dumps(body, indent=2, sort_keys=True).encode()

@@ -192,3 +192,54 @@ def test_editing_the_notifier_list_sends_to_the_new_receiver_and_not_again_to_th
     to = sorted(tuple(e.rcpt_tos) for e in smtp_inbox)
     assert to == sorted([("finops@example.com",)] * len(fired) + [("cfo@example.com",)] * len(fired))
     assert len(webhook_inbox.messages) == len(fired)
+
+
+# -- two alert tasks for the same day at once (#26 item 13) ------------------------------------------------
+ALERT_TASK = '''
+import sys, pendulum
+from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
+from airflow_provider_openai_usage.operators.report import OpenAISpendAlertOperator
+op = OpenAISpendAlertOperator(task_id="alerts", output_path=sys.argv[1], output_conn_id=sys.argv[2] or None,
+                              rules=[{"name": "org-daily", "kind": "daily", "threshold": "5"}],
+                              notifiers=[SlackWebhookNotifier(slack_webhook_conn_id="spend_slack", text="{{ spend_alert.slack.message }}")])
+print(op.execute({"data_interval_start": pendulum.datetime(2025, 11, 9, tz="UTC"), "run_id": sys.argv[3]}))
+'''
+
+
+@pytest.mark.parametrize("store", ["s3", "local"])
+def test_two_alert_tasks_for_one_day_at_once_notify_once(webhook_inbox, s3_bucket, tmp_path: Path, store: str) -> None:
+    """Both tasks read the marker before either sends (a pause point holds each there until both
+    arrived): without a lock or a conditional claim on the marker, both would send."""
+    import os
+    import subprocess
+    import sys
+
+    from services import wait_until
+
+    from airflow_provider_openai_usage.storage.days import PAUSE_ENV
+
+    output, conn = (f"s3://{s3_bucket}/alerts-race", "moto_s3") if store == "s3" else (tmp_path.as_uri(), "")
+    land(output, "2025-10-25", "2025-11-10", output_conn_id=conn or None)
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    env = {**os.environ, PAUSE_ENV: f"alert-marker-read={gate}"}
+    procs = [subprocess.Popen([sys.executable, "-c", ALERT_TASK, output, conn, f"run_{i}"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(2)]
+    try:
+        if store == "s3":  # both claims race; the loser waits for the winner's marker
+            wait_until(lambda: len(list(gate.glob("*.reached"))) == 2 or any(p.poll() is not None for p in procs),
+                       timeout=120, what="both alert tasks read the marker")
+            assert len(list(gate.glob("*.reached"))) == 2, [p.communicate()[1].decode()[-2000:] for p in procs if p.poll() is not None]
+        else:  # the flock lets one task through; the other waits for the lock, then finds the marker
+            wait_until(lambda: len(list(gate.glob("*.reached"))) == 1 or any(p.poll() is not None for p in procs),
+                       timeout=120, what="one alert task read the marker")
+        (gate / "go").touch()
+        for p in procs:
+            _, err = p.communicate(timeout=300)
+            assert p.returncode == 0, err.decode()[-3000:]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert len(webhook_inbox.messages) == 1, [m["text"] for m in webhook_inbox.messages]
+    assert webhook_inbox.messages[0]["text"].startswith("OpenAI spend alert [org-daily]")
