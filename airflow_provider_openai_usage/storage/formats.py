@@ -222,6 +222,9 @@ class DayEncoder:
 #: ``'`` itself is included so that reading strips exactly one leading ``'`` and every value round-trips.
 FORMULA_STARTS = "=+-@\t\r'"
 _FORMULA_RE = "^[=+\\-@\t\r']"
+#: ...except a plain number (a negative amount as text, e.g. FOCUS decimals): spreadsheets read it as
+#: the number it is, and a ``'`` would turn it into text for every reader.
+_NUMBER_RE = "^[+-]?[0-9]+(\\.[0-9]+)?([eE][+-]?[0-9]+)?$"
 
 
 def _csv_safe_strings(table: pa.Table) -> tuple[pa.Table, bool]:
@@ -241,7 +244,7 @@ def _csv_safe_strings(table: pa.Table) -> tuple[pa.Table, bool]:
         column = table.column(i)
         if pc.any(pc.match_substring(column, "\r")).as_py():
             bare_cr = True
-        risky = pc.match_substring_regex(column, _FORMULA_RE)
+        risky = pc.and_(pc.match_substring_regex(column, _FORMULA_RE), pc.invert(pc.match_substring_regex(column, _NUMBER_RE)))
         if pc.any(risky).as_py():
             prefixed = pc.binary_join_element_wise(pa.scalar("'"), column, pa.scalar(""))
             table = table.set_column(i, f, pc.if_else(risky, prefixed, column))

@@ -188,7 +188,7 @@ def test_a_day_of_a_few_rows_is_written_without_compression_and_a_bigger_one_wit
 # -- hostile strings (#26 items 5 and 10) ------------------------------------------------------------
 HOSTILE = [
     "a\rb", "a\nb", "a\r\nb", "\r", "\n", 'say "hi"', '"', "a,b", ",", " lead", "trail ", "\t", "tab\tin",
-    "=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx", "'quoted", "''", "'=x", "\\", "null", "\u2028 \u2029 \x85 \x0b",
+    "=1+1", "+1", "-1", "-1.5", "-2+3", "@SUM(A1)", "\tx", "\rx", "'quoted", "''", "'=x", "\\", "null", "\u2028 \u2029 \x85 \x0b",
     "ü€😀", "{\"k\": 1}", "plain",
 ]
 
@@ -244,8 +244,12 @@ def test_csv_cells_a_spreadsheet_would_run_as_formulas_are_neutralised():
     data = bytes(encode_table(_hostile_table(), "csv"))
     cells = pacsv.read_csv(pa.BufferReader(data), convert_options=pacsv.ConvertOptions(column_types={"project_id": pa.string()}),
                            parse_options=pacsv.ParseOptions(newlines_in_values=True)).column("project_id").to_pylist()
+    import re
+
     for original, cell in zip(HOSTILE, cells, strict=True):
-        if original and original[0] in "=+-@\t\r'":
+        if re.fullmatch(r"[+-]?[0-9]+(\.[0-9]+)?", original):
+            assert cell == original, "a plain number stays a number (a negative amount as text)"
+        elif original and original[0] in "=+-@\t\r'":
             assert cell == "'" + original
         elif original:
             assert cell == original
