@@ -4,15 +4,20 @@ A row holds the entity's registry columns in order: per-project entities start w
 ``project_id``, then ``id`` and, where the API has one, ``name``. Timestamps stay Unix seconds in
 rows (as the API sends them) and become ``timestamp`` columns in Parquet.
 
-Secrets: the only form of an API key a row may hold is a *redacted* value (``sk-abc...xyz``). An
-answer that carries a full key anywhere (a ``redacted_value`` that is not redacted, a key pasted
-into a name, the connection's own admin key) is refused whole, and the error never repeats it.
+Secrets: the only form of an API key a row may hold is a *redacted* value (``sk-abc...xyz``). A
+full key anywhere in an answer (a ``redacted_value`` that is not redacted, a key pasted into a
+name or an id, the connection's own admin key) is replaced by ``sk-...[redacted]`` before the row
+exists, and one warning names the entity and the fields, never the key. The snapshot is not
+refused: anyone in the organization can put a key-shaped string in a name, and refusing would let
+them block every snapshot. A *name* shaped like a key (``sk-proj-backend-prod-service-key``: words,
+no random run) is kept as it is (``looks_like_key``).
 """
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_openai_usage.directory import FROM_PROJECT, DirectoryColumn, Entity
@@ -20,34 +25,47 @@ from airflow_provider_openai_usage.exceptions import OpenAIUsageResponseError
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    from airflow.sdk import ObjectStoragePath
 
-#: What an unredacted OpenAI key looks like: ``sk-`` then a long run of key characters with no
+#: A candidate for an unredacted OpenAI key: ``sk-`` then a long run of key characters with no
 #: redaction mark. ``sk-admin...def`` or ``sk-proj-****abcd`` do not match (the run is cut short).
 FULL_KEY_RE = re.compile(r"sk-[A-Za-z0-9_-]{20,}")
+#: What a real key has and a name does not: a random run of letters and digits (OpenAI's keys are
+#: base64url, so 16+ characters between two separators, a digit among them).
+_RANDOM_RUN = re.compile(r"(?=[A-Za-z0-9]*[0-9])[A-Za-z0-9]{16,}")
+#: What a full key is replaced by (not itself key-shaped: '.' and '[' cut the run).
+REDACTED = "sk-...[redacted]"
 _MISSING = object()
+log = logging.getLogger(__name__)
 
 
-def _walk_strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
+def looks_like_key(text: str) -> bool:
+    """A key-shaped candidate that holds a random run (a key), not only words (a name)."""
+    return _RANDOM_RUN.search(text) is not None
+
+
+def scrub_text(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """``text`` with every full key (and every one of ``secrets``) replaced by ``REDACTED``."""
+    for secret in secrets:
+        if secret and secret in text:
+            text = text.replace(secret, REDACTED)
+    if "sk-" not in text:
+        return text
+    return FULL_KEY_RE.sub(lambda m: REDACTED if looks_like_key(m.group()) else m.group(), text)
+
+
+def scrub_full_keys(value: Any, secrets: tuple[str, ...] = (), path: str = "", found: list[str] | None = None) -> Any:
+    """``value`` (an API object) with every full key in any string replaced; ``found`` gets each field's path."""
     if isinstance(value, str):
-        yield path, value
-    elif isinstance(value, Mapping):
-        for k, v in value.items():
-            yield from _walk_strings(v, f"{path}.{k}" if path else str(k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from _walk_strings(v, f"{path}[{i}]")
-
-
-def refuse_full_keys(entity: Entity, obj: Any, secrets: tuple[str, ...] = ()) -> None:
-    """Refuse an object carrying a full API key (or one of ``secrets``) in any field, named by field only."""
-    for path, text in _walk_strings(obj):
-        if FULL_KEY_RE.search(text) or any(s and s in text for s in secrets):
-            ident = obj.get("id") if isinstance(obj, Mapping) else None
-            raise OpenAIUsageResponseError(
-                f"{entity.key}: field {path!r} of object {ident!r} holds what looks like a full API key; a directory "
-                "stores only redacted values, so nothing from this answer is written. Report it to OpenAI and "
-                "rotate the key if it is real"
-            )
+        clean = scrub_text(value, secrets)
+        if clean != value and found is not None:
+            found.append(path)
+        return clean
+    if isinstance(value, Mapping):
+        return {k: scrub_full_keys(v, secrets, f"{path}.{k}" if path else str(k), found) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub_full_keys(v, secrets, f"{path}[{i}]", found) for i, v in enumerate(value)]
+    return value
 
 
 def _value(obj: Mapping[str, Any], column: DirectoryColumn, project_id: str | None) -> Any:
@@ -80,12 +98,18 @@ def object_row(entity: Entity, obj: Any, project_id: str | None = None, *, secre
     """One API object → one flat row in registry column order, every value checked against its type."""
     if not isinstance(obj, Mapping):
         raise OpenAIUsageResponseError(f"{entity.key}: an item is {type(obj).__name__}, expected an object")
+    found: list[str] = []
+    obj = scrub_full_keys(obj, secrets, found=found)
+    if found:
+        log.warning(
+            "%s: field(s) %s of object %r held what looks like a full API key; stored as %r. Report it to OpenAI "
+            "and rotate the key if it is real", entity.key, ", ".join(found), obj.get("id"), REDACTED,
+        )
     if obj.get("object") != entity.object:
         raise OpenAIUsageResponseError(
             f"{entity.key}: item object {obj.get('object')!r} is not {entity.object!r}; the API answered for another "
             "path or changed shape, so nothing is written"
         )
-    refuse_full_keys(entity, obj, secrets)
     row: dict[str, Any] = {}
     for column in entity.columns:
         value = _value(obj, column, project_id)
@@ -135,3 +159,12 @@ def rows_table(entity: Entity, rows: list[dict[str, Any]], file_format: str = "p
         else:
             columns[field.name] = pa.array(values, type=field.type)
     return pa.Table.from_pydict(columns, schema=schema)
+
+
+def read_snapshot(path: ObjectStoragePath, entity: Entity) -> pa.Table:
+    """A landed snapshot file of ``entity`` in any of its formats (text formats carry no types, so
+    they are read with the entity's own schema for that format)."""
+    from airflow_provider_openai_usage.storage import read_day_table
+
+    file_format = path.name.rsplit(".", 1)[-1]
+    return read_day_table(path, None if file_format == "parquet" else arrow_schema(entity, file_format))

@@ -204,10 +204,50 @@ def _normalized(endpoint: Endpoint, results: list[Any]) -> tuple[list[Any], list
                 unknown_names.update(f"{parent}.{key}" for key in inner)
         if extra:
             unknown_names.update(key for key in extra if key not in nested)
+            _check_depth(endpoint, extra)
             extras[i] = canonical_json(extra)
     if unknown_names:
         _note_unknown(endpoint.key, unknown_names)
     return out, (extras if unknown_names else None)
+
+
+#: Deepest nesting an answer may have (a usage page is 4 levels; canonical JSON recurses per level).
+MAX_JSON_DEPTH = 64
+
+
+def too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether decoded JSON nests deeper than ``limit`` (checked iteratively: no recursion to exhaust)."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, Mapping) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (Mapping, list)))
+    return False
+
+
+def _check_depth(endpoint: Endpoint, value: Any) -> None:
+    if too_deep(value):
+        raise OpenAIUsageResponseError(
+            f"{endpoint.key}: a result carries a field nested deeper than {MAX_JSON_DEPTH} levels; no usage "
+            "field has that shape, so nothing of this answer is written"
+        )
+
+
+def _check_present(endpoint: Endpoint, results: list[Any], path: tuple[str, ...]) -> None:
+    """A nested metric (costs' ``amount.value``) is what a result is for: one without it is not null, it is wrong."""
+    for result in results:
+        node: Any = result
+        for part in path:
+            if not isinstance(node, Mapping) or part not in node:
+                raise OpenAIUsageResponseError(
+                    f"{endpoint.key}: a result has no {'.'.join(path)} ({canonical_json(result)[:200]}); a result without "
+                    "its amount cannot be told from a free one, so nothing of this answer is written"
+                )
+            node = node[part]
 
 
 def _dig(result: Mapping[str, Any], path: tuple[str, ...]) -> Any:
@@ -271,7 +311,11 @@ def _typed(values: list[Any], column: Column) -> list[Any]:
         return values
     if types <= {str, _NONE}:
         return values
-    return [v if v is None or type(v) is str else str(v) for v in values]
+    bad = next(v for v in values if v is not None and type(v) is not str)
+    shown = canonical_json(bad) if isinstance(bad, (dict, list, bool, int, Decimal)) else repr(bad)
+    raise OpenAIUsageResponseError(
+        f"{column.name}={shown} is not a string ({type(bad).__name__}); OpenAI's answer changed shape, so nothing of it is written"
+    )
 
 
 def _check_int64(values: list[Any], column: Column) -> None:
@@ -328,6 +372,8 @@ def _dict_columns(endpoint: Endpoint, bucket: Mapping[str, Any], raw: list[Any])
             values = list(map(dict.get, results, repeat(path[0])))
         else:
             values = [_dig(r, path) for r in results]
+            if column.role == "metric":
+                _check_present(endpoint, results, path)
         columns[column.name] = _typed(values, column)
     return n, columns
 

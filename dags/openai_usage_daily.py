@@ -93,7 +93,7 @@ def alert_notifiers() -> list:
         from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
 
         notifiers.append(
-            SlackWebhookNotifier(slack_webhook_conn_id=os.environ["OPENAI_USAGE_ALERT_SLACK_CONN_ID"], text="{{ spend_alert.message }}")
+            SlackWebhookNotifier(slack_webhook_conn_id=os.environ["OPENAI_USAGE_ALERT_SLACK_CONN_ID"], text="{{ spend_alert.slack.message }}")
         )
     if os.environ.get("OPENAI_USAGE_ALERT_EMAIL"):
         from airflow.providers.smtp.notifications.smtp import SmtpNotifier
@@ -102,8 +102,8 @@ def alert_notifiers() -> list:
             SmtpNotifier(
                 to=os.environ["OPENAI_USAGE_ALERT_EMAIL"],
                 smtp_conn_id=os.environ.get("OPENAI_USAGE_ALERT_SMTP_CONN_ID") or None,
-                subject="OpenAI spend alert: {{ spend_alert.rule }} for {{ spend_alert.project }}",
-                html_content="<p>{{ spend_alert.message }}</p>",
+                subject="OpenAI spend alert: {{ spend_alert.header.rule }} for {{ spend_alert.header.project }}",
+                html_content="<p>{{ spend_alert.html.message }}</p>",
             )
         )
     return notifiers

@@ -60,7 +60,7 @@ from airflow_provider_openai_usage.exceptions import (
 )
 from airflow_provider_openai_usage.page_decoding import decode_typed_page, is_typed
 from airflow_provider_openai_usage.query import UsageQuery, check_streams
-from airflow_provider_openai_usage.rows import bucket_results, bucket_rows, check_result_object
+from airflow_provider_openai_usage.rows import MAX_JSON_DEPTH, bucket_results, bucket_rows, check_result_object, too_deep
 
 if TYPE_CHECKING:
     import requests
@@ -337,15 +337,67 @@ def decode_json(body: bytes) -> Any:
     if _DECODER is None:
         _DECODER = msgspec.json.Decoder(float_hook=Decimal)
     try:
-        return _DECODER.decode(body)
-    except msgspec.DecodeError:
-        return json.loads(body, parse_float=Decimal)
+        try:
+            value = _DECODER.decode(body)
+        except msgspec.DecodeError:
+            value = json.loads(body, parse_float=Decimal)
+    except RecursionError:
+        raise _too_deep() from None
+    if too_deep(value):
+        raise _too_deep()
+    check_unique_keys(body)
+    return value
+
+
+def _too_deep() -> OpenAIUsageResponseError:
+    # Not a ValueError: that would be retried as an incomplete answer, and the same answer comes back.
+    return OpenAIUsageResponseError(
+        f"OpenAI's answer is JSON nested deeper than {MAX_JSON_DEPTH} levels; no usage answer has that shape, so "
+        "nothing of it is written"
+    )
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> None:
+    if len(pairs) > 1 and len(dict(pairs)) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+
+
+def _nothing(_text: str) -> None:
+    return None
+
+
+def check_unique_keys(body: bytes) -> None:
+    """Refuse an answer with a key twice in one object (JSON decoders keep the last one silently).
+
+    One pass of the standard library's C scanner that builds nothing (numbers and objects become
+    None): about the cost of decoding the page once more, the price of not guessing which value is meant.
+    """
+    try:
+        json.loads(body, object_pairs_hook=_unique_pairs, parse_int=_nothing, parse_float=_nothing, parse_constant=_nothing)
+    except _DuplicateKey as dup:
+        raise OpenAIUsageResponseError(
+            f"OpenAI's answer sends the key {dup.args[0]!r} twice in one object; which value is meant cannot be known, "
+            "so nothing of it is written"
+        ) from None
+    except RecursionError:
+        raise _too_deep() from None
 
 
 def decode_usage_page(endpoint: Endpoint, body: bytes) -> Any:
     """A usage page: typed straight from the bytes when it is the common shape, else as any JSON (``page_decoding``)."""
     page = decode_typed_page(endpoint, body)
-    return page if page is not None else decode_json(body)
+    if page is None:
+        return decode_json(body)
+    check_unique_keys(body)  # a typed page is at most a few levels deep by its shape
+    return page
 
 
 def decode_page(query: UsageQuery, body: bytes) -> dict[str, Any]:

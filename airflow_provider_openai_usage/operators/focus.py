@@ -268,9 +268,10 @@ class _DirectoryNames:
 
 
 def _names_of(path: ObjectStoragePath) -> dict[str, str]:
-    from airflow_provider_openai_usage.storage import read_day_table
+    from airflow_provider_openai_usage.directory import ENTITIES
+    from airflow_provider_openai_usage.directory_rows import read_snapshot
 
-    table = read_day_table(path)
+    table = read_snapshot(path, ENTITIES["projects"])
     id_col = "id" if "id" in table.column_names else "project_id"
     name_col = "name" if "name" in table.column_names else "project_name"
     if id_col not in table.column_names or name_col not in table.column_names:

@@ -5,13 +5,16 @@ neither calls OpenAI. Run them after the pull tasks of the same DAG run:
 
     pulls >> OpenAISpendReportOperator(task_id="report", output_path=OUTPUT)
           >> OpenAISpendAlertOperator(task_id="alerts", output_path=OUTPUT, rules=[...],
-                                      notifiers=[SlackWebhookNotifier(text="{{ spend_alert.message }}")])
+                                      notifiers=[SlackWebhookNotifier(text="{{ spend_alert.slack.message }}")])
 """
 
 from __future__ import annotations
 
 import copy
 import datetime as dt
+import functools
+import os
+import socket
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -149,7 +152,7 @@ class OpenAISpendAlertOperator(BaseOperator):
         or a template rendering to one (JSON text is accepted). Literal rules are checked at parse time.
     :param notifiers: notifiers (any ``BaseNotifier``: ``SlackWebhookNotifier``, ``SmtpNotifier``...);
         each firing is sent to each, with ``spend_alert`` (``message``, ``project``, ``amount``,
-        ``threshold``, ``report_url``...) added to the template context.
+        ``threshold``, ``report_url``...; escaped as ``slack.*``, ``html.*``, ``header.*``) added to the template context.
     :param output_path: where the pulls landed; markers go to ``<output_path>/alerts/``.
     :param output_conn_id: object-store connection.
     :param report_date: the UTC day to evaluate (templated); default the run's ``data_interval_start`` day.
@@ -207,11 +210,18 @@ class OpenAISpendAlertOperator(BaseOperator):
         history = max(max(r.history_days for r in rules), 2)
         spend = load_spend(location, day, history, load_directory(location, day), with_models=False)
         url = self.report_url or report_path(location, day).as_uri()
-        evaluations = Evaluator(spend, url).run(rules)
         markers = MarkerStore(location / ALERTS)
-        fired, failures, summary = [], [], []
+        pinned = markers.pins(rules)
+        evaluator = Evaluator(spend, url, pinned=pinned)
+        evaluations = evaluator.run(rules)
+        for rule in rules:
+            if rule.name in evaluator.pins and rule.name not in pinned:
+                markers.pin(rule, evaluator.pins[rule.name])
+        fired, failures, summary, rule_errors = [], [], [], []
         for ev in evaluations:
-            state = "fired" if ev.fired else ("not evaluated" if ev.threshold is None else "ok")
+            state = "error" if ev.error else "fired" if ev.fired else ("not evaluated" if ev.threshold is None else "ok")
+            if ev.error:
+                rule_errors.append(f"rule {ev.rule.name}: {ev.detail}")
             self.log.info(
                 "rule %s (%s) for %s, %s: amount %s, threshold %s -> %s%s",
                 ev.rule.name, ev.rule.kind, ev.label, ev.period, exact(ev.amount), exact(ev.threshold), state,
@@ -226,9 +236,15 @@ class OpenAISpendAlertOperator(BaseOperator):
             summary.append(entry)
         self.log.info("%d evaluation(s), %d fired, %d delivery failure(s)", len(evaluations), len(fired), len(failures))
         if failures:
+            also = f". Also {len(rule_errors)} rule error(s): {'; '.join(rule_errors)}" if rule_errors else ""
             raise OpenAIUsageError(
                 f"{len(failures)} alert delivery failure(s): {'; '.join(failures)}. Delivered ones are recorded and "
-                "will not be sent again on retry"
+                f"will not be sent again on retry{also}"
+            )
+        if rule_errors:
+            raise OpenAIUsageError(
+                f"{len(rule_errors)} rule(s) could not be evaluated as written (the other rules were, and their alerts "
+                f"sent): {'; '.join(rule_errors)}"
             )
         if fired and self.fail_on_alert:
             raise OpenAIUsageError(f"{len(fired)} spend rule(s) fired (fail_on_alert=True): " + "; ".join(ev.message for ev in fired))
@@ -236,25 +252,37 @@ class OpenAISpendAlertOperator(BaseOperator):
 
     def _deliver(self, ev: Evaluation, markers: MarkerStore, context: Context, currency: str, url: str) -> tuple[list[str], list[str]]:
         """Send one firing to each notifier that has not had it; record each success at once."""
-        delivered = markers.delivered(ev)
+        from airflow_provider_openai_usage.report.alerts import notifier_identity
+        from airflow_provider_openai_usage.report.escaping import plain_escape_for, template_fields
+
         errors = []
-        for i, notifier in enumerate(self.notifiers):
-            key = f"{i}:{type(notifier).__name__}"
-            if key in delivered:
-                self.log.info("  %s: already sent to %s (marker %s)", ev.rule.name, key, markers.path(ev).as_uri())
-                continue
+        ti = context.get("ti")
+        # Who claims a send: the task instance (its retry takes its claim over), else this process.
+        owner = "/".join(str(getattr(ti, a, "")) for a in ("dag_id", "task_id", "run_id", "map_index")) if ti else (
+            f"{self.task_id}@{socket.gethostname()}:{os.getpid()}"
+        )
+        extra = {"run_id": context.get("run_id"), "sent_by_task": self.task_id}
+        seen: dict[str, int] = {}
+        for notifier in self.notifiers:
+            key = notifier_identity(notifier)
+            seen[key] = seen.get(key, 0) + 1
+            if seen[key] > 1:  # two notifiers alike in class and destination: told apart by their order
+                key = f"{key}#{seen[key]}"
             # A copy: notifiers render their templates in place, and each firing needs its own text.
             one = copy.copy(notifier)
-            alert_context = {**context, "spend_alert": ev.as_context(currency, url)}
+            fields = template_fields(ev.as_context(currency, url), plain_escape_for(notifier))
+            alert_context = {**context, "spend_alert": fields}
             try:
-                one(alert_context)
+                sent = markers.send_once(ev, key, owner, functools.partial(one, alert_context), extra)
             except Exception as exc:  # noqa: BLE001 - one failing receiver must not stop the others
                 errors.append(f"{ev.rule.name} for {ev.label} via {key}: {type(exc).__name__}: {exc}")
                 self.log.error("  %s: sending to %s failed: %s", ev.rule.name, key, exc)
                 continue
-            delivered.append(key)
-            markers.record(ev, delivered, {"run_id": context.get("run_id"), "sent_by_task": self.task_id})
-            self.log.info("  %s: sent to %s", ev.rule.name, key)
+            if sent:
+                self.log.info("  %s: sent to %s", ev.rule.name, key)
+            else:
+                self.log.info("  %s: already sent to %s (marker %s)", ev.rule.name, key, markers.path(ev).as_uri())
+        delivered = markers.delivered(ev)
         if not self.notifiers:
             self.log.warning("  %s fired but no notifiers are configured: %s", ev.rule.name, ev.message)
         return delivered, errors

@@ -9,7 +9,8 @@ A rule is a mapping a DAG author can write literally or template (``"{{ var.json
 - ``{"name": "spike", "kind": "anomaly", "project": "*", "factor": 3, "trailing_days": 14,
   "min_amount": "20"}``: a day's spend is over 3x the median of the 14 days before, and at least 20.
 
-``project`` is a project id, a project name (from the directory), ``"*"`` for each project
+``project`` is a project id, a project name (from the directory; resolved once and pinned, see
+``Evaluator._resolve``), ``"*"`` for each project
 separately, or absent for the whole organization. Amounts are exact decimals (give them as strings
 to keep them exact). A rule fires when the amount *reaches* its threshold (``>=``).
 
@@ -24,7 +25,9 @@ import datetime as dt
 import json
 import re
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
@@ -32,6 +35,7 @@ from urllib.parse import quote
 
 from airflow_provider_openai_usage.exceptions import OpenAIUsageValidationError
 from airflow_provider_openai_usage.report.spend import Spend, exact, money
+from airflow_provider_openai_usage.storage.days import pause_point
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -169,6 +173,8 @@ class Evaluation:
     detail: str
     label: str = ORGANIZATION
     message: str = ""
+    #: The rule could not be evaluated as written (a project name naming no project, or two).
+    error: bool = False
 
     def as_context(self, currency: str, report_url: str | None) -> dict[str, Any]:
         """What notifier templates see as ``{{ spend_alert.<key> }}``."""
@@ -194,12 +200,56 @@ class Evaluator:
     spend: Spend
     report_url: str | None = None
     evaluations: list[Evaluation] = field(default_factory=list)
+    #: rule name → the project id its project *name* resolved to when first evaluated (``MarkerStore.pins``).
+    pinned: Mapping[str, str] = field(default_factory=dict)
+    #: The same for this run: what to record for rules that name a project by name.
+    pins: dict[str, str] = field(default_factory=dict)
 
     def run(self, rules: Iterable[SpendRule]) -> list[Evaluation]:
         for rule in rules:
-            for project in self._scopes(rule):
+            if rule.project is not None and rule.project != EACH_PROJECT:
+                project, problem = self._resolve(rule)
+                if problem is not None:
+                    label = self.spend.directory.label(project)
+                    self.evaluations.append(
+                        Evaluation(rule, project, rule.period(self.spend.report_day), None, None, False, problem, label, error=True)
+                    )
+                    continue
                 self.evaluations.append(self._evaluate(rule, project))
+                continue
+            for scope in self._scopes(rule):
+                self.evaluations.append(self._evaluate(rule, scope))
         return self.evaluations
+
+    def _resolve(self, rule: SpendRule) -> tuple[str, str | None]:
+        """The project id a rule means, or the reason it cannot be known (then the rule is an error).
+
+        Why strict: a name that matches nothing (renamed, a typo) would evaluate an unknown project at
+        0 spend and report "ok" every day; a name two projects share, or one another project took
+        after a rename, would watch the wrong project. So a name is resolved once, pinned to its id
+        (``pins``), and a later run whose directory says otherwise is an error, not a silent switch.
+        """
+        directory, wanted = self.spend.directory, rule.project
+        assert wanted is not None
+        if wanted in directory.names:
+            return wanted, None  # an id
+        matches = sorted(pid for pid, name in directory.names.items() if name == wanted)
+        fix = "name the project by its id in the rule"
+        if len(matches) > 1:
+            return wanted, f"error: project {wanted!r} names {len(matches)} projects ({', '.join(matches)}); {fix}"
+        if not matches:
+            with_spend = {p for per_day in self.spend.daily.values() for p in per_day}
+            if wanted in with_spend or wanted.startswith("proj_"):
+                return wanted, None  # an id the directory does not list
+            return wanted, f"error: project {wanted!r} names no project in the directory (renamed, or a typo?); {fix}"
+        first = self.pinned.get(rule.name)
+        if first is not None and first != matches[0]:
+            return wanted, (
+                f"error: project {wanted!r} named {first} when the rule was first evaluated, and now names {matches[0]} "
+                f"(renamed, and another project took the name?); {fix} ({first} or {matches[0]})"
+            )
+        self.pins[rule.name] = matches[0]
+        return matches[0], None
 
     def _scopes(self, rule: SpendRule) -> list[str | None]:
         directory = self.spend.directory
@@ -210,7 +260,7 @@ class Evaluator:
                 return list(sorted(directory.limits))
             month = self.spend.month_days() if rule.kind in MONTHLY_KINDS else self.spend.days
             return list(sorted({p for d in month for p in self.spend.daily.get(d, {})}))
-        return [directory.resolve(rule.project)]
+        raise AssertionError("a named project is resolved by _resolve")
 
     def _evaluate(self, rule: SpendRule, project: str | None) -> Evaluation:
         spend, day = self.spend, self.spend.report_day
@@ -271,6 +321,34 @@ class Evaluator:
         return f"OpenAI spend alert [{rule.name}]: {what}.{link}"
 
 
+#: Attributes that say *where* a notifier delivers (besides any ``*conn_id``): its identity in markers.
+DESTINATION_ATTRIBUTES = ("to", "cc", "bcc", "recipients", "channel", "channels", "channel_id", "webhook_endpoint")
+
+
+def notifier_identity(notifier: object) -> str:
+    """A notifier as markers know it: its class and where it delivers (connections, recipients).
+
+    Why not its position in the list (or its class alone): after the list is edited, a receiver that
+    never got an alert would be taken for one that did, and a moved one would get it twice. Its text
+    templates are left out on purpose: rewording a message must not send it again.
+    """
+    cls = type(notifier)
+    where = {
+        name: value
+        for name, value in sorted(vars(notifier).items())
+        if (name.endswith("conn_id") or name in DESTINATION_ATTRIBUTES)
+        and (value is None or isinstance(value, (str, int, bool, list, tuple)))
+    }
+    spelled = ", ".join(f"{name}={json.dumps(value, default=str)}" for name, value in where.items())
+    return f"{cls.__module__}.{cls.__qualname__}({spelled})"
+
+
+#: How long a claimed send holds off other tasks (a notifier call takes seconds; a killed task's claim lapses).
+CLAIM_SECONDS = 300
+#: How often a task waiting for another task's claimed send looks at the marker again.
+CLAIM_POLL_SECONDS = 0.5
+
+
 class MarkerStore:
     """``<output_path>/alerts/<rule>/<scope>/<period>.json``: which notifiers got a firing.
 
@@ -290,6 +368,27 @@ class MarkerStore:
         scope = quote(ev.project, safe="") if ev.project else f"_{ORGANIZATION}"
         return self.root / ev.rule.name / scope / f"{ev.period}.json"
 
+    def pins(self, rules: Iterable[SpendRule]) -> dict[str, str]:
+        """rule name → the project id its project name was pinned to (``<rule>/_project.json``)."""
+        from airflow_provider_openai_usage.report.publish import read_bytes_if_exists
+
+        out = {}
+        for rule in rules:
+            if rule.project is None or rule.project == EACH_PROJECT:
+                continue
+            data = read_bytes_if_exists(self.root / rule.name / "_project.json")
+            if data:
+                pinned = json.loads(data)
+                if pinned.get("project") == rule.project:  # the rule was edited to another name: pin again
+                    out[rule.name] = pinned["project_id"]
+        return out
+
+    def pin(self, rule: SpendRule, project_id: str) -> None:
+        from airflow_provider_openai_usage.report.publish import publish_bytes
+
+        body = {"rule": rule.name, "project": rule.project, "project_id": project_id}
+        publish_bytes(self.root / rule.name / "_project.json", json.dumps(body, indent=2, sort_keys=True).encode())
+
     def delivered(self, ev: Evaluation) -> list[str]:
         from airflow_provider_openai_usage.report.publish import read_bytes_if_exists
 
@@ -299,7 +398,10 @@ class MarkerStore:
     def record(self, ev: Evaluation, delivered: Sequence[str], extra: Mapping[str, Any]) -> None:
         from airflow_provider_openai_usage.report.publish import publish_bytes
 
-        body = {
+        publish_bytes(self.path(ev), _dumps(self._body(ev, delivered, extra)))
+
+    def _body(self, ev: Evaluation, delivered: Sequence[str], extra: Mapping[str, Any]) -> dict[str, Any]:
+        return {
             "rule": asdict(ev.rule) | {k: format(v, "f") for k, v in asdict(ev.rule).items() if isinstance(v, Decimal)},
             "project": ev.project,
             "period": ev.period,
@@ -309,4 +411,104 @@ class MarkerStore:
             "delivered": list(delivered),
             **extra,
         }
-        publish_bytes(self.path(ev), json.dumps(body, indent=2, sort_keys=True).encode())
+
+    def send_once(self, ev: Evaluation, key: str, owner: str, send: Callable[[], None], extra: Mapping[str, Any]) -> bool:
+        """Send ``ev`` to the notifier ``key`` unless the marker says it got it; True if sent now.
+
+        Two alert tasks for the same day at once must not both send (#26): on a local disk the marker
+        is read, the alert sent and the marker written under an ``flock``; on an object store with
+        conditional writes (S3) the task first *claims* the send in the marker (a write conditional on
+        the marker it read), so of two tasks one claims and the other waits until the marker says
+        delivered. A claim is ``owner``'s (the task instance: its retry takes it over) and lapses after
+        ``CLAIM_SECONDS`` (a task killed mid-send: the alert is sent again, never lost).
+        """
+        path = self.path(ev)
+        from airflow_provider_openai_usage.report.publish import is_local
+
+        if is_local(path):
+            return self._send_locked(ev, key, send, extra)
+        from airflow_provider_openai_usage.storage.conditional import preconditions_for
+
+        pre = preconditions_for(path)
+        if pre is None:  # no lock to be had: at least once, as before
+            delivered = self.delivered(ev)
+            if key in delivered:
+                return False
+            send()
+            self.record(ev, [*delivered, key], extra)
+            return True
+        return self._send_claimed(pre, ev, key, owner, send, extra)
+
+    def _send_locked(self, ev: Evaluation, key: str, send: Callable[[], None], extra: Mapping[str, Any]) -> bool:
+        import fcntl
+        import os
+
+        path = self.path(ev)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(f"{path.path}.lock", os.O_CREAT | os.O_RDWR, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            delivered = self.delivered(ev)
+            if key in delivered:
+                return False
+            pause_point("alert-marker-read")
+            send()
+            self.record(ev, [*delivered, key], extra)
+            return True
+        finally:
+            os.close(fd)
+
+    def _send_claimed(
+        self, pre: Any, ev: Evaluation, key: str, owner: str, send: Callable[[], None], extra: Mapping[str, Any]
+    ) -> bool:
+        from airflow_provider_openai_usage.storage.conditional import WriteConflict
+
+        path, pause = self.path(ev), threading.Event()
+        deadline = time.monotonic() + 2 * CLAIM_SECONDS
+        while True:
+            data, version = pre.read(path)
+            body = json.loads(data) if data else {}
+            delivered, sending = list(body.get("delivered", [])), dict(body.get("sending", {}))
+            if key in delivered:
+                return False
+            claim = sending.get(key)
+            if claim and claim.get("owner") != owner and claim.get("until", 0) > time.time() and time.monotonic() < deadline:
+                pause.wait(CLAIM_POLL_SECONDS)  # another task is sending it: wait for its marker
+                continue
+            pause_point("alert-marker-read")
+            sending[key] = {"owner": owner, "until": time.time() + CLAIM_SECONDS}
+            try:
+                pre.write(path, _dumps({**self._body(ev, delivered, extra), "sending": sending}), version)
+            except WriteConflict:
+                continue
+            break
+        try:
+            send()
+        except BaseException:
+            self._settle(pre, ev, key, extra, sent=False)
+            raise
+        self._settle(pre, ev, key, extra, sent=True)
+        return True
+
+    def _settle(self, pre: Any, ev: Evaluation, key: str, extra: Mapping[str, Any], *, sent: bool) -> None:
+        """Drop the claim; record ``key`` as delivered if it was sent (conditional, retried on conflict)."""
+        from airflow_provider_openai_usage.storage.conditional import WriteConflict
+
+        path = self.path(ev)
+        while True:
+            data, version = pre.read(path)
+            body = json.loads(data) if data else {}
+            delivered = list(body.get("delivered", []))
+            if sent and key not in delivered:
+                delivered.append(key)
+            sending = {k: v for k, v in body.get("sending", {}).items() if k != key}
+            out = self._body(ev, delivered, extra) | ({"sending": sending} if sending else {})
+            try:
+                pre.write(path, _dumps(out), version)
+                return
+            except WriteConflict:
+                continue
+
+
+def _dumps(body: Mapping[str, Any]) -> bytes:
+    return json.dumps(body, indent=2, sort_keys=True).encode()

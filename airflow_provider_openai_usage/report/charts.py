@@ -28,7 +28,10 @@ OTHER = "other projects"
 
 
 def _rc() -> Any:
+    # Names are data, never markup: without ``text.parse_math`` off, a project named "Cost $x$"
+    # is typeset as maths (or crashes the report on "$\\frac{$").
     return {
+        "text.parse_math": False,
         "svg.fonttype": "path",
         "font.size": 9,
         "axes.spines.top": False,
@@ -86,9 +89,12 @@ def daily_chart(spend: Spend, window: int) -> Figure:
     landed = np.array([spend.coverage.get(d, MISSING) != MISSING for d in days])
     partial = [spend.coverage.get(d) == PARTIAL for d in days]
     colors = _colors()
+    handles, labels = [], []
     for i, (label, values) in enumerate(_series(spend, days)):
         heights = np.where(landed, values, 0.0)
         bars = ax.bar(x, heights, bottom=bottom, width=0.8, label=label, color=colors[i % len(colors)])
+        handles.append(bars)
+        labels.append(label)
         for bar, is_partial in zip(bars, partial, strict=True):
             if is_partial:
                 bar.set_hatch("///")
@@ -103,7 +109,8 @@ def daily_chart(spend: Spend, window: int) -> Figure:
     ax.set_xlim(-0.6, len(days) - 0.4)
     ax.set_ylabel(spend.currency.upper())
     ax.set_title(f"Daily spend by project, last {len(days)} days to {spend.report_day.isoformat()} (UTC)")
-    ax.legend(loc="upper left", fontsize=7, ncols=min(4, MAX_SERIES), frameon=False)
+    # Handles and labels given, not collected: matplotlib leaves out labels starting with "_".
+    ax.legend(handles, labels, loc="upper left", fontsize=7, ncols=min(4, MAX_SERIES), frameon=False)
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
     if any(partial):

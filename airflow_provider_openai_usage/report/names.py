@@ -50,9 +50,10 @@ def _read(root: ObjectStoragePath, path: str, columns: list[str]) -> Any:
 
         with root.fs.open(path, "rb") as fh:
             return pq.read_table(fh, columns=columns)
-    from airflow_provider_openai_usage.storage import read_day_table
+    from airflow_provider_openai_usage.directory import ENTITIES
+    from airflow_provider_openai_usage.directory_rows import read_snapshot
 
-    return read_day_table(root / path.rsplit("/", 2)[-2] / path.rsplit("/", 1)[-1]).select(columns)
+    return read_snapshot(root / path.rsplit("/", 2)[-2] / path.rsplit("/", 1)[-1], ENTITIES[root.name]).select(columns)
 
 
 def load_directory(location: ObjectStoragePath, day: dt.date, currency: str = "usd") -> Directory:

@@ -1,14 +1,15 @@
 """Publish a small file under an ObjectStoragePath in one step (report pages, charts, alert markers).
 
 Locally the bytes go to a temporary file in the destination folder and are renamed over the
-destination (``os.replace`` is atomic); on object stores one PUT makes the object appear whole or
+destination (``os.replace`` is atomic), with the mode any file of the process gets, as day files
+do; on object stores one PUT makes the object appear whole or
 not at all. A reader never sees half a page or half a marker.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
+import uuid
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -22,7 +23,9 @@ def is_local(path: ObjectStoragePath) -> bool:
 def publish_bytes(dest: ObjectStoragePath, data: bytes) -> None:
     if is_local(dest):
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent.path)
+        # Not mkstemp (always 0600): 0o666 minus the umask, the mode every day file gets (one rule).
+        tmp = os.path.join(dest.parent.path, f".{dest.name}.{uuid.uuid4().hex}.tmp")
+        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)

@@ -54,13 +54,6 @@ class Directory:
     def short(self, project_id: str) -> str:
         return self.names.get(project_id) or project_id
 
-    def resolve(self, project: str) -> str:
-        """A project given by id or by name, as its id."""
-        if project in self.names:
-            return project
-        matches = [pid for pid, name in self.names.items() if name == project]
-        return matches[0] if len(matches) == 1 else project
-
 
 @dataclass
 class ModelSpend:

@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_openai_usage.exceptions import OpenAIUsageStorageError, OpenAIUsageValidationError
+from airflow_provider_openai_usage.storage.conditional import ABSENT, Preconditions, WriteConflict, preconditions_for
 from airflow_provider_openai_usage.storage.formats import canonical_json, check_file_format, encode_table, read_table
 
 if TYPE_CHECKING:
@@ -65,6 +66,11 @@ PENDING_RE = re.compile(r"^pending\.(\d{4}-\d{2}-\d{2})\.([0-9a-f]+(?:-\d+)?)\.j
 FAULT_ENV = "OPENAI_USAGE_TEST_KILL_AT"
 PUBLISH_STEPS = ("temp-written", "pending-written", "data-published", "manifest-published", "pending-removed")
 LOCAL_TEMP_PREFIX = "openai-usage-"
+#: Environment variable ``step=<folder>``: at that step the process creates ``<folder>/<pid>.reached``
+#: and waits until ``<folder>/go`` exists (the first time only): tests hold writers at a known point.
+PAUSE_ENV = "OPENAI_USAGE_TEST_PAUSE_AT"
+#: A merge whose conditional write lost to another writer is read, merged and written again this often.
+MERGE_ATTEMPTS = 20
 #: An empty temp younger than this may belong to a writer between creating and locking it.
 FRESH_EMPTY_TEMP_SECONDS = 60
 
@@ -87,6 +93,26 @@ def fault_point(step: str) -> None:
         reached = _reached[step]
     if reached == int(nth or 1):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+_paused: set[str] = set()
+
+
+def pause_point(step: str) -> None:
+    """Tests name a step in ``OPENAI_USAGE_TEST_PAUSE_AT`` to hold this process there until released
+    (so two writers are provably between reading and writing a day at once). Unset: one lookup."""
+    wanted = os.environ.get(PAUSE_ENV)
+    if not wanted:
+        return
+    name, _, folder = wanted.partition("=")
+    with _reached_lock:
+        if name != step or step in _paused:
+            return
+        _paused.add(step)
+    open(os.path.join(folder, f"{os.getpid()}.reached"), "w").close()
+    released = threading.Event()
+    while not os.path.exists(os.path.join(folder, "go")):
+        released.wait(0.05)  # the condition is a file the test creates; this only paces the check
 
 
 def data_name(file_format: str) -> str:
@@ -112,6 +138,8 @@ class DayFile:
     totals: dict[str, Any] = field(default_factory=dict)
     #: The file's bytes, when they were read to verify the manifest.
     data: bytes | None = None
+    #: The object's version (S3 ETag) the bytes are, where the store has conditional writes.
+    version: str | None = None
 
     @property
     def name(self) -> str:
@@ -177,6 +205,8 @@ class DayStore:
         self.control = root / CONTROL_DIR
         self.local = is_local(root)
         self._prepared = False
+        #: Conditional writes of an object store (None on a local disk, which has ``flock``).
+        self.preconditions: Preconditions | None = None if self.local else preconditions_for(root)
         #: date → format of each day's file, from one listing; kept current by replace_day.
         self._formats: dict[str, str] | None = None
 
@@ -252,12 +282,12 @@ class DayStore:
             pending = None
         if pending is not None:
             day = self.day_dir(date) / pending.get("file", "")
-            data = _read_or_none(day)
+            data, version = self._read_versioned(day)
             if data is not None and hashlib.sha256(data).hexdigest() == pending.get("sha256"):
                 current = self._read_manifest(date)
                 if current is None or current.get("sha256") != pending["sha256"]:
                     log.info("%s: finishing the publication of date=%s that a crashed run left half done", self.root, date)
-                    self._write_manifest(date, _manifest_bytes(pending))
+                    self._write_manifest(date, _manifest_bytes(pending), data_version=version)
         with contextlib.suppress(FileNotFoundError):
             pending_path.unlink()
 
@@ -288,13 +318,15 @@ class DayStore:
         Parquet's own metadata is used, and a text file's identity is unknown (empty).
         """
         path = self.day_path(date)
-        data = _read_or_none(path)
+        data, version = self._read_versioned(path)
         if data is None:
             return None
         digest = hashlib.sha256(data).hexdigest()
         manifest = self._read_manifest(date)
         if manifest is None or manifest.get("sha256") != digest:
-            manifest = self._manifest_from_file(data) or {}
+            # On an object store another writer may be between publishing the file and its manifest:
+            # its pending manifest describes the file until then.
+            manifest = self._pending_manifest(date, digest) or self._manifest_from_file(data) or {}
         return DayFile(
             date=date,
             path=path,
@@ -305,7 +337,52 @@ class DayStore:
             covered=[list(w) for w in manifest.get("covered", [])],
             totals=dict(manifest.get("totals", {})),
             data=data if read_data else None,
+            version=version,
         )
+
+    def expected_version(self, current: DayFile | None) -> str | None:
+        """The precondition a day merged from ``current`` is written under (None: none needed or possible)."""
+        if self.preconditions is None:
+            return None
+        return current.version if current is not None and current.version is not None else ABSENT
+
+    def check_merges_possible(self, what: str) -> None:
+        """A part of a day is merged from the file it replaces: refuse where concurrent merges could
+        silently drop each other's rows (an object store this provider has no conditional writes for)."""
+        if self.local or self.preconditions is not None:
+            return
+        raise OpenAIUsageStorageError(
+            f"{what}: {self.described_as} is an object store this provider has no conditional writes for, so two "
+            "runs merging parts of the same day at once could silently lose one run's rows; nothing was written. "
+            "Pull whole UTC days (start and end the range at 00:00 UTC), or write to S3 or a local disk"
+        )
+
+    def _read_versioned(self, path: ObjectStoragePath) -> tuple[bytes | None, str | None]:
+        if self.preconditions is None:
+            return _read_or_none(path), None
+        data, version = self.preconditions.read(path)
+        return data, version
+
+    def _pending_manifest(self, date: str, digest: str) -> dict[str, Any] | None:
+        """A pending manifest of ``date`` that describes the file with this sha256 (object stores only)."""
+        if self.local:
+            return None
+        try:
+            entries = list(self.tmp_dir.iterdir()) if self.tmp_dir.exists() else []
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        for entry in entries:
+            match = PENDING_RE.match(entry.name)
+            if not match or match.group(1) != date:
+                continue
+            raw = _read_or_none(entry)
+            try:
+                value = json.loads(raw) if raw is not None else None
+            except ValueError:
+                continue
+            if isinstance(value, dict) and value.get("sha256") == digest:
+                return value
+        return None
 
     def _read_manifest(self, date: str) -> dict[str, Any] | None:
         raw = _read_or_none(self.manifest_path(date))
@@ -381,12 +458,13 @@ class DayStore:
             "totals": dict(totals or {}),
         }
 
-    def stage(self, date: str, data: Any, record: dict[str, Any]) -> StagedDay:
+    def stage(self, date: str, data: Any, record: dict[str, Any], *, expected: str | None = None) -> StagedDay:
         """The day's new file, complete in a locked temporary file outside every partition folder.
 
         Nothing is published yet and nothing is durable yet: ``commit`` does both, for many days at
         once. Safe to call from several threads (each day its own temp). Encoded in memory, so the
-        file is hashed without reading it back.
+        file is hashed without reading it back. ``expected``: the version of the day file this one was
+        merged from (``expected_version``); its publication is refused if the day changed since.
         """
         record = {**record, "sha256": hashlib.sha256(data).hexdigest()}
         token = new_token()
@@ -395,7 +473,7 @@ class DayStore:
         else:
             path = os.path.join(tempfile.gettempdir(), f"{LOCAL_TEMP_PREFIX}{token}.tmp")
         fd = _open_locked_temp(path, make_parents=self.local)
-        staged = StagedDay(date, token, record, path, fd)
+        staged = StagedDay(date, token, record, path, fd, expected=expected)
         try:
             _write_all(fd, data)
         except BaseException:
@@ -422,18 +500,32 @@ class DayStore:
             out = published if published is not None else []
             with self.dataset_lock():
                 for item in days:
-                    staged = item if isinstance(item, StagedDay) else item()
-                    try:
-                        if not isinstance(item, StagedDay) and self.local:
-                            os.fsync(staged.fd)
-                        out.append(self._publish(staged))
-                    finally:
-                        staged.close()
+                    out.append(self._publish(item) if isinstance(item, StagedDay) else self._publish_merged(item))
             return out
         finally:
             for item in days:
                 if isinstance(item, StagedDay):
                     item.close()
+
+    def _publish_merged(self, stage: Callable[[], StagedDay]) -> DayFile:
+        """Stage a day merged from the file it replaces, and publish it. Locally the dataset lock keeps
+        the file still meanwhile; on an object store the write is conditional on the version merged
+        from, and a merge that lost to another writer is read, merged and written again."""
+        for _ in range(MERGE_ATTEMPTS):
+            staged = stage()
+            try:
+                if self.local:
+                    os.fsync(staged.fd)
+                pause_point("merge-staged")
+                return self._publish(staged)
+            except WriteConflict:
+                log.info("%s: date=%s changed while it was merged (another writer); merging again", self.root, staged.date)
+            finally:
+                staged.close()
+        raise OpenAIUsageStorageError(
+            f"{self.described_as}: date={staged.date} changed under {MERGE_ATTEMPTS} merges in a row (other writers keep "
+            "replacing it); nothing of this run's part of that day was written. Retry the task"
+        )
 
     def _publish(self, staged: StagedDay) -> DayFile:
         date, record = staged.date, staged.record
@@ -483,9 +575,20 @@ class DayStore:
         pending.write_bytes(_manifest_bytes(staged.record))
         fault_point("pending-written")
         dest = self.day_path(date)
-        dest.fs.put_file(staged.path, dest.path)
+        version: str | None = None
+        try:
+            if self.preconditions is None:
+                if staged.expected is not None:  # check_merges_possible refuses this before any request
+                    self.check_merges_possible(f"date={date}")
+                dest.fs.put_file(staged.path, dest.path)
+            else:
+                version = self.preconditions.write(dest, _read_fd(staged.fd), staged.expected)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                pending.unlink()  # not published: nothing for a later run to finish
+            raise
         self._data_published(date)
-        self._write_manifest(date, _manifest_bytes(staged.record))
+        self._write_manifest(date, _manifest_bytes(staged.record), data_version=version)
         fault_point("manifest-published")
         with contextlib.suppress(FileNotFoundError):
             pending.unlink()
@@ -497,11 +600,28 @@ class DayStore:
             self._formats[date] = self.file_format
         fault_point("data-published")
 
-    def _write_manifest(self, date: str, data: bytes) -> None:
-        """Manifests: atomic too (rename locally, one PUT remotely)."""
+    def _write_manifest(self, date: str, data: bytes, *, data_version: str | None = None) -> None:
+        """Manifests: atomic too (rename locally, one PUT remotely).
+
+        With conditional writes a manifest is written only while the day file is still the one it
+        describes (``data_version``), conditional on the manifest read before that check: of two
+        writers racing, the one whose file was replaced leaves the manifest to the later one.
+        """
         if not self.local:
-            self.manifest_path(date).write_bytes(data)
-            return
+            if self.preconditions is None or data_version is None:
+                self.manifest_path(date).write_bytes(data)
+                return
+            path = self.manifest_path(date)
+            for _ in range(MERGE_ATTEMPTS):
+                held = self.preconditions.version(path)
+                if self.preconditions.version(self.day_path(date)) != data_version:
+                    return  # a later writer replaced the file; its manifest is its own to write
+                try:
+                    self.preconditions.write(path, data, held)
+                    return
+                except WriteConflict:
+                    continue
+            raise OpenAIUsageStorageError(f"{path}: other writers kept replacing it; retry the task")
         control = os.path.join(self.root.path, CONTROL_DIR)
         tmp = os.path.join(control, "tmp", f"{new_token()}.tmp")
         with _locked_temp(tmp, make_parents=True) as fd:
@@ -514,7 +634,7 @@ class DayStore:
 
         Held while a batch of days is published (milliseconds per day), and while a day that is
         merged from the file it replaces is read, merged and published. Object stores have no cheap
-        lock; writers there must not merge the same day at the same time (see docs/data-layout.md).
+        lock: there a merge is published by a conditional write instead (``_publish_merged``).
         """
         if not self.local:
             yield
@@ -543,6 +663,8 @@ class StagedDay:
     record: dict[str, Any]
     path: str
     fd: int
+    #: The day file's version this one was merged from (None: replace whatever is there).
+    expected: str | None = None
     closed: bool = False
 
     def close(self) -> None:
@@ -570,6 +692,19 @@ def _fsync_all(fds: Sequence[int]) -> None:
 
     with ThreadPoolExecutor(min(8, len(fds)), thread_name_prefix="openai-usage-fsync") as pool:
         list(pool.map(os.fsync, fds))
+
+
+def _read_fd(fd: int) -> bytes:
+    """A staged temp's bytes (read from its start without moving the writer's offset)."""
+    size = os.fstat(fd).st_size
+    parts, at = [], 0
+    while at < size:
+        chunk = os.pread(fd, size - at, at)
+        if not chunk:
+            break
+        parts.append(chunk)
+        at += len(chunk)
+    return b"".join(parts)
 
 
 def _write_all(fd: int, data: Any) -> None:

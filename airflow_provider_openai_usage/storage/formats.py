@@ -208,10 +208,55 @@ class DayEncoder:
         if not self._header_written:
             writer.writerow(table.schema.names)
             self._header_written = True
+        table, bare_cr = _csv_safe_strings(table)
         for row in _text_rows(table, csv_style=True):
-            writer.writerow(row.values())
+            if bare_cr:
+                text.write(",".join(_rfc4180(v) for v in row.values()) + "\n")
+            else:
+                writer.writerow(row.values())
         text.flush()
         text.detach()
+
+
+#: A text cell starting with one of these is run as a formula by spreadsheets (OWASP "CSV Injection");
+#: ``'`` itself is included so that reading strips exactly one leading ``'`` and every value round-trips.
+FORMULA_STARTS = "=+-@\t\r'"
+_FORMULA_RE = "^[=+\\-@\t\r']"
+#: ...except a plain number (a negative amount as text, e.g. FOCUS decimals): spreadsheets read it as
+#: the number it is, and a ``'`` would turn it into text for every reader.
+_NUMBER_RE = "^[+-]?[0-9]+(\\.[0-9]+)?([eE][+-]?[0-9]+)?$"
+
+
+def _csv_safe_strings(table: pa.Table) -> tuple[pa.Table, bool]:
+    """String columns with formula-like cells prefixed by ``'``; and whether any cell holds a CR.
+
+    Python's ``csv`` quotes a field holding the separator, a quote or the line terminator (LF here)
+    but not a bare CR, which every RFC 4180 reader takes as a line break: such rows are quoted by
+    ``_rfc4180`` instead (rare, so the C writer keeps the common case).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    bare_cr = False
+    for i, f in enumerate(table.schema):
+        if not pa.types.is_string(f.type):
+            continue
+        column = table.column(i)
+        if pc.any(pc.match_substring(column, "\r")).as_py():
+            bare_cr = True
+        risky = pc.and_(pc.match_substring_regex(column, _FORMULA_RE), pc.invert(pc.match_substring_regex(column, _NUMBER_RE)))
+        if pc.any(risky).as_py():
+            prefixed = pc.binary_join_element_wise(pa.scalar("'"), column, pa.scalar(""))
+            table = table.set_column(i, f, pc.if_else(risky, prefixed, column))
+    return table, bare_cr
+
+
+def _rfc4180(value: Any) -> str:
+    """One CSV field: quoted (quotes doubled) when it holds a separator, a quote, CR or LF."""
+    text = str(value)
+    if any(c in text for c in ',"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
 
 
 def _text_value(value: Any, csv_style: bool) -> Any:
@@ -272,6 +317,8 @@ def _from_csv(value: str, t: pa.DataType) -> Any:
         return None
     if value == "" and pa.types.is_string(t):
         return None  # CSV cannot tell "" from null; the writer writes null as empty
+    if value.startswith("'") and pa.types.is_string(t):
+        return value[1:]  # the writer's formula guard (``_csv_safe_strings``)
     if pa.types.is_boolean(t):
         return value == "true"
     if pa.types.is_integer(t):

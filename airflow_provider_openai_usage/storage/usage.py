@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_openai_usage.endpoints import DECIMAL_PRECISION, Endpoint
 from airflow_provider_openai_usage.exceptions import OpenAIUsageResponseError, OpenAIUsageStorageError
 from airflow_provider_openai_usage.rows import INT64_MAX, add_totals, bucket_columns, column_total, json_safe, sort_columns
-from airflow_provider_openai_usage.storage.days import DayStore, StagedDay, data_name, file_metadata
+from airflow_provider_openai_usage.storage.days import DayFile, DayStore, StagedDay, data_name, file_metadata
 from airflow_provider_openai_usage.storage.formats import ROW_GROUP_ROWS, DayEncoder, encode_table, read_table, table_from_columns
 from airflow_provider_openai_usage.times import DAY, day_label, iso
 
@@ -313,6 +313,8 @@ class PartitionWriter:
                     f"{self.file_format}; a day holds one file. Keep file_format={held!r}, or write to a separate output_path"
                 )
         for day, window in self._partial_days(query):
+            merges = f"{iso(window[0])}–{iso(window[1])} into date={day_label(day)}"
+            self.store.check_merges_possible(f"{self.endpoint.key}: this run merges {merges}")
             current = self.store.current_day(day_label(day), read_data=False)
             if current is not None:
                 self._check_same_identity(current.identity, wanted, day, window)
@@ -461,7 +463,20 @@ class PartitionWriter:
         """Type the waiting small days' rows in one table, give each day its slice, hand them over in order."""
         if not small:
             return
-        table = self._table([part for b in small for part in b.parts]) if any(b.parts for b in small) else None
+        try:
+            table = self._table([part for b in small for part in b.parts]) if any(b.parts for b in small) else None
+        except Exception:
+            if len(small) == 1:
+                raise
+            # A value Arrow refuses (e.g. an int beyond int64) refuses its own day, not the days
+            # typed with it: type them one by one, so the days before it are published (one rule
+            # for every refusal) and the failure is raised at the day that holds it.
+            days = list(small)
+            small.clear()
+            for b in days:
+                small.append(b)
+                yield from self._type_small(query, wanted, small, publisher)
+            return
         at = 0
         for b in small:
             if b.held and table is not None:
@@ -504,17 +519,20 @@ class PartitionWriter:
             import pyarrow as pa
 
             new = pa.concat_tables(chunks) if chunks else self.schema.empty_table()
-            table, covered = self._merged(wanted, day, window, new)
+            current = self.store.current_day(label)
+            table, covered = self._merged(current, wanted, day, window, new)
             totals = _json_totals(result.totals if table is new else day_totals(self.endpoint, table))
             record = self.store.day_record(label, table.num_rows, wanted, covered=covered, totals=totals)
-            return self.store.stage(label, encode_table(table, self.file_format, metadata=file_metadata(record)), record)
+            data = encode_table(table, self.file_format, metadata=file_metadata(record))
+            return self.store.stage(label, data, record, expected=self.store.expected_version(current))
 
         return _DayJob(result, rows, stage_merged, whole=False)
 
-    def _merged(self, wanted: dict[str, Any], day: int, window: tuple[int, int], new: pa.Table) -> tuple[pa.Table, list[list[int]]]:
-        """A part of a day (``window``) merged into what the day holds (whole days never come here)."""
+    def _merged(
+        self, current: DayFile | None, wanted: dict[str, Any], day: int, window: tuple[int, int], new: pa.Table
+    ) -> tuple[pa.Table, list[list[int]]]:
+        """A part of a day (``window``) merged into what the day holds now (whole days never come here)."""
         label = day_label(day)
-        current = self.store.current_day(label)
         if current is None or current.data is None:
             return new, [list(window)]
         self._check_same_identity(current.identity, wanted, day, window)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +13,7 @@ import threading
 from pathlib import Path
 
 import pendulum
+import pytest
 from conftest import DAY, NOW, SENTINEL_KEY
 
 from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
@@ -117,3 +120,98 @@ def test_the_key_never_leaves_the_connection_in_a_real_run(fake_api, conn_id, ai
     assert any(p.suffix == ".parquet" for p in produced) and any(p.name == "airflow.db" for p in produced)
     leaks = [str(p) for p in produced if SENTINEL_KEY.encode() in p.read_bytes()]
     assert leaks == [], "XCom, rendered fields, trigger kwargs, logs and files live here"
+
+
+# -- concurrent part-day merges on an object store (#26 item 1) ----------------------------------------
+HALF_WRITER = textwrap.dedent(
+    """
+    import sys, pendulum
+    from airflow_provider_openai_usage.operators.usage import OpenAIUsageOperator
+    out, conn, fmt, start, end = sys.argv[1], sys.argv[2] or None, sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+    op = OpenAIUsageOperator(task_id="w", endpoint="completions", bucket_width="1h", group_by=["project_id", "model"],
+                             output_path=out, output_conn_id=conn, file_format=fmt)
+    op.execute({"data_interval_start": pendulum.from_timestamp(start, tz="UTC"),
+                "data_interval_end": pendulum.from_timestamp(end, tz="UTC")})
+    """
+)
+
+
+@pytest.mark.parametrize("file_format", ["parquet", "csv"])
+def test_two_processes_merging_two_halves_of_one_day_on_s3_lose_neither(fake_api, conn_id, s3_bucket, moto_server, tmp_path, file_format):
+    """Both processes read the day before either writes (a pause point holds each after its merge is
+    staged until both got there), so without conditional writes one half is lost every time."""
+    import boto3
+
+    from airflow_provider_openai_usage.storage.days import PAUSE_ENV
+    from airflow_provider_openai_usage.storage.formats import read_table
+    from airflow_provider_openai_usage.storage.usage import arrow_schema
+    from airflow_provider_openai_usage.endpoints import ENDPOINTS
+
+    day = NOW - 2 * DAY
+    out = f"s3://{s3_bucket}/m"
+    whole = subprocess.run([sys.executable, "-c", HALF_WRITER, out, "moto_s3", file_format, str(day), str(day + DAY)],
+                           env=os.environ.copy(), capture_output=True)
+    assert whole.returncode == 0, whole.stderr.decode()[-3000:]
+    fake_api.controls.revisions[day] = 1  # the day is revised: both halves change
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    env = {**os.environ, PAUSE_ENV: f"merge-staged={gate}"}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", HALF_WRITER, out, "moto_s3", file_format, str(a), str(b)], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for a, b in ((day, day + DAY // 2), (day + DAY // 2, day + DAY))
+    ]
+    try:
+        from services import wait_until
+
+        wait_until(lambda: len(list(gate.glob("*.reached"))) == 2 or any(p.poll() is not None for p in procs),
+                   timeout=120, what="both merges staged")
+        (gate / "go").touch()
+        for p in procs:
+            _, err = p.communicate(timeout=300)
+            assert p.returncode == 0, err.decode()[-3000:]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert len(list(gate.glob("*.reached"))) == 2, "both writers held their merge at the same time"
+    s3 = boto3.client("s3", endpoint_url=moto_server, aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
+    label = pendulum.from_timestamp(day, tz="UTC").format("YYYY-MM-DD")
+    data = s3.get_object(Bucket=s3_bucket, Key=f"m/completions/date={label}/data.{file_format}")["Body"].read()
+    manifest = json.loads(s3.get_object(Bucket=s3_bucket, Key=f"m/completions/_openai_usage/manifests/date={label}.json")["Body"].read())
+    endpoint = ENDPOINTS["completions"]
+    table = read_table(data, file_format, arrow_schema(endpoint))
+    expected = list(OpenAIUsageHook(conn_id).iter_rows("completions", day, day + DAY, bucket_width="1h", group_by=["project_id", "model"]))
+    assert table.num_rows == len(expected)
+    assert sum(table.column("input_tokens").to_pylist()) == sum(r["input_tokens"] for r in expected)
+    assert manifest["sha256"] == hashlib.sha256(data).hexdigest(), "the manifest describes the file"
+    assert manifest["covered"] == [[day, day + DAY]] and manifest["rows"] == table.num_rows
+
+
+def test_keys_in_directory_answers_are_scrubbed_in_a_real_run_and_never_block_the_snapshot(fake_api, conn_id, airflow_db, tmp_path):
+    """#26 item 12 under `airflow dags test`: answers carry full keys (a project key's redacted_value,
+    the admin key list's own key, a key pasted into a project's id), and a member named a key like a
+    key. The run succeeds, the directory lands, and no full key reaches any output line or file."""
+    import re
+
+    fake_api.api.admin.leak_full_key = True
+    pasted = "sk-proj-" + "Zq9x" * 12
+    projects = fake_api.api.admin.directory.objects("projects")
+    keys = fake_api.api.admin.directory.objects("project_api_keys", projects[0]["id"])
+    fake_api.api.admin.edits[keys[-1]["id"]] = {"id": pasted}
+    fake_api.api.admin.edits[keys[0]["id"]] = {"name": "sk-proj-backend-prod-service-key"}
+    out = tmp_path / "out"
+    env = {**os.environ, "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"), "OPENAI_USAGE_OUTPUT_PATH": out.as_uri(),
+           "AIRFLOW__LOGGING__LOGGING_LEVEL": "DEBUG"}
+    run = subprocess.run([sys.executable, "-m", "airflow", "dags", "test", "openai_usage_daily", "2025-11-10"], capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    output = run.stdout + run.stderr
+    full = re.compile(r"sk-proj-[0-9a-f]{40}|" + re.escape(pasted))
+    assert "held what looks like a full API key" in output, "the scrub is reported"
+    assert not full.findall(output), [line for line in output.splitlines() if full.search(line)][:3]
+    leaking = [line for line in output.splitlines() if SENTINEL_KEY in line]
+    assert all("supervisor.py" in line and "MaskSecret(value=" in line for line in leaking), leaking[:3]
+    produced = [p for root in (Path(os.environ["AIRFLOW_HOME"]), out) for p in root.rglob("*") if p.is_file()]
+    assert [p for p in produced if SENTINEL_KEY.encode() in p.read_bytes() or full.search(p.read_bytes().decode(errors="replace"))] == []
+    snapshot = list((out / "directory" / "project_api_keys").rglob("data.*"))
+    assert snapshot and any(b"sk-proj-backend-prod-service-key" in p.read_bytes() for p in snapshot)

@@ -56,4 +56,4 @@ def test_report_and_alerts_on_s3(s3_bucket: str, moto_server: str, monkeypatch) 
         assert len(hook.messages) == 1
         assert f"Report: {base}/reports/date=2025-11-09/spend.html" in hook.messages[0]["text"]
     marker = json.loads(s3.get_object(Bucket=s3_bucket, Key="openai/alerts/mtd/_organization/2025-11.json")["Body"].read())
-    assert marker["delivered"] == ["0:SlackWebhookNotifier"] and marker["amount"] == format(mtd.normalize(), "f")
+    assert marker["delivered"] == ['airflow.providers.slack.notifications.slack_webhook.SlackWebhookNotifier(slack_webhook_conn_id="hook")'] and marker["amount"] == format(mtd.normalize(), "f")

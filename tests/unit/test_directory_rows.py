@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import json
 
 import pytest
@@ -101,7 +103,7 @@ SECRET = "sk-admin-SENTINEL-test-key-0123456789abcdef"
         ("name", "sk-legacyKEYwithoutDashes0123456789abcdefghij"),
     ],
 )
-def test_a_full_key_anywhere_in_an_object_is_refused_without_repeating_it(where, value):
+def test_a_full_key_anywhere_in_an_object_is_scrubbed_without_repeating_it(where, value, caplog):
     obj = {
         "object": "organization.project.api_key",
         "redacted_value": "sk-abc...def",
@@ -117,9 +119,12 @@ def test_a_full_key_anywhere_in_an_object_is_refused_without_repeating_it(where,
     for part in parents:
         node = node[part]
     node[last] = value
-    with pytest.raises(OpenAIUsageResponseError, match=f"field '{where}' of object 'key_1' holds what looks like a full API key") as info:
-        object_row(ENTITIES["project_api_keys"], obj, "proj_1", secrets=(SECRET,))
-    assert value not in str(info.value) and "A1b2C3d4" not in str(info.value)
+    with caplog.at_level(logging.WARNING, logger="airflow_provider_openai_usage.directory_rows"):
+        row = object_row(ENTITIES["project_api_keys"], obj, "proj_1", secrets=(SECRET,))
+    assert value not in repr(row) and "A1b2C3d4A1b2C3d4" not in repr(row) and "0123456789abcdef" not in repr(row)
+    assert "sk-...[redacted]" in repr(row) and row["id"] == "key_1", "scrubbed, not refused (#26 item 12)"
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert where in warning and "'key_1'" in warning and value not in warning and "0123456789abcdef" not in warning
 
 
 @pytest.mark.parametrize("redacted", ["sk-abc...def", "sk-admin...cdef", "sk-proj-****abcd", "sk-svcacct-...xyz9"])
@@ -136,8 +141,18 @@ def test_redacted_values_pass(redacted):
     assert object_row(ENTITIES["admin_api_keys"], obj, secrets=(SECRET,))["redacted_value"] == redacted
 
 
-def test_the_connection_s_own_key_is_refused_even_when_it_does_not_look_like_one():
+def test_the_connection_s_own_key_is_scrubbed_even_when_it_does_not_look_like_one():
     odd = "custom-gateway-token-42"
-    obj = {"object": "organization.user", "id": "user_1", "name": odd, "email": None, "role": None, "added_at": 1}
-    with pytest.raises(OpenAIUsageResponseError, match="full API key"):
-        object_row(ENTITIES["users"], obj, secrets=(odd,))
+    obj = {"object": "organization.user", "id": "user_1", "name": f"x {odd}", "email": None, "role": None, "added_at": 1}
+    assert object_row(ENTITIES["users"], obj, secrets=(odd,))["name"] == "x sk-...[redacted]"
+
+
+def test_a_full_key_in_an_id_is_scrubbed_and_a_name_shaped_like_a_key_is_kept(caplog):
+    """#26 item 12: the warning never repeats a key that sits in an id, and a member naming a key
+    ``sk-proj-backend-prod-service-key`` cannot block the snapshot (nor lose the name)."""
+    obj = {"object": "organization.user", "id": FULL, "name": "sk-proj-backend-prod-service-key", "email": None,
+           "role": None, "added_at": 1}
+    with caplog.at_level(logging.WARNING, logger="airflow_provider_openai_usage.directory_rows"):
+        row = object_row(ENTITIES["users"], obj)
+    assert row["id"] == "sk-...[redacted]" and row["name"] == "sk-proj-backend-prod-service-key"
+    assert FULL not in caplog.text and "A1b2C3d4A1b2" not in caplog.text and "'id'" not in caplog.text.split("field(s)")[0]

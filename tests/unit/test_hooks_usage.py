@@ -474,7 +474,7 @@ def test_dropping_a_prefetching_iterator_ends_its_thread(fake_api, conn_id):
 @pytest.mark.parametrize(
     "body",
     [
-        b'{"a": 1.5e3, "b": 0.1000, "c": 123456789012345678901234567890, "d": -0.0, "e": 1E-7, "a": 2, "s": "\\u00e9"}',
+        b'{"a": 1.5e3, "b": 0.1000, "c": 123456789012345678901234567890, "d": -0.0, "e": 1E-7, "s": "\\u00e9"}',
         b'{"v": NaN, "w": Infinity, "x": -Infinity}',  # msgspec refuses these literals; json reads them (then rows refuse them)
         b'{"data": [], "has_more": false}',
     ],
@@ -769,3 +769,30 @@ def test_a_400_for_the_api_key_floor_names_the_param_and_the_floor(fake_api, con
     assert info.value.status == 400 and info.value.param == "start_time"
     assert "(param 'start_time')" in str(info.value) and "api_key_id from 2025-12-01T00:00:00Z" in str(info.value)
     assert len(fake_api.requests) == 1
+
+
+# -- answers refused, not guessed (#26 items 3 and 4) ------------------------------------------------------
+@pytest.mark.parametrize("endpoint", ["completions", "costs"])
+def test_a_key_sent_twice_in_one_object_is_refused_not_last_one_wins(endpoint):
+    from airflow_provider_openai_usage.endpoints import ENDPOINTS
+    from airflow_provider_openai_usage.exceptions import OpenAIUsageResponseError
+    from airflow_provider_openai_usage.hooks.usage import decode_page
+
+    obj = ENDPOINTS[endpoint].result_object
+    result = (f'{{"object": "{obj}", "input_tokens": 5, "input_tokens": 7}}' if endpoint == "completions"
+              else f'{{"object": "{obj}", "amount": {{"value": 5, "value": 7, "currency": "usd"}}}}')
+    body = f'{{"object": "page", "data": [{{"object": "bucket", "start_time": {START}, "end_time": {START + 86400}, "results": [{result}]}}], "has_more": false}}'
+    query = UsageQuery.build(endpoint, START, START + 86400)
+    with pytest.raises(OpenAIUsageResponseError, match=r"sends the key '(input_tokens|value)' twice"):
+        decode_page(query, body.encode())
+
+
+@pytest.mark.parametrize("depth", [380, 5000])
+def test_json_nested_too_deep_is_a_clear_error_that_is_not_retried(depth):
+    from airflow_provider_openai_usage.exceptions import OpenAIUsageResponseError
+    from airflow_provider_openai_usage.hooks.usage import decode_json
+
+    body = b'{"data": ' + b"[" * depth + b"]" * depth + b"}"
+    with pytest.raises(OpenAIUsageResponseError, match=r"nested deeper than") as info:
+        decode_json(body)
+    assert not isinstance(info.value, ValueError), "a ValueError is retried as an incomplete answer"

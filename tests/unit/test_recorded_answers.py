@@ -60,7 +60,8 @@ def test_every_recording_names_its_source_and_the_readme_lists_it():
         doc = load(name)
         assert doc["source"], name
         if not str(doc["source"]).startswith(OBSERVATION):
-            assert doc["source"]["repository"] in readme and doc["source"]["path"] in readme, name
+            path = doc["source"].get("path") or doc["source"]["path_under_top_level_folder_shared"]
+            assert doc["source"]["repository"] in readme and path in readme, name
         assert f"`{name}`" in readme, name
 
 

@@ -98,7 +98,7 @@ def test_limit_percent_uses_the_directory_and_project_names() -> None:
     assert out["chat", "proj_b"].fired and "Chat (proj_b)" in out["chat", "proj_b"].message
     assert not out["nolimit", "proj_zzz"].fired and "no spend limit" in out["nolimit", "proj_zzz"].detail
     typo = evaluate([{"name": "typo", "kind": "daily", "project": "Serch", "threshold": "1"}], s)["typo", "Serch"]
-    assert not typo.fired and "check the project id or name" in typo.detail
+    assert not typo.fired and typo.error and "names no project" in typo.detail
 
 
 def test_anomaly_against_trailing_median_with_a_minimum_amount() -> None:
@@ -116,3 +116,28 @@ def test_anomaly_needs_enough_landed_history() -> None:
     s = spend({"2025-11-08": {"p": "1"}, "2025-11-09": {"p": "100"}}, missing=missing)
     ev = evaluate([{"name": "spike", "kind": "anomaly", "project": "p", "trailing_days": 7}], s)["spike", "p"]
     assert not ev.fired and "only 1 of the 7 days" in ev.detail
+
+
+# -- a project named by name resolves once (#26 item 15) ---------------------------------------------
+def test_a_project_name_that_matches_nothing_or_two_projects_is_an_error_not_ok() -> None:
+    s = spend({"2025-11-09": {"proj_a": "50", "proj_b": "60"}}, directory=Directory({"proj_a": "Search", "proj_b": "Search"}))
+    twice = evaluate([{"name": "r", "kind": "daily", "project": "Search", "threshold": "1"}], s)
+    ((_, ev),) = twice.items()
+    assert ev.error and not ev.fired and "names 2 projects (proj_a, proj_b)" in ev.detail
+    gone = evaluate([{"name": "r", "kind": "daily", "project": "Serch", "threshold": "1"}], s)
+    ((_, ev),) = gone.items()
+    assert ev.error and not ev.fired and "names no project" in ev.detail
+
+
+def test_a_project_name_is_pinned_to_the_id_it_first_named() -> None:
+    """Renamed, and another project took the name: the rule must not follow the name to it."""
+    s = spend({"2025-11-09": {"proj_a": "50", "proj_b": "0"}}, directory=Directory({"proj_a": "Search v2", "proj_b": "Search"}))
+    rules = parse_rules([{"name": "r", "kind": "daily", "project": "Search", "threshold": "1"}])
+    evaluator = Evaluator(s, None, pinned={"r": "proj_a"})
+    (ev,) = evaluator.run(rules)
+    assert ev.error and "named proj_a when the rule was first evaluated, and now names proj_b" in ev.detail
+    fresh = Evaluator(s, None)
+    (ok,) = fresh.run(rules)
+    assert not ok.error and ok.project == "proj_b" and fresh.pins == {"r": "proj_b"}
+    by_id = Evaluator(s, None).run(parse_rules([{"name": "i", "kind": "daily", "project": "proj_a", "threshold": "1"}]))
+    assert by_id[0].fired and not by_id[0].error

@@ -27,3 +27,24 @@ def test_report_bytes_do_not_depend_on_the_run(landed: Path, tmp_path: Path) -> 
     second = charts.render(charts.month_chart, spend, name="month", formats=("svg", "png"))
     assert first == second
     assert "<text" not in first["svg"], "glyphs are paths: the SVG needs no font on the reader's machine"
+
+
+def test_names_are_literal_text_maths_markup_and_a_leading_underscore_included(landed: Path) -> None:
+    """A project named like matplotlib mathtext must not crash the report, and one starting with '_'
+    (matplotlib's "leave out of the legend" marker) must still be in the legend (#26 item 11)."""
+    from airflow_provider_openai_usage.report import charts
+
+    probe = load_spend(location(landed), DAY, 30, Directory())
+    top, second = probe.projects[:2]
+    names = {top: "_top spender", second: r"Cost $\frac{$ center"}
+    spend = load_spend(location(landed), DAY, 30, Directory(names, {second: Decimal(1)}))
+    for build in (lambda s: charts.daily_chart(s, 14), charts.month_chart, charts.models_chart):
+        charts.render(build, spend, name="hostile", formats=("svg", "png"))
+    import matplotlib
+
+    with matplotlib.rc_context(charts._rc()):
+        fig = charts.daily_chart(spend, 14)
+        fig.savefig(__import__("io").BytesIO(), format="svg")
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "_top spender" in legend and r"Cost $\frac{$ center" in legend
+    assert all(not t.get_parse_math() for t in fig.axes[0].get_legend().get_texts())

@@ -54,10 +54,31 @@ def test_names_and_monthly_limits_in_cents(tmp_path: Path) -> None:
     directory = load_directory(location(tmp_path), dt.date(2025, 11, 9))
     assert directory.names == {"proj_a": "Search", "proj_b": "Chat"}
     assert directory.limits == {"proj_a": Decimal("123.45")}  # cents → USD; other currency and interval left out
-    assert directory.label("proj_a") == "Search (proj_a)" and directory.resolve("Chat") == "proj_b"
+    assert directory.label("proj_a") == "Search (proj_a)"
 
 
 def test_no_directory_means_ids_and_no_limits(tmp_path: Path) -> None:
     directory = load_directory(location(tmp_path), dt.date(2025, 11, 9))
     assert directory.names == {} and directory.limits == {}
     assert directory.label("proj_a") == "proj_a"
+
+
+import pytest  # noqa: E402
+
+
+@pytest.mark.parametrize("file_format", ["csv", "jsonl"])
+def test_snapshots_in_every_documented_format_name_projects_for_the_report_alerts_and_focus(fake_api, conn_id, tmp_path: Path, file_format: str) -> None:
+    """#26 item 16: a CSV or JSONL directory snapshot is read with its entity's schema, not refused."""
+    import pendulum
+
+    from airflow_provider_openai_usage.operators.directory import OpenAIDirectoryOperator
+    from airflow_provider_openai_usage.operators.focus import _names_of
+    from airflow_provider_openai_usage.storage import list_day_files
+
+    OpenAIDirectoryOperator(task_id="d", output_path=tmp_path.as_uri(), entities=["projects", "project_spend_limits"],
+                            file_format=file_format).execute({"data_interval_end": pendulum.parse("2025-11-10")})
+    directory = load_directory(location(tmp_path), dt.date(2025, 11, 9))
+    expected = {p["id"]: p["name"] for p in fake_api.api.admin.directory.objects("projects")}
+    assert directory.names == expected and directory.limits
+    (path,) = list_day_files(location(tmp_path) / "directory" / "projects").values()
+    assert _names_of(path) == expected

@@ -32,3 +32,20 @@ def test_a_crash_before_the_rename_keeps_the_old_file(tmp_path: Path, monkeypatc
         publish_bytes(dest, b"new")
     assert (tmp_path / "marker.json").read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["marker.json"]
+
+
+def test_report_chart_and_marker_files_get_the_mode_day_files_get(fake_api, conn_id, tmp_path):
+    """One mode rule (#26 item 7): every published file is 0o666 minus the umask, like any file the
+    process creates (0644 under 022), not mkstemp's private 0600."""
+    import stat
+
+    from storage_support import D8, write
+
+    from airflow_provider_openai_usage.report.publish import publish_bytes
+
+    write(tmp_path, D8, D8 + 86400, endpoint="completions")
+    (day_file,) = (tmp_path / "completions").glob("date=*/data.parquet")
+    report = tmp_path / "reports" / "date=2025-11-08" / "spend.html"
+    publish_bytes(ObjectStoragePath(tmp_path.as_uri()) / "reports" / "date=2025-11-08" / "spend.html", b"<html></html>")
+    assert stat.S_IMODE(report.stat().st_mode) == stat.S_IMODE(day_file.stat().st_mode)
+    assert stat.S_IMODE(report.stat().st_mode) & 0o044, "readable by the group and others under the usual umask"

@@ -225,3 +225,26 @@ def test_an_unknown_field_lands_in_extra_in_every_format_and_the_day_reruns_byte
     fake_api.controls.unknown_result_fields = {"discount": {"code": "X", "rate": Decimal("0.05")}, "billing_region": "eu"}
     run()
     assert _digests(tmp_path) == first, "same data in another key order: the same bytes"
+
+
+# -- values never coerced (#26 items 2 and 4) --------------------------------------------------------
+@pytest.mark.parametrize("value", [{"x": 1}, True, 840, Decimal("1.5"), ["a"]])
+def test_a_non_string_in_a_string_column_is_refused_naming_the_column(value):
+    with pytest.raises(OpenAIUsageResponseError, match=r"project_id=.* is not a string"):
+        rows(COMPLETIONS, {"object": COMPLETIONS.result_object, "input_tokens": 1, "project_id": value})
+    with pytest.raises(OpenAIUsageResponseError, match=r"amount_currency=.* is not a string"):
+        rows(COSTS, cost(Decimal("1"), currency=value))
+
+
+@pytest.mark.parametrize("result", [{"object": COSTS.result_object, "line_item": "x"}, {"object": COSTS.result_object, "amount": {"currency": "usd"}}])
+def test_a_costs_result_without_an_amount_is_refused(result):
+    with pytest.raises(OpenAIUsageResponseError, match=r"amount\.value"):
+        rows(COSTS, result)
+
+
+def test_a_result_nested_hundreds_of_levels_deep_is_refused_clearly_not_with_a_recursion_error():
+    deep: object = "bottom"
+    for _ in range(400):
+        deep = {"d": deep}
+    with pytest.raises(OpenAIUsageResponseError, match=r"nested deeper than"):
+        rows(COMPLETIONS, {"object": COMPLETIONS.result_object, "input_tokens": 1, "odd": deep})

@@ -187,3 +187,73 @@ def test_a_day_of_a_few_rows_is_written_without_compression_and_a_bigger_one_wit
     assert SMALL_DAY_ROWS == 256
     meta = pq.read_metadata(pa.BufferReader(encode_table(_day_table(rows), "parquet")))
     assert {meta.row_group(0).column(i).compression for i in range(meta.num_columns)} == {codec}
+
+
+# -- hostile strings (#26 items 5 and 10) ------------------------------------------------------------
+HOSTILE = [
+    "a\rb", "a\nb", "a\r\nb", "\r", "\n", 'say "hi"', '"', "a,b", ",", " lead", "trail ", "\t", "tab\tin",
+    "=1+1", "+1", "-1", "-1.5", "-2+3", "@SUM(A1)", "\tx", "\rx", "'quoted", "''", "'=x", "\\", "null", "\u2028 \u2029 \x85 \x0b",
+    "ü€😀", "{\"k\": 1}", "plain",
+]
+
+
+def _hostile_table():
+    import pyarrow as pa
+
+    schema = _schema("completions")
+    n = len(HOSTILE)
+    columns = {}
+    for f in schema:
+        if f.name in ("start_time", "end_time"):
+            columns[f.name] = pa.array([NOW * 1000] * n, type=f.type)
+        elif pa.types.is_string(f.type):
+            columns[f.name] = pa.array(HOSTILE if f.name == "project_id" else [None] * n, type=f.type)
+        else:
+            columns[f.name] = pa.array([None] * n, type=f.type)
+    return pa.table(columns, schema=schema)
+
+
+@pytest.mark.parametrize("file_format", ["parquet", "jsonl", "csv"])
+def test_hostile_strings_read_back_exactly_in_every_format(file_format):
+    from airflow_provider_openai_usage.storage.formats import encode_table, read_table
+
+    table = _hostile_table()
+    back = read_table(bytes(encode_table(table, file_format)), file_format, table.schema)
+    assert back.column("project_id").to_pylist() == HOSTILE
+    assert back.num_rows == len(HOSTILE)
+
+
+def test_csv_quotes_every_cr_lf_quote_and_separator_so_strict_readers_see_one_row_per_record():
+    """RFC 4180: a field holding CR, LF, a quote or the separator is quoted (a bare CR split the row)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    from airflow_provider_openai_usage.storage.formats import encode_table
+
+    data = bytes(encode_table(_hostile_table(), "csv"))
+    strict = pacsv.read_csv(pa.BufferReader(data), convert_options=pacsv.ConvertOptions(column_types={"project_id": pa.string()}),
+                            parse_options=pacsv.ParseOptions(newlines_in_values=True))
+    assert strict.num_rows == len(HOSTILE)
+    assert b',"a\rb",' in data
+
+
+def test_csv_cells_a_spreadsheet_would_run_as_formulas_are_neutralised():
+    """OWASP CSV injection: a text cell starting with = + - @ TAB or CR gets a leading ' (so does one
+    starting with ', so reading strips exactly one and every value round-trips)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    from airflow_provider_openai_usage.storage.formats import encode_table
+
+    data = bytes(encode_table(_hostile_table(), "csv"))
+    cells = pacsv.read_csv(pa.BufferReader(data), convert_options=pacsv.ConvertOptions(column_types={"project_id": pa.string()}),
+                           parse_options=pacsv.ParseOptions(newlines_in_values=True)).column("project_id").to_pylist()
+    import re
+
+    for original, cell in zip(HOSTILE, cells, strict=True):
+        if re.fullmatch(r"[+-]?[0-9]+(\.[0-9]+)?", original):
+            assert cell == original, "a plain number stays a number (a negative amount as text)"
+        elif original and original[0] in "=+-@\t\r'":
+            assert cell == "'" + original
+        elif original:
+            assert cell == original

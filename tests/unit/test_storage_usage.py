@@ -248,3 +248,31 @@ def test_a_day_that_cannot_be_published_stops_the_later_days_and_leaves_no_threa
     (tmp_path / "embeddings" / f"date={blocked}").unlink()
     write(tmp_path, start, NOW, endpoint="embeddings")
     assert len(data_files(tmp_path / "embeddings")) == 12 and not temps(tmp_path)
+
+
+
+@pytest.mark.parametrize("typed", [True, False])
+@pytest.mark.parametrize("file_format", ["parquet", "csv"])
+def test_an_int64_overflow_on_day_25_publishes_the_24_days_before_it_like_every_refusal(tmp_path, file_format, typed):
+    """One rule for every refusal (docs/design.md): the complete days before it are published (#26 item 6)."""
+    from airflow_provider_openai_usage.query import UsageQuery
+
+    query = UsageQuery.build("moderations", D8 - 24 * DAY, D8 + DAY)
+    writer = partition_writer(tmp_path, "moderations", file_format)
+    writer.prepare(query)
+    obj = "organization.usage.moderations.result"
+    buckets = [usage_bucket(D8 - i * DAY, D8 - (i - 1) * DAY, [{"object": obj, "input_tokens": i, "num_model_requests": 1}])
+               for i in range(24, 0, -1)]
+    buckets.append(usage_bucket(D8, D8 + DAY, [{"object": obj, "input_tokens": 2**63, "num_model_requests": 1}]))
+    if typed:  # as the hook hands a page over: results decoded by msgspec, int64 checked by Arrow
+        from airflow_provider_openai_usage.page_decoding import decode_typed_page
+
+        page = decode_typed_page(ENDPOINTS["moderations"], json.dumps({"object": "page", "data": buckets, "has_more": False}).encode())
+        assert page is not None
+        buckets = page["data"]
+    published = []
+    with pytest.raises(OpenAIUsageResponseError, match=r"input_tokens=9223372036854775808 does not fit"):
+        for result in writer.write(query, buckets):
+            published.append(result.date)
+    assert published == [day(D8 - i * DAY) for i in range(24, 0, -1)]
+    assert data_files(tmp_path / "moderations") == [f"date={d}/data.{file_format}" for d in published]
