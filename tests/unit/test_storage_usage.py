@@ -11,6 +11,7 @@ import pytest
 from conftest import DAY, NOW
 from storage_support import D8, START, H, ctx, data_files, day, files, object_path, partition_writer, read_back, temps, usage_bucket, write
 
+from airflow_provider_openai_usage.endpoints import ENDPOINTS
 from airflow_provider_openai_usage.exceptions import (
     OpenAIUsageResponseError,
     OpenAIUsageStorageError,
