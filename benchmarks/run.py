@@ -308,30 +308,43 @@ pyarrow.parquet.write_table(pyarrow.table({"a": [1, 2]}), io.BytesIO(), compress
 msgspec.json.decode(b'{"a": 1.5}')
 baseline = status("VmRSS")
 now = int(sys.argv[3])
-with tempfile.TemporaryDirectory() as tmp:
-    op = OpenAIUsageOperator(task_id="t", endpoint="completions", openai_usage_conn_id="bench", start_time=now - int(sys.argv[5]) * 86400,
-                             end_time=now, bucket_width="1m", group_by=sys.argv[4].split(","), output_path="file://" + tmp)
-    n = op.execute(context={})["rows"]
+start, group_by, path = now - int(sys.argv[5]) * 86400, sys.argv[4].split(","), sys.argv[6]
+if path == "operator":
+    with tempfile.TemporaryDirectory() as tmp:
+        op = OpenAIUsageOperator(task_id="t", endpoint="completions", openai_usage_conn_id="bench", start_time=start,
+                                 end_time=now, bucket_width="1m", group_by=group_by, output_path="file://" + tmp)
+        n = op.execute(context={})["rows"]
+else:  # the hook's public path with default arguments, as a user's own @task calls it
+    hook = OpenAIUsageHook("bench")
+    if path == "iter_rows":
+        n = sum(1 for _ in hook.iter_rows("completions", start, now, bucket_width="1m", group_by=group_by))
+    else:
+        n = sum(len(b["results"]) for b in hook.iter_buckets("completions", start, now, bucket_width="1m", group_by=group_by))
 # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so it would report the parent's size.
 print(json.dumps({"rows": n, "baseline_kb": baseline, "hwm_kb": status("VmHWM")}))
 """
 
 
-def peak_rss(groups: int, repeats: int, days: int = 1) -> dict[str, Any]:
-    """Peak RSS over the import baseline of a fresh process pulling ``days`` of 1m completions into Parquet."""
+#: The public paths whose memory is bounded: the operator (into Parquet) and the hook's two iterators.
+MEMORY_PATHS = ("operator", "iter_rows", "iter_buckets")
+
+
+def peak_rss(groups: int, repeats: int, days: int = 1, path: str = "operator") -> dict[str, Any]:
+    """Peak RSS over the import baseline of a fresh process pulling ``days`` of 1m completions through ``path``
+    (``MEMORY_PATHS``: the operator into Parquet, or the hook's ``iter_rows``/``iter_buckets`` with default arguments)."""
     from airflow_provider_openai_usage.endpoints import ENDPOINTS
 
     dims = ",".join(c.name for c in ENDPOINTS["completions"].dimensions)
     runs = []
     with FakeServer(dense_groups=groups) as server:
         for _ in range(repeats):
-            out = subprocess.run([sys.executable, "-c", RSS_PROBE, server.base_url, KEY, str(NOW), dims, str(days)],
+            out = subprocess.run([sys.executable, "-c", RSS_PROBE, server.base_url, KEY, str(NOW), dims, str(days), path],
                                  capture_output=True, text=True)
             if out.returncode:
                 raise RuntimeError(f"memory probe failed:\n{out.stderr[-3000:]}")
             runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
     over = [(r["hwm_kb"] - r["baseline_kb"]) / 1024 for r in runs]
-    return {"groups": groups, "days": days, "rows": runs[0]["rows"], "over_baseline_mb": statistics.median(over),
+    return {"path": path, "groups": groups, "days": days, "rows": runs[0]["rows"], "over_baseline_mb": statistics.median(over),
             "baseline_mb": statistics.median(r["baseline_kb"] for r in runs) / 1024}
 
 

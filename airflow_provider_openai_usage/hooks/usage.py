@@ -57,6 +57,7 @@ from airflow_provider_openai_usage.exceptions import (
     OpenAIUsageAuthError,
     OpenAIUsageError,
     OpenAIUsageResponseError,
+    OpenAIUsageValidationError,
 )
 from airflow_provider_openai_usage.page_decoding import decode_typed_page, is_typed
 from airflow_provider_openai_usage.query import UsageQuery, check_streams
@@ -77,6 +78,17 @@ _READ_SIZE = 1 << 16
 #: Results per page the usage operator asks for at most (``iter_pages(page_results=...)``): ~2 KB each
 #: decoded, so two pages held (this one and the prefetched one) stay near 20 MB (docs/design.md).
 PAGE_RESULTS = 5000
+#: A dense-able sub-day pull with ``page_results`` asks this much time first (1h buckets: one bucket).
+PROBE_SECONDS = 600
+
+
+def check_page_results(value: Any) -> None:
+    """``page_results`` is None (maximum pages) or a positive int; checked before any request."""
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise OpenAIUsageValidationError(
+            f"page_results={value!r} must be a positive int (about how many results to hold at a time; "
+            f"default {PAGE_RESULTS}) or None (the maximum limit per page, memory grows with the grouping)"
+        )
 
 # What a server may echo back that must never reach an error, a log or the UI: bearer tokens and
 # anything shaped like an OpenAI key (sk-..., sk-admin-..., sk-proj-...).
@@ -776,7 +788,7 @@ class OpenAIUsageHook(BaseHook):
         request in flight). Off by default: then nothing is requested before the caller asks.
 
         ``page_results``: hold about this many results per page, not a whole page of a dense grouping
-        (memory is bounded by the results held). A grouped 1h/1m pull starts with an hour of buckets;
+        (memory is bounded by the results held). A grouped 1h/1m pull starts with ten minutes of buckets (one 1h bucket);
         after each page the next ``limit`` is this number over the results per bucket seen (at most
         the maximum). A changed ``limit`` is sent as a new query from where the page ended (no cursor
         is reused with other parameters). Sparse pulls keep the maximum and the fewest requests.
@@ -829,7 +841,9 @@ class OpenAIUsageHook(BaseHook):
         followed (a repeat is an error), ``limit`` adapted to ``page_results``."""
         max_limit = limit = query.limit
         if page_results and query.group_by and query.width_seconds < 86400:
-            limit = min(max_limit, max(1, 3600 // query.width_seconds))  # an hour first: a page shows how dense the grouping is
+            # Ten minutes first: a page shows how dense the grouping is (at 250 groups an hour of 1m buckets
+            # would already be 15,000 results, three times what the pull means to hold).
+            limit = min(max_limit, max(1, PROBE_SECONDS // query.width_seconds))
         params = _with(query, query.start_time, limit)
         cursor: str | None = None
         seen: set[str] = set()
@@ -953,8 +967,11 @@ class OpenAIUsageHook(BaseHook):
     def _make_exact(endpoint: Endpoint, result: dict[str, Any], path: tuple[str, ...], name: str) -> None:
         _make_exact(endpoint, result, path, name)
 
-    def iter_query_rows(self, query: UsageQuery, *, require_complete: bool = False) -> Iterator[dict[str, Any]]:
-        for bucket in self.iter_query_buckets(query, require_complete=require_complete):
+    def iter_query_rows(
+        self, query: UsageQuery, *, require_complete: bool = False, page_results: int | None = PAGE_RESULTS
+    ) -> Iterator[dict[str, Any]]:
+        """One flat dict per result of ``query``; ``page_results`` bounds the results held (see ``iter_pages``)."""
+        for bucket in self.iter_query_buckets(query, require_complete=require_complete, page_results=page_results):
             yield from bucket_rows(query.endpoint, bucket)
 
     def iter_buckets(
@@ -966,6 +983,7 @@ class OpenAIUsageHook(BaseHook):
         bucket_width: str = "1d",
         group_by: Any = None,
         require_complete: bool = True,
+        page_results: int | None = PAGE_RESULTS,
         **filters: Any,
     ) -> Iterator[dict[str, Any]]:
         """Yield the API's buckets (``start_time``, ``end_time``, ``results``, ``exact``) of [start, end) in time order.
@@ -979,9 +997,18 @@ class OpenAIUsageHook(BaseHook):
         True for a bucket inside the requested range and complete when answered; False for a costs
         bucket covering more than the range (the whole UTC day holding an unaligned ``start_time`` or
         ``end_time``) and for the partial bucket still open at the moment of the call.
+
+        ``page_results`` (default ``PAGE_RESULTS``): hold about this many results at a time, so a dense
+        grouping (a day of 1m buckets by every dimension is ~72,000 results) costs the same memory as
+        a sparse one; a dense sub-day pull then asks smaller pages (ten minutes first, then as many buckets
+        as hold about this many results). Sparse pulls make exactly the requests they make without it.
+        ``None`` asks the maximum ``limit`` every time (fewest requests, memory grows with the grouping).
         """
+        check_page_results(page_results)
         query = UsageQuery.build(endpoint, start_time, end_time, bucket_width=bucket_width, group_by=group_by, filters=filters)
-        return self.iter_query_buckets(query, require_complete=require_complete and not query.open_end, mark_exact=True)
+        return self.iter_query_buckets(
+            query, require_complete=require_complete and not query.open_end, mark_exact=True, page_results=page_results
+        )
 
     def iter_rows(
         self,
@@ -992,6 +1019,7 @@ class OpenAIUsageHook(BaseHook):
         bucket_width: str = "1d",
         group_by: Any = None,
         require_complete: bool = True,
+        page_results: int | None = PAGE_RESULTS,
         **filters: Any,
     ) -> Iterator[dict[str, Any]]:
         """Yield one flat dict per result: bucket times, then the endpoint's columns in registry order.
@@ -999,9 +1027,11 @@ class OpenAIUsageHook(BaseHook):
         The rows of the buckets ``iter_buckets`` hands over, whole: a row from a covering costs bucket
         carries that bucket's ``start_time``/``end_time`` (before the requested start, or after the
         requested end), so a caller tells it from an exact one by comparing them with the range.
+        ``page_results``: as for ``iter_buckets`` (memory bounded by default).
         """
+        check_page_results(page_results)
         query = UsageQuery.build(endpoint, start_time, end_time, bucket_width=bucket_width, group_by=group_by, filters=filters)
-        return self.iter_query_rows(query, require_complete=require_complete and not query.open_end)
+        return self.iter_query_rows(query, require_complete=require_complete and not query.open_end, page_results=page_results)
 
     # -- directory --------------------------------------------------------------------------------
     def iter_directory(self, entity: str, **params: Any) -> Iterator[dict[str, Any]]:

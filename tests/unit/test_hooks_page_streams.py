@@ -115,7 +115,7 @@ def test_with_page_results_sparse_parts_run_ahead_and_dense_ones_take_turns():
 
 
 def test_a_small_first_page_does_not_let_dense_parts_run_ahead():
-    """A grouped 1m pull starts with an hour of buckets: small, but as dense per bucket as the rest."""
+    """A grouped 1m pull starts with ten minutes of buckets: small, but as dense per bucket as the rest."""
     dense = Parts(3, 6, 40, first=1)
     assert len(list(dense.read(dense.streams(page_results=1000)))) == 18
     assert dense.most_ahead <= 3

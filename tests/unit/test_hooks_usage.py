@@ -505,7 +505,7 @@ def test_decode_page_gives_the_hooks_buckets(fake_api, conn_id):
 
 
 def test_page_results_bounds_results_per_page_with_the_same_buckets(fake_api, conn_id):
-    """A dense grouping at 1m: an hour of buckets first, then pages of about page_results results,
+    """A dense grouping at 1m: ten minutes of buckets first, then pages of about page_results results,
     each limit change sent as a new query from where the last page ended (no cursor reused)."""
     fake_api.controls.dense_groups = 20
     query = UsageQuery.build("completions", NOW - DAY, NOW, bucket_width="1m", group_by=["project_id", "model"])
@@ -514,9 +514,9 @@ def test_page_results_bounds_results_per_page_with_the_same_buckets(fake_api, co
     bounded = list(OpenAIUsageHook(conn_id).iter_query_buckets(query, prefetch=True, page_results=1000))
     assert bounded == plain
     sent = [r.params() for r in fake_api.requests[1:]]
-    assert [p["limit"][0] for p in sent][:2] == ["60", "50"] and {p["limit"][0] for p in sent[1:]} == {"50"}
-    assert len(sent) == 1 + math.ceil((1440 - 60) / 50)
-    assert "page" not in sent[1] and sent[1]["start_time"] == [str(NOW - DAY + 3600)], "a new query from where page 1 ended"
+    assert [p["limit"][0] for p in sent][:2] == ["10", "50"] and {p["limit"][0] for p in sent[1:]} == {"50"}
+    assert len(sent) == 1 + math.ceil((1440 - 10) / 50)
+    assert "page" not in sent[1] and sent[1]["start_time"] == [str(NOW - DAY + 600)], "a new query from where page 1 ended"
     assert all(p["end_time"] == [str(NOW)] for p in sent)
 
 
