@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 
 DATASET = "focus"
 FILE_FORMATS = ("parquet", "csv")
+#: Where the costs come from: the API (a pull of its own) or the costs partitions a pull landed.
+SOURCES = ("api", "landed")
+#: The costs dataset the pulls land, relative to ``output_path`` (``source="landed"`` reads it).
+COSTS_DATASET = "costs"
 DEFAULT_GROUP_BY = ("project_id", "line_item")
 #: Where the organization directory keeps project snapshots, relative to ``output_path``.
 DIRECTORY_PROJECTS = "directory/projects"
@@ -55,12 +59,18 @@ class OpenAIFocusOperator(UsageRangeTask, BaseOperator):
     :param project_names: ``{project_id: name}`` to use instead of the directory snapshots.
     :param directory_path: where project snapshots are; default ``<output_path>/directory/projects``.
         Without snapshots SubAccountName is the project ID (docs/focus.md, "Project names").
+    :param source: ``"api"`` (default): pull the costs; ``"landed"``: read the costs partitions a pull
+        already landed (``<output_path>/costs``, or ``costs_path``) and sum them over the dimensions
+        FOCUS does not keep (e.g. ``api_key_id``), exactly: no request for costs at all. Each day must
+        be landed whole, grouped by at least ``group_by``, with the same ``filters``; otherwise the
+        task fails naming the day, before anything is written (docs/focus.md, "From the landed costs").
+    :param costs_path: where the landed costs are, with ``source="landed"``; default ``<output_path>/costs``.
     """
 
     endpoint_key = "costs"
     template_fields: Sequence[str] = (
         "start_time", "end_time", "group_by", "filters", "output_path", "output_conn_id", "file_format",
-        "billing_account_id", "billing_account_name", "directory_path",
+        "billing_account_id", "billing_account_name", "directory_path", "source", "costs_path",
     )
     template_fields_renderers = {"filters": "json", "group_by": "json"}
     ui_color = "#10a37f"
@@ -82,9 +92,12 @@ class OpenAIFocusOperator(UsageRangeTask, BaseOperator):
         restate_days: int = 0,
         project_names: Mapping[str, str] | None = None,
         directory_path: Any = None,
+        source: str = "api",
+        costs_path: Any = None,
         **kwargs: Any,
     ) -> None:
         _check_arguments(output_path, billing_account_id, billing_account_name, group_by, file_format)
+        _check_source(source, costs_path)
         if "outlets" not in kwargs:
             from airflow_provider_openai_usage.operators.usage import _asset_for
 
@@ -102,6 +115,8 @@ class OpenAIFocusOperator(UsageRangeTask, BaseOperator):
         self.restate_days = restate_days
         self.project_names = dict(project_names) if project_names is not None else None
         self.directory_path = directory_path
+        self.source = source
+        self.costs_path = costs_path
 
     # -- execute ----------------------------------------------------------------------------------
     def execute(self, context: Context) -> dict[str, Any]:
@@ -111,6 +126,7 @@ class OpenAIFocusOperator(UsageRangeTask, BaseOperator):
 
         # Everything that can be refused is refused before the first request.
         _check_arguments(self.output_path, self.billing_account_id, self.billing_account_name, self.group_by, self.file_format)
+        _check_source(self.source, self.costs_path)
         query = self.build_query(context, restate_days=self.restate_days)
         if "line_item" not in query.group_by:
             raise OpenAIUsageValidationError(_LINE_ITEM_HINT.format(group_by=list(query.group_by)))
@@ -124,14 +140,18 @@ class OpenAIFocusOperator(UsageRangeTask, BaseOperator):
             from airflow_provider_openai_usage.operators.usage import floor_parts_logged
             from airflow_provider_openai_usage.times import day_label
 
-            self.log.info("Pulling %s for FOCUS", query.describe())
-            # Days before the api_key_id floor are pulled without it (x_ApiKeyId null; issue #25).
-            parts = floor_parts_logged(query, self.log)
-            buckets = (bucket for part, _ in parts for bucket in hook.iter_query_buckets(part))
-            days = _whole_days(query, buckets)
-            grouped = {
-                day_label(t): list(part.group_by) for part, _ in parts for t in range(part.start_time, part.end_time, 86400)
-            }
+            if self.source == "landed":
+                self.log.info("Reading the landed %s for FOCUS (no costs request)", query.describe())
+                days, grouped = self._landed_days(query, location)
+            else:
+                self.log.info("Pulling %s for FOCUS", query.describe())
+                # Days before the api_key_id floor are pulled without it (x_ApiKeyId null; issue #25).
+                parts = floor_parts_logged(query, self.log)
+                buckets = (bucket for part, _ in parts for bucket in hook.iter_query_buckets(part))
+                days = _whole_days(query, buckets)
+                grouped = {
+                    day_label(t): list(part.group_by) for part, _ in parts for t in range(part.start_time, part.end_time, 86400)
+                }
         finally:
             hook.close()
 
@@ -159,6 +179,7 @@ class OpenAIFocusOperator(UsageRangeTask, BaseOperator):
             self.log.info("focus: published %s (%d rows, BilledCost %s)", day, rows_per_day[day], totals[day])
         return {
             "dataset": DATASET,
+            "source": self.source,
             "output": (location / DATASET).as_uri(),
             "file_format": self.file_format,
             "billing_account_id": account.id,
@@ -166,6 +187,34 @@ class OpenAIFocusOperator(UsageRangeTask, BaseOperator):
             "rows": sum(rows_per_day.values()),
             "BilledCost": format(sum(totals.values(), Decimal(0)), "f"),
         }
+
+    def _landed_days(self, query: UsageQuery, location: ObjectStoragePath) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[str]]]:
+        """(rows per day from the landed costs, summed to each day's FOCUS grouping; that grouping per day).
+
+        Every day of the range is read and checked before any is mapped; days before the api_key_id
+        floor keep the grouping they were landed with (issue #25), as a pull of their own would.
+        """
+        from airflow_provider_openai_usage.landed_costs import landed_day_rows, regroup
+        from airflow_provider_openai_usage.storage import DayStore, output_location
+        from airflow_provider_openai_usage.times import day_label
+
+        if self.costs_path is None:
+            root, described = location / COSTS_DATASET, f"output_path={self.output_path!r} ({COSTS_DATASET}/)"
+        else:
+            root, described = output_location(self.costs_path, self.output_conn_id or None), f"costs_path={self.costs_path!r}"
+        formats = DayStore(root, "parquet", described_as=described).existing_formats()
+        filters = dict(query.filters)
+        days: dict[str, list[dict[str, Any]]] = {}
+        grouped: dict[str, list[str]] = {}
+        low, high = query.bucket_bounds
+        for part, _ in query.floor_parts():
+            wanted = list(part.group_by)
+            for t in range(max(low, part.start_time - part.start_time % 86400), min(high, part.end_time), 86400):
+                day = day_label(t)
+                rows, held = landed_day_rows(root, day, group_by=wanted, filters=filters, described_as=described, formats=formats)
+                days[day] = regroup(query.endpoint, rows, [g for g in held if g not in wanted])
+                grouped[day] = wanted
+        return days, grouped
 
     def _billing_account(self, hook: OpenAIUsageHook) -> BillingAccount:
         from airflow_provider_openai_usage import focus
@@ -208,6 +257,26 @@ def _check_arguments(output_path: Any, account_id: Any, account_name: Any, group
     for param, value in (("billing_account_id", account_id), ("billing_account_name", account_name)):
         if value is not None and not is_templated(value):  # None: read from the connection at run time
             focus.account_value(param, value)
+
+
+def _check_source(source: Any, costs_path: Any) -> None:
+    """``source`` is one of ``SOURCES``; ``costs_path`` only means something with ``source='landed'``."""
+    if is_templated(source):
+        return
+    if source not in SOURCES:
+        raise OpenAIUsageValidationError(
+            f"source={source!r} is not a FOCUS source; use 'api' (pull the costs) or 'landed' (read the costs a pull "
+            "already landed under <output_path>/costs, no request)"
+        )
+    if costs_path is not None and source != "landed":
+        raise OpenAIUsageValidationError(
+            f"costs_path={costs_path!r} is read only with source='landed' (source={source!r} pulls the costs); "
+            "pass source='landed' or drop costs_path"
+        )
+    if isinstance(costs_path, str) and not is_templated(costs_path):
+        from airflow_provider_openai_usage.storage import check_output_path
+
+        check_output_path(costs_path)
 
 
 def _row_order(row: Mapping[str, Any]) -> tuple[str, ...]:

@@ -191,3 +191,125 @@ def test_focus_by_api_key_across_the_floor_exports_every_day_with_and_without_th
     before = tree(tmp_path / "focus")
     op.execute(ctx(start, end))
     assert tree(tmp_path / "focus") == before
+
+
+# -- source="landed": the FOCUS export from the costs partitions a pull landed (issue #28) ------------------
+LANDED_GROUP_BY = ["project_id", "api_key_id", "line_item", "api_source"]
+
+
+def land_costs(out: Path, start: int, end: int, **kwargs) -> dict:
+    """What the daily DAG's pull_costs lands: costs grouped by every FinOps dimension."""
+    from airflow_provider_openai_usage.operators.usage import OpenAIUsageOperator
+
+    params = {"group_by": LANDED_GROUP_BY} | kwargs
+    return OpenAIUsageOperator(task_id="pull_costs", endpoint="costs", output_path=str(out), **params).execute(ctx(start, end))
+
+
+def focus_tables(root: Path) -> dict[str, list[dict]]:
+    import pyarrow.parquet as pq
+
+    return {d: pq.read_table(p).to_pylist() for d, p in day_files(root).items()}
+
+
+def test_landed_source_gives_the_api_sources_files_without_a_costs_request(fake_api, conn_id, tmp_path):
+    """Summed over api_key_id and api_source, exactly: byte-identical FOCUS days, and no request at all."""
+    from airflow_provider_openai_usage.endpoints import COSTS_API_KEY_FLOOR as FLOOR
+
+    fake_api.controls.now = FLOOR + 10 * DAY
+    start, end = FLOOR - 2 * DAY, FLOOR + 4 * DAY  # across the api_key_id floor: days landed with and without the key
+    pulled, landed = tmp_path / "pulled", tmp_path / "landed"
+    land_costs(landed, start, end)
+    OpenAIFocusOperator(task_id="f", output_path=str(pulled), **ACCOUNT).execute(ctx(start, end))
+    fake_api.clear_requests()
+    summary = OpenAIFocusOperator(task_id="f", output_path=str(landed), source="landed", **ACCOUNT).execute(ctx(start, end))
+    assert fake_api.requests == [], "the landed source asks the API nothing"
+    assert summary["source"] == "landed" and list(summary["days"]) == [day(t) for t in range(start, end, DAY)]
+    assert tree(pulled / "focus") == tree(landed / "focus"), "the same bytes as a pull of its own"
+    assert focus_tables(landed) and all(rows for rows in focus_tables(landed).values())
+
+
+def test_landed_source_keeps_the_key_where_it_was_landed_and_sums_exactly(fake_api, conn_id, tmp_path):
+    from airflow_provider_openai_usage.endpoints import COSTS_API_KEY_FLOOR as FLOOR
+
+    fake_api.controls.now = FLOOR + 10 * DAY
+    start, end = FLOOR - DAY, FLOOR + 2 * DAY
+    land_costs(tmp_path, start, end)
+    op = OpenAIFocusOperator(task_id="f", output_path=str(tmp_path), source="landed", group_by=["project_id", "line_item", "api_key_id"], **ACCOUNT)
+    summary = op.execute(ctx(start, end))
+    tables = focus_tables(tmp_path)
+    assert {r["x_ApiKeyId"] for r in tables[day(FLOOR - DAY)]} <= {None}, "before the floor the key was never landed"
+    assert {r["x_ApiKeyId"] for r in tables[day(FLOOR)]} - {None}
+    expected = costs_by_day(conn_id, start, end)
+    for d, rows in tables.items():
+        assert sum((r["BilledCost"] for r in rows), Decimal(0)) == expected.get(d, Decimal(0)) == Decimal(summary["days"][d]["BilledCost"])
+
+
+def test_landed_source_refuses_a_day_not_landed_and_writes_nothing(fake_api, conn_id, tmp_path):
+    land_costs(tmp_path, NOW - 3 * DAY, NOW - DAY)
+    with pytest.raises(OpenAIUsageValidationError, match=rf"date={day(NOW - DAY)} has no landed costs file.*pull_costs"):
+        OpenAIFocusOperator(task_id="f", output_path=str(tmp_path), source="landed", **ACCOUNT).execute(ctx(NOW - 3 * DAY, NOW))
+    assert day_files(tmp_path) == {}
+
+
+@pytest.mark.parametrize(
+    ("landing", "message"),
+    [
+        ({"group_by": ["project_id"]}, r"was pulled with group_by=\['project_id'\], without \['line_item'\]"),
+        ({"filters": {"project_ids": ["proj_alpha"]}}, r"was pulled with filters=\{'project_ids': \['proj_alpha'\]\}, not \{\}"),
+    ],
+)
+def test_landed_source_refuses_days_landed_another_way(fake_api, conn_id, tmp_path, landing, message):
+    land_costs(tmp_path, NOW - 2 * DAY, NOW, **landing)
+    with pytest.raises(OpenAIUsageValidationError, match=message):
+        OpenAIFocusOperator(task_id="f", output_path=str(tmp_path), source="landed", **ACCOUNT).execute(ctx(NOW - 2 * DAY, NOW))
+    assert day_files(tmp_path) == {}
+
+
+def test_landed_source_refuses_a_part_day_and_a_file_changed_by_hand(fake_api, conn_id, tmp_path):
+    """Costs pulls land whole days (1d only), but the reader checks coverage all the same: a manifest
+    whose windows miss part of the day (written by another tool or version) is refused."""
+    land_costs(tmp_path, NOW - DAY, NOW)
+    manifest = tmp_path / "costs" / "_openai_usage" / "manifests" / f"date={day(NOW - DAY)}.json"
+    whole = manifest.read_text()
+    record = json.loads(whole)
+    record["covered"] = [[NOW - DAY, NOW - DAY + 6 * 3600]]
+    manifest.write_text(json.dumps(record))
+    focus = OpenAIFocusOperator(task_id="f", output_path=str(tmp_path), source="landed", **ACCOUNT)
+    with pytest.raises(OpenAIUsageValidationError, match=rf"date={day(NOW - DAY)} covers only .* of the UTC day"):
+        focus.execute(ctx(NOW - DAY, NOW))
+    manifest.write_text(whole)
+    focus.execute(ctx(NOW - DAY, NOW))  # whole again
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = tmp_path / "costs" / f"date={day(NOW - DAY)}" / "data.parquet"
+    original = data.read_bytes()
+    data.write_bytes(original + b"tampered")
+    with pytest.raises(OpenAIUsageValidationError, match="has a costs file that cannot be read"):
+        focus.execute(ctx(NOW - DAY, NOW))
+    table = pq.read_table(pa.BufferReader(original)).replace_schema_metadata(None)
+    pq.write_table(table.slice(1), data)  # a readable file with a row less, not the one the manifest describes
+    with pytest.raises(OpenAIUsageValidationError, match="does not match its manifest"):
+        focus.execute(ctx(NOW - DAY, NOW))
+
+
+def test_landed_source_reads_costs_path_and_text_formats(fake_api, conn_id, tmp_path):
+    land_costs(tmp_path / "elsewhere", NOW - 2 * DAY, NOW, file_format="jsonl")
+    OpenAIFocusOperator(task_id="a", output_path=str(tmp_path / "api"), **ACCOUNT).execute(ctx(NOW - 2 * DAY, NOW))
+    OpenAIFocusOperator(
+        task_id="l", output_path=str(tmp_path / "landed"), source="landed", costs_path=str(tmp_path / "elsewhere" / "costs"), **ACCOUNT
+    ).execute(ctx(NOW - 2 * DAY, NOW))
+    assert tree(tmp_path / "api" / "focus") == tree(tmp_path / "landed" / "focus")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"source": "warehouse"}, r"source='warehouse' is not a FOCUS source; use 'api' .* or 'landed'"),
+        ({"costs_path": "/tmp/costs"}, r"costs_path='/tmp/costs' is read only with source='landed'"),
+        ({"source": "landed", "costs_path": ""}, r"output_path=''"),
+    ],
+)
+def test_bad_source_arguments_fail_at_dag_parse_time(kwargs, message, tmp_path):
+    with pytest.raises(OpenAIUsageValidationError, match=message):
+        OpenAIFocusOperator(task_id="focus", output_path=str(tmp_path), **ACCOUNT, **kwargs)
