@@ -19,7 +19,8 @@ Configuration (read at parse time from the environment, so parsing stays free of
 - ``OPENAI_USAGE_DIRECTORY`` (true): snapshot the organization directory (names for ids, spend
   limits) once per run as ``snapshot_directory``; ``false`` leaves it out;
 - ``OPENAI_USAGE_FOCUS`` (false): add ``focus_export``, the day's costs as FOCUS 1.2 under
-  ``<output>/focus/`` (docs/focus.md); needs the connection extras ``organization_id`` and
+  ``<output>/focus/`` (docs/focus.md), built from what ``pull_costs`` landed (no second costs
+  request); needs the connection extras ``organization_id`` and
   ``organization_name`` (FOCUS's BillingAccountId/Name, which the Costs API does not report);
 - ``OPENAI_USAGE_SPEND_REPORT`` (true): add the spend report and spend alert tasks (below); ``false``
   leaves only the pulls;
@@ -153,12 +154,14 @@ with DAG(
         )
 
     if FOCUS:
-        # Pulls settled costs itself (grouped by project and line item) and names projects from the snapshot.
+        # Reads the costs pull_costs landed and sums them over the API key (no second costs request);
+        # names projects from the snapshot.
         focus = OpenAIFocusOperator(
             task_id="focus_export",
+            source="landed",
             **LANDING,
         )
-        waits["costs"] >> focus
+        pulls["costs"] >> focus
         if directory is not None:
             directory >> focus
 

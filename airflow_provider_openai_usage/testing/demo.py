@@ -109,8 +109,9 @@ def _top_projects_by_name(output: Path, by_project: Any) -> list[str]:
 DEMO_ACCOUNT_ID, DEMO_ACCOUNT_NAME = "org-demo", "Demo Organization"
 
 
-def write_focus(output: Path, first, end) -> dict:
-    """The backfilled days' costs as FOCUS 1.2, beside the raw partitions (``<output>/focus``).
+def write_focus(output: Path, first, end, source: str = "api") -> dict:
+    """The backfilled days' costs as FOCUS 1.2, beside the raw partitions (``<output>/focus``). The demo
+    reads the costs the backfill landed (``source="landed"``: no request); the daily run wrote its own day.
 
     Runs the operator's ``execute`` directly: ``dag.test()`` only runs DAGs from the dags folder, and
     the example DAGs stay the two the README describes. tests/integration/test_focus_validator.py
@@ -123,6 +124,7 @@ def write_focus(output: Path, first, end) -> dict:
         output_path=output.as_uri(),
         start_time=first,
         end_time=end,
+        source=source,
         billing_account_id=DEMO_ACCOUNT_ID,
         billing_account_name=DEMO_ACCOUNT_NAME,
     )
@@ -277,8 +279,12 @@ def main(argv: list[str] | None = None) -> int:
         if run.state != "success":
             print(f"daily run ended {run.state}", file=sys.stderr)
             return 1
-        print(f"focus: FOCUS 1.2 dataset of {first.to_date_string()} .. {last.to_date_string()} (OpenAIFocusOperator)", flush=True)
-        write_focus(output, first, today)
+        if first < last:  # the daily run exported `last` itself: each FOCUS day is written once
+            print(
+                f"focus: FOCUS 1.2 dataset of {first.to_date_string()} .. {last.subtract(days=1).to_date_string()} from the "
+                "landed costs (OpenAIFocusOperator, source='landed', no request)", flush=True,
+            )
+            write_focus(output, first, last, source="landed")
         requests = len(api.requests)
         alerts = [m.get("text", "") for m in webhook.messages]
     print()

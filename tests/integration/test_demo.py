@@ -125,3 +125,17 @@ def test_next_steps_work_pasted_into_fresh_shells(demo):
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_each_focus_day_is_written_once_from_the_landed_costs(demo):
+    """The daily run exports its own day; the backfilled days come from the landed costs (no request),
+    so no FOCUS day is written twice and FOCUS asks the API nothing (issue #28)."""
+    import datetime as dt
+
+    out, output = demo["run"].stdout, demo["work"] / "demo-output"
+    today = dt.datetime.now(dt.timezone.utc).date()
+    first, last = today - dt.timedelta(days=3), today - dt.timedelta(days=1)
+    line = next(line for line in out.splitlines() if line.startswith("focus: FOCUS 1.2 dataset of"))
+    assert f"of {first} .. {last - dt.timedelta(days=1)} from the landed costs" in line and "no request" in line
+    days = sorted(p.parent.name for p in (output / "focus").glob("date=*/data.parquet"))
+    assert days == [f"date={first + dt.timedelta(days=i)}" for i in range(3)]

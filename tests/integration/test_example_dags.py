@@ -34,14 +34,15 @@ def dag_env(airflow_db, conn_id) -> dict:
     return {**os.environ, "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS), "OPENAI_USAGE_SETTLE_MINUTES": "60"}
 
 
-def test_focus_export_is_added_on_request_after_the_costs_sensor_and_the_directory(fake_api, conn_id, monkeypatch):
+def test_focus_export_is_added_on_request_after_the_costs_pull_and_the_directory(fake_api, conn_id, monkeypatch):
+    """It reads what pull_costs landed (source='landed'): a day costs the API one costs request set (issue #28)."""
     from airflow.dag_processing.dagbag import DagBag
 
     monkeypatch.setenv("OPENAI_USAGE_FOCUS", "true")
     bag = DagBag(dag_folder=str(DAGS / "openai_usage_daily.py"))
     assert bag.import_errors == {}
     focus = bag.dags["openai_usage_daily"].get_task("focus_export")
-    assert focus.upstream_task_ids == {"wait_costs", "snapshot_directory"}
+    assert focus.upstream_task_ids == {"pull_costs", "snapshot_directory"} and focus.source == "landed"
     monkeypatch.setenv("OPENAI_USAGE_ENDPOINTS", "completions")
     bag = DagBag(dag_folder=str(DAGS / "openai_usage_daily.py"))
     (error,) = bag.import_errors.values()
