@@ -72,3 +72,30 @@ def test_peak_memory_is_bounded_by_the_results_held_not_by_the_groups():
     assert five["rows"] == 5 * one["rows"] == 5 * 1440 * 50
     assert one["over_baseline_mb"] <= 60, one
     assert five["over_baseline_mb"] <= 1.5 * one["over_baseline_mb"], (one, five)
+
+
+@pytest.mark.parametrize("path", ["iter_rows", "iter_buckets"])
+def test_the_hooks_public_path_is_bounded_by_the_results_held(path):
+    """Issue #28: what a user's own @task calls, with default arguments, holds about PAGE_RESULTS results
+    however dense the grouping: one day of 1m completions by every dimension within 60 MB over the
+    import baseline, five times the groups within 1.5x of it (a fresh process per measurement)."""
+    one = bench.peak_rss(groups=50, repeats=1, path=path)
+    five = bench.peak_rss(groups=250, repeats=1, path=path)
+    assert five["rows"] == 5 * one["rows"] == 5 * 1440 * 50
+    assert one["over_baseline_mb"] <= 60, one
+    assert five["over_baseline_mb"] <= 1.5 * one["over_baseline_mb"], (one, five)
+
+
+def test_the_hooks_bounded_pages_cost_the_requests_the_bound_implies():
+    """A dense day: ten minutes first, then pages of PAGE_RESULTS results (5,000 / 50 groups = 100 minutes);
+    a sparse range keeps the minimum (test_finer_widths_pull_seven_days_in_the_minimum_requests)."""
+    from airflow_provider_openai_usage.endpoints import ENDPOINTS
+    from airflow_provider_openai_usage.hooks.usage import PAGE_RESULTS, PROBE_SECONDS
+
+    dims = [c.name for c in ENDPOINTS["completions"].dimensions]
+    with bench.FakeServer(dense_groups=50) as dense:
+        dense.requests_made(reset=True)
+        rows = bench.ours(dense.base_url, bench.NOW - bench.DAY, bench.NOW, bucket_width="1m", group_by=dims)
+        first = PROBE_SECONDS // 60
+        assert rows == 1440 * 50
+        assert dense.requests_made() == 1 + math.ceil((1440 - first) / (PAGE_RESULTS // 50))
