@@ -54,27 +54,28 @@ def table_uri(location: ObjectStoragePath, dataset: str) -> str:
 
 
 def storage_options(location: ObjectStoragePath) -> dict[str, str]:
-    """The object store's credentials and endpoint, from the fsspec filesystem Airflow opened for
-    the ``output_conn_id`` connection, in delta-rs's (object_store's) names."""
+    """The object store's credentials, endpoint and region from the ``output_conn_id`` connection
+    (Airflow's S3Hook resolves them as for every other S3 call), in delta-rs's (object_store's) names."""
     protocol = getattr(location, "protocol", "file")
     if protocol not in ("s3", "s3a"):
         return {}
-    fs = location.fs
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    hook = S3Hook(aws_conn_id=getattr(location, "conn_id", None))
     opts: dict[str, str] = {}
-    key, secret, token = getattr(fs, "key", None), getattr(fs, "secret", None), getattr(fs, "token", None)
-    client_kwargs = dict(getattr(fs, "client_kwargs", None) or {})
-    endpoint = getattr(fs, "endpoint_url", None) or client_kwargs.get("endpoint_url")
-    region = client_kwargs.get("region_name") or (getattr(fs, "storage_options", {}) or {}).get("region_name")
-    if key:
-        opts["AWS_ACCESS_KEY_ID"] = key
-    if secret:
-        opts["AWS_SECRET_ACCESS_KEY"] = secret
-    if token:
-        opts["AWS_SESSION_TOKEN"] = token
+    credentials = hook.get_credentials()
+    if credentials.access_key:
+        opts["AWS_ACCESS_KEY_ID"] = credentials.access_key
+    if credentials.secret_key:
+        opts["AWS_SECRET_ACCESS_KEY"] = credentials.secret_key
+    if credentials.token:
+        opts["AWS_SESSION_TOKEN"] = credentials.token
+    endpoint = hook.conn_config.get_service_endpoint_url(service_name="s3")
     if endpoint:
         opts["AWS_ENDPOINT_URL"] = endpoint
         if endpoint.startswith("http://"):
             opts["AWS_ALLOW_HTTP"] = "true"
+    region = hook.conn_config.region_name
     if region:
         opts["AWS_REGION"] = region
     return opts
