@@ -312,6 +312,12 @@ class TableSink:
             held = self._held_identity()
         check_table_identity(self.described, held, identity)
 
+    def has_day(self, date: str) -> bool:
+        """Whether the table holds rows of ``date`` (the directory keeps a past snapshot it holds)."""
+        if self._held_identity() is None:
+            return False
+        return bool(self._read_day(self._snapshot(), date).num_rows)
+
     def commit(self, days: Sequence[SinkDay], identity: Mapping[str, Any]) -> list[DayLanded]:
         """All ``days`` in one commit; merged days are re-read and re-merged after a lost race."""
         from airflow_provider_openai_usage.storage.days import fault_point, pause_point

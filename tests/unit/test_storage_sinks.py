@@ -127,3 +127,36 @@ def test_a_held_bucket_across_the_window_is_refused_not_cut(table_format):
     held = pa.Table.from_pylist([{"start_time": D8 * 1000, "end_time": (D8 + DAY) * 1000}], schema=schema)
     with pytest.raises(OpenAIUsageStorageError, match="cross .*Rewrite the whole day"):
         merge_day("completions", "2025-11-08", held, schema.empty_table(), (D8, D8 + H))
+
+
+def test_the_directory_snapshot_lands_as_one_table_per_entity_equal_to_its_files(fake_api, conn_id, tmp_path, table_format):
+    from test_operators_directory import ctx as directory_ctx
+
+    from airflow_provider_openai_usage.directory import ENTITY_KEYS
+    from airflow_provider_openai_usage.operators.directory import OpenAIDirectoryOperator
+
+    for kwargs in ({}, {"table_format": table_format}):
+        OpenAIDirectoryOperator(task_id="d", output_path=tmp_path.as_uri(), replace_history=True, **kwargs).execute(directory_ctx(NOW))
+    for key in ENTITY_KEYS:
+        import pyarrow.parquet as pq
+
+        date = "2025-11-10"
+        files = canonical_rows(pq.read_table(tmp_path / "directory" / key / f"date={date}" / "data.parquet"), drop=())
+        table = read_table(tmp_path, table_format, f"directory/{key}")
+        assert set(d.isoformat() for d in table.column("date").to_pylist()) <= {date}
+        assert canonical_rows(table) == files, key
+
+
+def test_the_focus_export_lands_as_one_table_equal_to_its_files_with_exact_billed_cost(fake_api, conn_id, tmp_path, table_format):
+    from test_operators_focus import ACCOUNT, costs_by_day
+    from test_operators_focus import ctx as focus_ctx
+
+    from airflow_provider_openai_usage.operators.focus import OpenAIFocusOperator
+
+    start = NOW - 5 * DAY
+    OpenAIFocusOperator(task_id="f", output_path=str(tmp_path), **ACCOUNT).execute(focus_ctx(start, NOW))
+    summary = OpenAIFocusOperator(task_id="f", output_path=str(tmp_path), table_format=table_format, **ACCOUNT).execute(focus_ctx(start, NOW))
+    table = read_table(tmp_path, table_format, "focus")
+    assert rows_by_day(table) == file_rows_by_day(tmp_path, "focus")
+    assert sum(table.column("BilledCost").to_pylist(), Decimal(0)) == sum(costs_by_day(conn_id, start, NOW).values(), Decimal(0))
+    assert summary["table_format"] == table_format and summary["rows"] == table.num_rows
