@@ -13,10 +13,19 @@ TABLE_FORMATS = ("delta", "iceberg")
 def read_table(root: Path, table_format: str, dataset: str):
     """The table's current rows as Arrow, read by deltalake / pyiceberg (not by our sink code)."""
     if table_format == "delta":
-        from deltalake import DeltaTable
-
-        return DeltaTable(str(root / "delta" / dataset)).to_pyarrow_table()
+        return delta_rows(str(root / "delta" / dataset))
     return iceberg_table(root, dataset).scan().to_arrow()
+
+
+def delta_rows(uri: str, storage_options: dict | None = None):
+    """Through delta-rs's own engine, not ``to_pyarrow_table`` (whose scanner threads can abort the
+    process at exit, delta-rs#2184); string views cast back to strings."""
+    import pyarrow as pa
+    from deltalake import DeltaTable, QueryBuilder
+
+    table = pa.table(QueryBuilder().register("t", DeltaTable(uri, storage_options=storage_options)).execute("SELECT * FROM t").read_all())
+    fields = [pa.field(f.name, pa.string()) if pa.types.is_string_view(f.type) else f for f in table.schema]
+    return table.cast(pa.schema(fields))
 
 
 def iceberg_table(root: Path, dataset: str):

@@ -123,9 +123,15 @@ class DeltaSink(TableSink):
         return table
 
     def _read_day(self, snapshot: Any, date: str) -> pa.Table:
-        import datetime as dt
+        """The day's rows at ``snapshot``, read by delta-rs's own engine (DataFusion).
 
-        return snapshot.to_pyarrow_table(filters=[(DATE_COLUMN, "=", dt.date.fromisoformat(date))])
+        Not ``to_pyarrow_table``: its pyarrow dataset scanner leaves threads that can abort the
+        process at interpreter exit ("terminate called without an active exception", delta-rs#2184).
+        """
+        import pyarrow as pa
+
+        reader = _deltalake().QueryBuilder().register("t", snapshot).execute(f"SELECT * FROM t WHERE {DATE_COLUMN} = '{date}'")
+        return pa.table(reader.read_all())
 
     def _replace(self, snapshot: Any, dates: list[str], rows: list[pa.Table], identity: Mapping[str, Any]) -> None:
         import pyarrow as pa

@@ -21,7 +21,8 @@ WRITER = textwrap.dedent(
     """
     import json, sys, pendulum
     from airflow_provider_openai_usage.operators.usage import OpenAIUsageOperator
-    out, conn, fmt, start, end, extra = sys.argv[1], sys.argv[2] or None, sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), json.loads(sys.argv[6])
+    out, conn, fmt = sys.argv[1], sys.argv[2] or None, sys.argv[3]
+    start, end, extra = int(sys.argv[4]), int(sys.argv[5]), json.loads(sys.argv[6])
     op = OpenAIUsageOperator(task_id="w", endpoint="completions", bucket_width="1h", group_by=["project_id", "model"],
                              output_path=out, output_conn_id=conn, table_format=fmt, **extra)
     op.execute({"data_interval_start": pendulum.from_timestamp(start, tz="UTC"),
@@ -86,7 +87,9 @@ def test_two_processes_merging_overlapping_parts_of_one_day_lose_nothing_and_dou
 
 
 @pytest.mark.parametrize("table_format", TABLE_FORMATS)
-def test_two_processes_merging_two_halves_of_one_day_on_s3_lose_neither(fake_api, conn_id, s3_bucket, moto_server, tmp_path, table_format, monkeypatch):
+def test_two_processes_merging_two_halves_of_one_day_on_s3_lose_neither(
+    fake_api, conn_id, s3_bucket, moto_server, tmp_path, table_format, monkeypatch
+):
     extra = {}
     if table_format == "iceberg":
         monkeypatch.setenv("AIRFLOW_CONN_ICEBERG_CATALOG", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "catalog.db")}))
@@ -106,9 +109,9 @@ def read_s3_table(table_format: str, bucket: str, endpoint: str, tmp_path: Path)
     opts = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_ENDPOINT_URL": endpoint,
             "AWS_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true"}
     if table_format == "delta":
-        from deltalake import DeltaTable
+        from table_support import delta_rows
 
-        return DeltaTable(f"s3://{bucket}/lake/delta/completions", storage_options=opts).to_pyarrow_table()
+        return delta_rows(f"s3://{bucket}/lake/delta/completions", opts)
     from pyiceberg.catalog.sql import SqlCatalog
 
     catalog = SqlCatalog("openai_usage", uri=f"sqlite:///{tmp_path / 'catalog.db'}", **{
@@ -187,3 +190,28 @@ def test_duckdb_and_polars_read_both_tables_and_their_costs_equal_the_apis_to_th
     file_rows = file_rows_by_day(tmp_path, "costs")
     assert rows_by_day(read_table(tmp_path, "delta", "costs")) == file_rows == rows_by_day(read_table(tmp_path, "iceberg", "costs"))
     assert canonical_rows(polars_delta.to_arrow()) == canonical_rows(read_table(tmp_path, "delta", "costs"))
+
+
+def test_iceberg_with_a_postgresql_catalog_two_processes_merging_one_day_lose_nothing(fake_api, conn_id, tmp_path, monkeypatch):
+    """The production catalog: an Airflow postgres connection (catalog_conn_id) to a real PostgreSQL."""
+    from services import ServiceSet, start_postgres
+
+    with ServiceSet(tmp_path / "services") as services:
+        url = start_postgres(services, "iceberg")
+        port = int(url.rsplit(":", 1)[1].split("/", 1)[0])
+        monkeypatch.setenv("AIRFLOW_CONN_ICEBERG_PG", json.dumps(
+            {"conn_type": "postgres", "host": "127.0.0.1", "port": port, "login": "airflow", "schema": "iceberg"}))
+        out = tmp_path / "lake"
+        first = finish(writer(str(out), "", "iceberg", D, D + DAY, catalog_conn_id="iceberg_pg"))
+        assert first.returncode == 0, first.stderr.decode()[-3000:]
+        fake_api.controls.revisions[D] = 1
+        merge_at_once(str(out), "", "iceberg", tmp_path / "gate", ((D, D + 9 * 3600), (D + 9 * 3600, D + DAY)),
+                      catalog_conn_id="iceberg_pg")
+        from pyiceberg.catalog.sql import SqlCatalog
+
+        catalog = SqlCatalog("openai_usage", uri=url, warehouse=(out / "iceberg").as_uri())
+        table = catalog.load_table("openai_usage.completions").scan().to_arrow()
+        expected = expected_rows(conn_id, D, D + DAY)
+        assert table.num_rows == len(expected)
+        assert sum(table.column("input_tokens").to_pylist()) == sum(r["input_tokens"] for r in expected)
+        assert not (out / "iceberg" / "catalog.db").exists(), "the connection's catalog, not the default SQLite one"

@@ -155,7 +155,8 @@ def test_the_focus_export_lands_as_one_table_equal_to_its_files_with_exact_bille
 
     start = NOW - 5 * DAY
     OpenAIFocusOperator(task_id="f", output_path=str(tmp_path), **ACCOUNT).execute(focus_ctx(start, NOW))
-    summary = OpenAIFocusOperator(task_id="f", output_path=str(tmp_path), table_format=table_format, **ACCOUNT).execute(focus_ctx(start, NOW))
+    operator = OpenAIFocusOperator(task_id="f", output_path=str(tmp_path), table_format=table_format, **ACCOUNT)
+    summary = operator.execute(focus_ctx(start, NOW))
     table = read_table(tmp_path, table_format, "focus")
     assert rows_by_day(table) == file_rows_by_day(tmp_path, "focus")
     assert sum(table.column("BilledCost").to_pylist(), Decimal(0)) == sum(costs_by_day(conn_id, start, NOW).values(), Decimal(0))
