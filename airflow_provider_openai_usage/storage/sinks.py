@@ -324,6 +324,13 @@ class TableSink:
 
         if not days:
             return []
+        import datetime as dt
+
+        for day in days:  # dates go into the engines' predicates: only YYYY-MM-DD gets there
+            if not (isinstance(day.date, str) and len(day.date) == 10 and dt.date.fromisoformat(day.date).isoformat() == day.date):
+                raise ValueError(f"date={day.date!r} is not YYYY-MM-DD")
+        if len({d.date for d in days}) != len(days):
+            raise ValueError(f"{self.described}: a commit holds each day once, got {[d.date for d in days]}")
         for _ in range(COMMIT_ATTEMPTS):
             snapshot = self._snapshot()
             check_table_identity(self.described, self._snapshot_identity(snapshot), identity)

@@ -4,6 +4,7 @@ kept and enforced before any request, new typed columns are added, totals are ex
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import pytest
@@ -161,3 +162,33 @@ def test_the_focus_export_lands_as_one_table_equal_to_its_files_with_exact_bille
     assert rows_by_day(table) == file_rows_by_day(tmp_path, "focus")
     assert sum(table.column("BilledCost").to_pylist(), Decimal(0)) == sum(costs_by_day(conn_id, start, NOW).values(), Decimal(0))
     assert summary["table_format"] == table_format and summary["rows"] == table.num_rows
+
+
+def test_refusals_come_before_any_request_and_name_the_parameter(fake_api, conn_id, tmp_path, table_format, monkeypatch):
+    fake_api.clear_requests()
+    with pytest.raises(OpenAIUsageValidationError, match="table_format='.*' needs output_path"):
+        OpenAIUsageOperator(task_id="t", endpoint="costs", table_format=table_format, start_time=D8, end_time=D8 + DAY).execute({})
+    templated = OpenAIUsageOperator(task_id="t", endpoint="costs", output_path=str(tmp_path), start_time=D8, end_time=D8 + DAY,
+                                    table_format="{{ params.fmt }}")
+    templated.table_format = "hudi"  # as rendered
+    with pytest.raises(OpenAIUsageValidationError, match="table_format='hudi'"):
+        templated.execute({})
+    if table_format == "iceberg":
+        with pytest.raises(OpenAIUsageValidationError, match="needs catalog_conn_id"):
+            OpenAIUsageOperator(task_id="t", endpoint="costs", output_path="s3://bucket/openai", start_time=D8, end_time=D8 + DAY,
+                                table_format="iceberg").execute({})
+        monkeypatch.setenv("AIRFLOW_CONN_NOT_SQL", json.dumps({"conn_type": "http", "host": "example.invalid"}))
+        with pytest.raises(OpenAIUsageValidationError, match="catalog_conn_id='not_sql' is a 'http' connection"):
+            write(tmp_path, D8, D8 + DAY, table_format="iceberg", catalog_conn_id="not_sql")
+    assert fake_api.requests == []
+
+
+def test_a_date_that_is_not_a_day_never_reaches_the_engines_predicate(tmp_path, table_format):
+    from airflow_provider_openai_usage.storage.usage import arrow_schema
+
+    schema = arrow_schema(ENDPOINTS["completions"])
+    sink = open_table_sink(table_format, object_path(tmp_path), "completions", schema)
+    sink.prepare({"dataset": "completions"})
+    for hostile in ("2025-11-08' OR '1'='1", "2025-11-8", "20251108"):
+        with pytest.raises(ValueError, match="is not YYYY-MM-DD"):
+            sink.commit([SinkDay(hostile, schema.empty_table())], {"dataset": "completions"})
