@@ -72,3 +72,12 @@ def test_peak_memory_is_bounded_by_the_results_held_not_by_the_groups():
     assert five["rows"] == 5 * one["rows"] == 5 * 1440 * 50
     assert one["over_baseline_mb"] <= 60, one
     assert five["over_baseline_mb"] <= 1.5 * one["over_baseline_mb"], (one, five)
+
+
+def test_the_sink_benchmark_lands_the_same_rows_in_files_delta_and_iceberg(server):
+    figures = bench.sinks(server, bench.NOW - 20 * bench.DAY, bench.NOW, repeats=1)
+    assert set(figures) == {"files", "delta", "iceberg"}
+    assert len({f["rows"] for f in figures.values()}) == 1 and figures["files"]["rows"] > 0
+    assert all(f["over_baseline_mb"] > 0 for f in figures.values())
+    lines = bench._sinks_report({"days": 20, "sinks": figures})
+    assert any(line.startswith("| delta |") for line in lines)
