@@ -192,3 +192,30 @@ def test_a_date_that_is_not_a_day_never_reaches_the_engines_predicate(tmp_path, 
     for hostile in ("2025-11-08' OR '1'='1", "2025-11-8", "20251108"):
         with pytest.raises(ValueError, match="is not YYYY-MM-DD"):
             sink.commit([SinkDay(hostile, schema.empty_table())], {"dataset": "completions"})
+
+
+def test_a_pull_reported_only_in_part_commits_the_complete_days_before_it_then_fails(fake_api, conn_id, tmp_path, table_format):
+    from airflow_provider_openai_usage.exceptions import OpenAIUsageResponseError
+
+    fake_api.controls.available_until = D8 + 12 * H
+    with pytest.raises(OpenAIUsageResponseError, match="day 2025-11-08 is only reported up to .*left as it was"):
+        write(tmp_path, NOW - 4 * DAY, NOW, table_format=table_format)
+    landed = read_table(tmp_path, table_format, "completions")
+    write(tmp_path / "f", NOW - 4 * DAY, D8)  # the two complete days, as files (a day without usage: no rows in a table)
+    assert rows_by_day(landed) == file_rows_by_day(tmp_path / "f", "completions") != {}
+    assert "2025-11-08" not in rows_by_day(landed)
+
+
+def test_the_file_sink_publishes_whole_days_and_leaves_part_days_to_the_partition_writer(tmp_path, table_format):
+    import pyarrow as pa
+
+    from airflow_provider_openai_usage.storage import DayStore
+    from airflow_provider_openai_usage.storage.sinks import FileSink
+
+    sink = FileSink(DayStore(object_path(tmp_path / "x"), "parquet"))
+    sink.prepare({})
+    landed = sink.commit([SinkDay("2025-11-08", pa.table({"a": [1, 2]}))], {"dataset": "x"})
+    assert [(d.date, d.rows) for d in landed] == [("2025-11-08", 2)]
+    assert (tmp_path / "x" / "date=2025-11-08" / "data.parquet").exists()
+    with pytest.raises(ValueError, match="whole days"):
+        sink.commit([SinkDay("2025-11-08", pa.table({"a": [1]}), window=(D8, D8 + H))], {"dataset": "x"})
