@@ -341,6 +341,53 @@ def focus_requests(server: FakeServer, start: int, end: int) -> dict[str, int]:
         return {"pull_costs": pull, "focus_export": server.requests_made()}
 
 
+# -- sinks: a year of costs + completions into files, Delta and Iceberg, fresh processes ------------------
+SINK_PROBE = """
+import json, os, sys, tempfile, time
+os.environ["AIRFLOW_CONN_BENCH"] = json.dumps({"conn_type": "openai_usage", "host": sys.argv[1], "password": sys.argv[2]})
+from airflow_provider_openai_usage.operators.usage import OpenAIUsageOperator
+table_format = sys.argv[5] or None
+if table_format == "delta":
+    import deltalake  # noqa: F401 - imports are not write time
+elif table_format == "iceberg":
+    import pyiceberg.catalog.sql  # noqa: F401
+def status(field):
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(field + ":"))
+baseline = status("VmRSS")
+rows = 0
+with tempfile.TemporaryDirectory() as tmp:
+    t = time.perf_counter()
+    for endpoint, group_by in (("costs", ["project_id", "line_item"]), ("completions", ["project_id", "model"])):
+        op = OpenAIUsageOperator(task_id="t", endpoint=endpoint, openai_usage_conn_id="bench", start_time=int(sys.argv[3]),
+                                 end_time=int(sys.argv[4]), group_by=group_by, output_path="file://" + tmp, table_format=table_format)
+        rows += op.execute(context={})["rows"]
+    seconds = time.perf_counter() - t
+print(json.dumps({"rows": rows, "seconds": seconds, "over_baseline_mb": (status("VmHWM") - baseline) / 1024}))
+"""
+SINKS = ("files", "delta", "iceberg")
+
+
+def sinks(server: FakeServer, start: int, end: int, repeats: int) -> dict[str, Any]:
+    """Costs + completions over the range into each sink, interleaved, each run a fresh process (peak RSS its own)."""
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in SINKS}
+    for _ in range(repeats):
+        for name in SINKS:
+            out = subprocess.run([sys.executable, "-c", SINK_PROBE, server.base_url, KEY, str(start), str(end),
+                                  "" if name == "files" else name], capture_output=True, text=True)
+            if out.returncode:
+                raise RuntimeError(f"sink probe {name} failed:\n{out.stderr[-3000:]}")
+            runs[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    out_figures = {}
+    for name, r in runs.items():
+        rows = {x["rows"] for x in r}
+        assert len(rows) == 1, f"{name}: the same rows every time, got {rows}"
+        times = [x["seconds"] for x in r]
+        out_figures[name] = {"rows": r[0]["rows"], "seconds": statistics.median(times), "min": min(times), "max": max(times),
+                             "over_baseline_mb": statistics.median(x["over_baseline_mb"] for x in r)}
+    assert len({v["rows"] for v in out_figures.values()}) == 1, f"every sink lands the same rows: {out_figures}"
+    return out_figures
+
+
 # -- memory: one dense day of 1m buckets, fresh processes ------------------------------------------------
 RSS_PROBE = """
 import json, os, sys, tempfile
@@ -521,6 +568,7 @@ def run(latency: float, repeats: int, smoke: bool) -> dict[str, Any]:
             f[f"requests_7d_{width}"] = {"ours": server.requests_made(), "minimum": math.ceil(7 * DAY / seconds / per_page)}
         f["all_endpoints"] = all_endpoints(server, start, NOW, 1 if smoke else repeats)
         f["focus_requests"] = focus_requests(server, start, NOW)
+        f["sinks"] = sinks(server, start, NOW, 1 if smoke else repeats)
     if smoke:
         return f
     f["memory"] = {"1x": peak_rss(50, repeats), "5x": peak_rss(250, repeats), "1x_3days": peak_rss(50, repeats, days=3)}
@@ -623,8 +671,7 @@ def report(f: dict[str, Any]) -> str:
         f"{path_text} | {verdict(path_ok)} |",
         f"| no request twice: FOCUS from the landed costs (daily DAG) | costs pull {fr['pull_costs']} requests, FOCUS export "
         f"{fr['focus_export']} | {verdict(fr['focus_export'] == 0)} |",
-        "| a year of costs + completions into Delta / Iceberg ≤ 1.5× into files | not measured by this harness yet (the table "
-        "sinks of the lakehouse issue) | **missed** |",
+        *_sinks_goal(f),
         f"| same pull as dlt: our warm `execute` ≤ 0.8× dlt's run, same request count | {dlt_ratio:.2f}× "
         f"({ours_x['seconds']:.2f} s vs {dlt['seconds']:.2f} s; {ours_x['requests']:.0f} vs {dlt['requests']:.0f} requests) | "
         f"{verdict(dlt_ratio <= 0.8 and ours_x['requests'] <= dlt['requests'])} |",
@@ -647,6 +694,7 @@ def report(f: dict[str, Any]) -> str:
         f"| import of operators + sensors, fresh interpreter, ≤ 1.10× `import airflow.sdk` | {imp['ours']:.2f} s vs {imp['airflow.sdk']:.2f} s: "
         f"{import_ratio:.2f}× | {verdict(import_ratio <= 1.10)} |",
         "",
+        *_sinks_report(f),
         *MISSES_PLACEHOLDER,
         "Raw figures:",
         "",
@@ -656,6 +704,35 @@ def report(f: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _sinks_goal(f: dict[str, Any]) -> list[str]:
+    """The goals-table row of the table sinks (issue #28): each ≤ 1.5× the time into files."""
+    if "sinks" not in f:
+        return ["| a year of costs + completions into Delta / Iceberg ≤ 1.5× into files | not measured in this run | **missed** |"]
+    s = f["sinks"]
+    ratios = {name: s[name]["seconds"] / s["files"]["seconds"] for name in ("delta", "iceberg")}
+    text = "; ".join(f"{name} {ratios[name]:.2f}× ({s[name]['over_baseline_mb']:.0f} MB peak)" for name in ratios)
+    return [f"| {f['days']} days of costs + completions into Delta / Iceberg ≤ 1.5× into files | {text} | "
+            f"{verdict(all(r <= 1.5 for r in ratios.values()))} |"]
+
+
+def _sinks_report(f: dict[str, Any]) -> list[str]:
+    if "sinks" not in f:
+        return []
+    s = f["sinks"]
+    files = s["files"]
+    lines = [
+        f"## Sinks: {f['days']} days of costs + completions into files, Delta and Iceberg (fresh process each, interleaved)",
+        "",
+        "| sink | rows | wall time | × files | peak RSS over the import baseline | goal ≤ 1.5× files |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in SINKS:
+        ratio = s[name]["seconds"] / files["seconds"]
+        goal = "" if name == "files" else verdict(ratio <= 1.5)
+        lines.append(f"| {name} | {s[name]['rows']:,} | {_spread(s[name])} | {ratio:.2f}× | {s[name]['over_baseline_mb']:.0f} MB | {goal} |")
+    return [*lines, ""]
 
 
 #: Filled in by hand after a run when a goal is missed: the measured reason (see docs/performance.md).

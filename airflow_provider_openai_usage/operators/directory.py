@@ -25,7 +25,6 @@ from airflow_provider_openai_usage.times import utc_date
 if TYPE_CHECKING:
     from airflow.sdk import Asset, Context
 
-    from airflow_provider_openai_usage.storage import DayStore
 
 #: The folder under ``output_path`` that holds one dataset per entity.
 DIRECTORY_DIR = "directory"
@@ -80,6 +79,11 @@ class OpenAIDirectoryOperator(BaseOperator):
     :param file_format: ``parquet`` (default, typed), ``jsonl`` or ``csv``.
     :param openai_usage_conn_id: the ``openai_usage`` connection holding the admin key.
     :param output_conn_id: connection for the object store (e.g. an ``aws`` connection).
+    :param table_format: ``"delta"`` or ``"iceberg"``: each entity lands as a table
+        (``<output_path>/delta/directory/<entity>`` or ``openai_usage.directory_<entity>``), one
+        commit per entity and run, partitioned by the snapshot ``date``.
+    :param catalog_conn_id: Iceberg only: the SQL catalog's connection (default a SQLite catalog
+        at ``<output_path>/iceberg/catalog.db``).
     :param replace_history: overwrite a snapshot of a date more than a day past (default False: a
         backfill or late re-run keeps the snapshot read back then; dates without one are written).
 
@@ -87,7 +91,7 @@ class OpenAIDirectoryOperator(BaseOperator):
     a re-run of the same date on that date replaces that date's snapshot.
     """
 
-    template_fields: Sequence[str] = ("entities", "output_path", "output_conn_id", "file_format")
+    template_fields: Sequence[str] = ("entities", "output_path", "output_conn_id", "file_format", "table_format", "catalog_conn_id")
     ui_color = "#10a37f"
     ui_fgcolor = "#ffffff"
 
@@ -100,6 +104,8 @@ class OpenAIDirectoryOperator(BaseOperator):
         openai_usage_conn_id: str = "openai_usage_default",
         output_conn_id: str | None = None,
         replace_history: bool = False,
+        table_format: str | None = None,
+        catalog_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         # Literal values are checked when the DAG is parsed, so a typo shows in the import errors.
@@ -112,6 +118,10 @@ class OpenAIDirectoryOperator(BaseOperator):
             from airflow_provider_openai_usage.storage import check_file_format
 
             check_file_format(file_format)
+        if _literal(table_format):
+            from airflow_provider_openai_usage.storage.sinks import check_table_format
+
+            check_table_format(table_format)
         if output_path is None:
             raise OpenAIUsageValidationError("output_path is required: the directory lands as files, e.g. s3://bucket/openai")
         if "outlets" not in kwargs and resolved is not None:
@@ -127,16 +137,22 @@ class OpenAIDirectoryOperator(BaseOperator):
         if not isinstance(replace_history, bool):
             raise OpenAIUsageValidationError(f"replace_history={replace_history!r} must be True or False")
         self.replace_history = replace_history
+        self.table_format = table_format
+        self.catalog_conn_id = catalog_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_openai_usage.directory_rows import rows_table
         from airflow_provider_openai_usage.hooks.directory_paging import DirectoryReader
         from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
         from airflow_provider_openai_usage.storage import DayStore, output_location
+        from airflow_provider_openai_usage.storage.sinks import check_table_format
 
         entities = resolve_entities(self.entities)
         date = snapshot_date(context)
         location = output_location(self.output_path, self.output_conn_id or None)
+        table_format = check_table_format(self.table_format or None)
+        if table_format is not None:
+            return self._execute_tables(entities, date, location, table_format)
         stores = {
             key: DayStore(location / DIRECTORY_DIR / key, self.file_format, described_as=f"output_path={location.as_uri()!r}")
             for key in entities
@@ -171,7 +187,50 @@ class OpenAIDirectoryOperator(BaseOperator):
             "rows": sum(w["rows"] for w in written.values()),
         }
 
-    def _history_to_keep(self, date: str, stores: dict[str, DayStore]) -> list[str]:
+    def _execute_tables(self, entities: Sequence[str], date: str, location: Any, table_format: str) -> dict[str, Any]:
+        """Each entity's snapshot as one commit to its table (``storage.sinks``), identity checked first."""
+        from airflow_provider_openai_usage.directory_rows import arrow_schema as entity_schema
+        from airflow_provider_openai_usage.directory_rows import rows_table
+        from airflow_provider_openai_usage.hooks.directory_paging import DirectoryReader
+        from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
+        from airflow_provider_openai_usage.storage.sinks import SinkDay, open_table_sink
+
+        sinks, identities = {}, {}
+        for key in entities:
+            dataset = f"{DIRECTORY_DIR}/{key}"
+            sinks[key] = open_table_sink(
+                table_format, location, dataset, entity_schema(ENTITIES[key], "parquet"), catalog_conn_id=self.catalog_conn_id,
+                described_as=f"output_path={location.as_uri()!r}",
+            )
+            identities[key] = {"dataset": dataset, "entity": key, "schema_version": SCHEMA_VERSION, "snapshot": "as_of_run",
+                               "format": table_format}
+            sinks[key].prepare(identities[key])  # before any request
+        kept = self._history_to_keep(date, sinks)
+        hook = OpenAIUsageHook(self.openai_usage_conn_id)
+        reader = DirectoryReader(hook)
+        tables = {}
+        try:
+            for key in (k for k in entities if k not in kept):
+                rows = sorted(reader.iter_rows(key), key=lambda r: (r.get("project_id") or "", r["id"]))
+                tables[key] = rows_table(ENTITIES[key], rows, "parquet")
+                self.log.info("directory %s: %d rows read", key, len(rows))
+        finally:
+            hook.close()
+        written = {}
+        for key, table in tables.items():
+            sinks[key].commit([SinkDay(date, table)], identities[key])
+            written[key] = {"rows": table.num_rows, "table": sinks[key].location}
+        return {
+            "snapshot_date": date,
+            "output": f"{location.as_uri().rstrip('/')}",
+            "table_format": table_format,
+            "requests": reader.requests,
+            "entities": written,
+            "kept": kept,
+            "rows": sum(w["rows"] for w in written.values()),
+        }
+
+    def _history_to_keep(self, date: str, stores: Mapping[str, Any]) -> list[str]:
         """Entities whose snapshot of a past ``date`` exists already: a late run cannot know past names.
 
         A snapshot is "history" once a whole day separates its date from now (a daily run, a retry
@@ -184,7 +243,10 @@ class OpenAIDirectoryOperator(BaseOperator):
         now = dt.datetime.now(dt.timezone.utc)
         if dt.date.fromisoformat(date) >= (now - dt.timedelta(days=1)).date():
             return []
-        kept = [key for key, store in stores.items() if store.current_day(date, read_data=False) is not None]
+        kept = [
+            key for key, store in stores.items()
+            if (store.has_day(date) if hasattr(store, "has_day") else store.current_day(date, read_data=False) is not None)
+        ]
         if kept:
             self.log.warning(
                 "directory snapshot of %s exists for %s and that date is past: kept as read then (names as of today "

@@ -56,6 +56,10 @@ class OpenAIFocusOperator(UsageRangeTask, BaseOperator):
     :param output_conn_id: connection for the object store (e.g. an ``aws`` connection).
     :param file_format: ``parquet`` (default) or ``csv``.
     :param restate_days: also rewrite this many days before the range (OpenAI revises recent days).
+    :param table_format: ``"delta"`` or ``"iceberg"``: the dataset lands as one table
+        (``<output_path>/delta/focus`` or ``openai_usage.focus``), the run's days in one commit.
+    :param catalog_conn_id: Iceberg only: the SQL catalog's connection (default a SQLite catalog
+        at ``<output_path>/iceberg/catalog.db``).
     :param project_names: ``{project_id: name}`` to use instead of the directory snapshots.
     :param directory_path: where project snapshots are; default ``<output_path>/directory/projects``.
         Without snapshots SubAccountName is the project ID (docs/focus.md, "Project names").
@@ -70,7 +74,7 @@ class OpenAIFocusOperator(UsageRangeTask, BaseOperator):
     endpoint_key = "costs"
     template_fields: Sequence[str] = (
         "start_time", "end_time", "group_by", "filters", "output_path", "output_conn_id", "file_format",
-        "billing_account_id", "billing_account_name", "directory_path", "source", "costs_path",
+        "billing_account_id", "billing_account_name", "directory_path", "source", "costs_path", "table_format", "catalog_conn_id",
     )
     template_fields_renderers = {"filters": "json", "group_by": "json"}
     ui_color = "#10a37f"
@@ -94,10 +98,16 @@ class OpenAIFocusOperator(UsageRangeTask, BaseOperator):
         directory_path: Any = None,
         source: str = "api",
         costs_path: Any = None,
+        table_format: str | None = None,
+        catalog_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         _check_arguments(output_path, billing_account_id, billing_account_name, group_by, file_format)
         _check_source(source, costs_path)
+        if not is_templated(table_format):
+            from airflow_provider_openai_usage.storage.sinks import check_table_format
+
+            check_table_format(table_format)
         if "outlets" not in kwargs:
             from airflow_provider_openai_usage.operators.usage import _asset_for
 
@@ -117,12 +127,15 @@ class OpenAIFocusOperator(UsageRangeTask, BaseOperator):
         self.directory_path = directory_path
         self.source = source
         self.costs_path = costs_path
+        self.table_format = table_format
+        self.catalog_conn_id = catalog_conn_id
 
     # -- execute ----------------------------------------------------------------------------------
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_openai_usage import focus
         from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
         from airflow_provider_openai_usage.storage import DayStore, output_location
+        from airflow_provider_openai_usage.storage.sinks import DaySink, FileSink, SinkDay, check_table_format, open_table_sink
 
         # Everything that can be refused is refused before the first request.
         _check_arguments(self.output_path, self.billing_account_id, self.billing_account_name, self.group_by, self.file_format)
@@ -134,8 +147,16 @@ class OpenAIFocusOperator(UsageRangeTask, BaseOperator):
         try:
             account = self._billing_account(hook)
             location = output_location(self.output_path, self.output_conn_id or None)
-            store = DayStore(location / DATASET, self.file_format, described_as=f"output_path={self.output_path!r}")
-            store.prepare()
+            table_format = check_table_format(self.table_format or None)
+            sink: DaySink = (
+                FileSink(DayStore(location / DATASET, self.file_format, described_as=f"output_path={self.output_path!r}"))
+                if table_format is None
+                else open_table_sink(
+                    table_format, location, DATASET, focus.arrow_schema(), catalog_conn_id=self.catalog_conn_id,
+                    described_as=f"output_path={self.output_path!r}",
+                )
+            )
+            sink.prepare(self._identity(query, account.id, table_format))
             names = _DirectoryNames(self.project_names, self._directory_root(location))
             from airflow_provider_openai_usage.operators.usage import floor_parts_logged
             from airflow_provider_openai_usage.times import day_label
@@ -163,25 +184,25 @@ class OpenAIFocusOperator(UsageRangeTask, BaseOperator):
             ctx = focus.FocusContext(account, names.for_day(day))
             mapped = sorted(focus.focus_rows(rows, ctx), key=_row_order)
             table = focus.arrow_table(mapped)
-            tables[day] = focus.csv_table(table) if self.file_format == "csv" else table
+            tables[day] = focus.csv_table(table) if self.file_format == "csv" and table_format is None else table
             totals[day] = sum((r["BilledCost"] for r in mapped), Decimal(0))
             rows_per_day[day] = len(mapped)
-        identity = {
-            "dataset": DATASET, "schema_version": SCHEMA_VERSION, "focus_version": focus.FOCUS_VERSION, "format": self.file_format,
-            "group_by": list(query.group_by), "filters": {k: (list(v) if isinstance(v, tuple) else v) for k, v in query.filters},
-            "billing_account_id": account.id,
-        }
+        identity = self._identity(query, account.id, table_format)
         published: dict[str, dict[str, Any]] = {}
-        for day, table in tables.items():
+        if table_format is not None:  # one commit for the run's days; the table records the grouping asked for
+            for landed in sink.commit([SinkDay(day, table) for day, table in tables.items()], identity):
+                published[landed.date] = {"rows": landed.rows, "BilledCost": format(totals[landed.date], "f"), "table": landed.location}
+        for day, table in tables.items() if table_format is None else ():
             day_identity = {**identity, "group_by": grouped.get(day, identity["group_by"])}  # the grouping pulled
-            day_file = store.replace_day(day, table, day_identity, totals={"BilledCost": format(totals[day], "f")})
-            published[day] = {"rows": rows_per_day[day], "BilledCost": format(totals[day], "f"), "file": str(day_file.path)}
+            (landed,) = sink.commit([SinkDay(day, table, totals={"BilledCost": format(totals[day], "f")})], day_identity)
+            published[day] = {"rows": rows_per_day[day], "BilledCost": format(totals[day], "f"), "file": landed.location}
             self.log.info("focus: published %s (%d rows, BilledCost %s)", day, rows_per_day[day], totals[day])
         return {
             "dataset": DATASET,
             "source": self.source,
-            "output": (location / DATASET).as_uri(),
+            "output": (location / DATASET).as_uri() if table_format is None else sink.location,
             "file_format": self.file_format,
+            **({"table_format": table_format} if table_format else {}),
             "billing_account_id": account.id,
             "days": published,
             "rows": sum(rows_per_day.values()),
@@ -215,6 +236,15 @@ class OpenAIFocusOperator(UsageRangeTask, BaseOperator):
                 days[day] = regroup(query.endpoint, rows, [g for g in held if g not in wanted])
                 grouped[day] = wanted
         return days, grouped
+    def _identity(self, query: UsageQuery, account_id: str, table_format: str | None) -> dict[str, Any]:
+        from airflow_provider_openai_usage import focus
+
+        return {
+            "dataset": DATASET, "schema_version": SCHEMA_VERSION, "focus_version": focus.FOCUS_VERSION,
+            "format": table_format or self.file_format,
+            "group_by": list(query.group_by), "filters": {k: (list(v) if isinstance(v, tuple) else v) for k, v in query.filters},
+            "billing_account_id": account_id,
+        }
 
     def _billing_account(self, hook: OpenAIUsageHook) -> BillingAccount:
         from airflow_provider_openai_usage import focus

@@ -81,6 +81,11 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
         without it the rows are returned through XCom (up to ``max_xcom_rows``).
     :param output_conn_id: connection for the object store (e.g. an ``aws`` connection).
     :param file_format: ``parquet`` (default), ``jsonl`` or ``csv``.
+    :param table_format: ``"delta"`` or ``"iceberg"`` to land the days as a table instead of files
+        (``<output_path>/delta/<endpoint>``, or the Iceberg table ``openai_usage.<endpoint>``):
+        a run replaces exactly its days in one commit (docs/data-layout.md, "Table layout").
+    :param catalog_conn_id: Iceberg only: an Airflow connection to the SQL catalog (a PostgreSQL
+        connection in production); default a SQLite catalog at ``<output_path>/iceberg/catalog.db``.
     :param restate_days: also re-pull and rewrite this many days before the range, because OpenAI
         revises recent buckets.
     :param max_xcom_rows: refuse to push more rows than this through XCom.
@@ -93,6 +98,7 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
 
     template_fields: Sequence[str] = (
         "start_time", "end_time", "bucket_width", "group_by", "filters", "output_path", "output_conn_id", "file_format",
+        "table_format", "catalog_conn_id",
     )
     template_fields_renderers = {"filters": "json", "group_by": "json"}
     ui_color = "#10a37f"
@@ -111,6 +117,8 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
         output_path: Any = None,
         output_conn_id: str | None = None,
         file_format: str = "parquet",
+        table_format: str | None = None,
+        catalog_conn_id: str | None = None,
         restate_days: int = 0,
         max_xcom_rows: int = DEFAULT_MAX_XCOM_ROWS,
         parallel_requests: int = DEFAULT_PARALLEL_REQUESTS,
@@ -126,6 +134,8 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
         self.output_path = output_path
         self.output_conn_id = output_conn_id
         self.file_format = file_format
+        self.table_format = table_format
+        self.catalog_conn_id = catalog_conn_id
         self.restate_days = restate_days
         self.max_xcom_rows = max_xcom_rows
         self.parallel_requests = parallel_requests
@@ -135,6 +145,7 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
         """At DAG parse time: every literal parameter, so list-import-errors names a bad one before any run."""
         from airflow_provider_openai_usage.query import check_streams
         from airflow_provider_openai_usage.storage import check_file_format
+        from airflow_provider_openai_usage.storage.sinks import check_table_format
         from airflow_provider_openai_usage.times import check_restate_days
 
         check_restate_days(self.restate_days)
@@ -142,15 +153,21 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
         check_streams(self.parallel_requests, "parallel_requests")
         if not is_templated(self.file_format):
             check_file_format(self.file_format)  # even without output_path: a format silently ignored is still a typo
+        if not is_templated(self.table_format):
+            check_table_format(self.table_format)
         self.check_literal_parameters(restate_days=self.restate_days)
 
     def execute(self, context: Context) -> list[dict[str, Any]] | dict[str, Any]:
         from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
         from airflow_provider_openai_usage.storage import check_file_format
+        from airflow_provider_openai_usage.storage.sinks import check_table_format
 
         check_file_format(self.file_format)  # rendered now; the other rendered values are checked by build_query
+        table_format = check_table_format(self.table_format or None)
         query = self.build_query(context, restate_days=self.restate_days)
         parts = floor_parts_logged(query, self.log)
+        if table_format is not None:
+            return self._write_table(query, parts, table_format)
         writer = None
         if self.output_path is not None:
             from airflow_provider_openai_usage.storage import PartitionWriter
@@ -222,6 +239,68 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
             "rows": sum(d["rows"] for d in days.values()),
             "totals": {k: json_safe(v) for k, v in totals.items()},
             **({"pulled_without": left_out} if left_out else {}),
+        }
+
+
+    def _write_table(self, query: UsageQuery, parts: list[tuple[UsageQuery, tuple[str, ...]]], table_format: str) -> dict[str, Any]:
+        """The run's days as one commit to the endpoint's Delta/Iceberg table (``storage.sinks``).
+
+        The table and its identity are checked before the first request; the days are built from
+        the buckets as they arrive and committed together once the pull is complete. If the pull
+        fails, the complete days before the failure are committed (as files publish them), then
+        the error is raised.
+        """
+        from airflow_provider_openai_usage.hooks.usage import PAGE_RESULTS, OpenAIUsageHook
+        from airflow_provider_openai_usage.rows import add_totals
+        from airflow_provider_openai_usage.storage.sinks import open_table_sink, usage_days
+        from airflow_provider_openai_usage.storage.usage import arrow_schema, day_totals, usage_identity
+        from airflow_provider_openai_usage.times import iso
+
+        if self.output_path is None:
+            raise OpenAIUsageValidationError(f"table_format={table_format!r} needs output_path (where the table lives)")
+        location = output_location(self.output_path, self.output_conn_id or None)
+        schema = arrow_schema(query.endpoint)
+        sink = open_table_sink(
+            table_format, location, self.endpoint, schema, catalog_conn_id=self.catalog_conn_id,
+            described_as=f"output_path={self.output_path!r}",
+        )
+        identity = usage_identity(query, table_format, schema)
+        sink.prepare(identity)
+        hook = OpenAIUsageHook(self.openai_usage_conn_id)
+        self.log.info("Pulling %s into the %s table %s", query.describe(), table_format, sink.location)
+        collected = []
+        failure: BaseException | None = None
+        try:
+            with unknown_fields_warning():
+                for part, _ in parts:
+                    buckets = hook.iter_query_buckets(part, prefetch=True, page_results=PAGE_RESULTS, streams=self.parallel_requests)
+                    with closing(buckets):
+                        for day in usage_days(query.endpoint, part, buckets, schema):
+                            collected.append(day)
+        except Exception as exc:  # noqa: BLE001 - the complete days before it are committed, then it is raised
+            failure = exc
+        finally:
+            hook.close()
+        landed = sink.commit(collected, identity)
+        if failure is not None:
+            raise failure
+        totals: dict[str, Any] = {c.name: 0 for c in query.endpoint.metric_columns}
+        days: dict[str, dict[str, Any]] = {}
+        for day, result in zip(collected, landed, strict=True):
+            add_totals(totals, day_totals(query.endpoint, day.table))
+            days[day.date] = {"rows": day.table.num_rows, "day_rows": result.rows}
+        self.log.info("%s: committed %d days in one commit", sink.location, len(days))
+        return {
+            "endpoint": self.endpoint,
+            "start_time": query.start_time,
+            "end_time": query.end_time,
+            "range": f"{iso(query.start_time)}/{iso(query.end_time)}",
+            "bucket_width": query.bucket_width,
+            "output": sink.location,
+            "table_format": table_format,
+            "days": days,
+            "rows": sum(d["rows"] for d in days.values()),
+            "totals": {k: json_safe(v) for k, v in totals.items()},
         }
 
 

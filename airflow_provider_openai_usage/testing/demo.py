@@ -139,6 +139,21 @@ def write_focus(output: Path, first, end, source: str = "api") -> dict:
         ExecutorSafeguard.tracker.reset(token)
 
 
+def _tables(output: Path, first: Any, end: Any) -> list[str]:
+    """Costs and completions as Delta and Iceberg tables beside the files, and one DuckDB query over them."""
+    from airflow_provider_openai_usage.testing import demo_tables
+
+    print(f"tables: {', '.join(demo_tables.TABLE_ENDPOINTS)} as Delta and Iceberg (table_format=...)", flush=True)
+    try:
+        lines = ["", "Tables (docs/query.md, \"Delta and Iceberg tables\"):", *demo_tables.write_tables(output, first, end)]
+        query, result = demo_tables.duckdb_query(output)
+    except ImportError as exc:
+        return [f"\nTables skipped: {exc.name} is not installed (pip install 'airflow-provider-openai-usage[delta,iceberg]')"]
+    lines += ["", "One DuckDB query over them:", *("  " + q for q in query.splitlines())]
+    lines += [f"  -> {sink:8} {rows:>6} rows  {usd} usd" for sink, rows, usd in result]
+    return lines
+
+
 def _dags_folder(workdir: Path, given: Path | None) -> Path:
     """``--dags``, else ``<workdir>/dags``, else the ``dags/`` of the clone this package runs from."""
     if given is not None:
@@ -285,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
                 "landed costs (OpenAIFocusOperator, source='landed', no request)", flush=True,
             )
             write_focus(output, first, last, source="landed")
+        tables = _tables(output, first, today)
         requests = len(api.requests)
         alerts = [m.get("text", "") for m in webhook.messages]
     print()
@@ -293,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Alerts sent to the stand-in Slack webhook: {len(alerts)}" + (" (already sent by an earlier run)" if not alerts else ""))
     for text in alerts:
         print(f"  {text}")
+    for line in tables:
+        print(line)
     print(f"\n{requests} requests to the fake API; finished in {time.monotonic() - started:.1f}s.")
     print(next_steps(workdir, dags, output, today.date()))
     return 0

@@ -99,3 +99,12 @@ def test_the_hooks_bounded_pages_cost_the_requests_the_bound_implies():
         first = PROBE_SECONDS // 60
         assert rows == 1440 * 50
         assert dense.requests_made() == 1 + math.ceil((1440 - first) / (PAGE_RESULTS // 50))
+
+
+def test_the_sink_benchmark_lands_the_same_rows_in_files_delta_and_iceberg(server):
+    figures = bench.sinks(server, bench.NOW - 20 * bench.DAY, bench.NOW, repeats=1)
+    assert set(figures) == {"files", "delta", "iceberg"}
+    assert len({f["rows"] for f in figures.values()}) == 1 and figures["files"]["rows"] > 0
+    assert all(f["over_baseline_mb"] > 0 for f in figures.values())
+    lines = bench._sinks_report({"days": 20, "sinks": figures})
+    assert any(line.startswith("| delta |") for line in lines)

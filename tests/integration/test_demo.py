@@ -23,8 +23,25 @@ DAGS = REPO / "dags"
 CLEAN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 
 
+#: Table folders: every run is a new table version (new commit files), so not byte-identical; their rows are (below).
+TABLE_DIRS = ("delta", "iceberg")
+
+
 def tree_digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.relative_to(root).parts[0] not in TABLE_DIRS
+    }
+
+
+def table_rows(output: Path) -> dict[str, list]:
+    import sys
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from table_support import TABLE_FORMATS, canonical_rows, read_table
+
+    return {f"{fmt}/{key}": canonical_rows(read_table(output, fmt, key)) for fmt in TABLE_FORMATS for key in ("costs", "completions")}
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +52,7 @@ def demo(tmp_path_factory) -> dict:
     first = subprocess.run(cmd, capture_output=True, text=True, env={**CLEAN_ENV, "HOME": str(work)}, timeout=600)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     digest = tree_digest(work / "demo-output")
-    return {"work": work, "cmd": cmd, "run": first, "digest": digest}
+    return {"work": work, "cmd": cmd, "run": first, "digest": digest, "tables": table_rows(work / "demo-output")}
 
 
 def test_demo_lands_every_endpoint_and_is_repeatable(demo):
@@ -44,6 +61,18 @@ def test_demo_lands_every_endpoint_and_is_repeatable(demo):
     second = subprocess.run(demo["cmd"], capture_output=True, text=True, env={**CLEAN_ENV, "HOME": str(demo["work"])}, timeout=600)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert tree_digest(demo["work"] / "demo-output") == demo["digest"]
+    assert table_rows(demo["work"] / "demo-output") == demo["tables"], "a re-run changes no row of the tables"
+
+
+def test_the_demo_lands_tables_and_prints_one_duckdb_query_with_the_same_costs_thrice(demo):
+    out = demo["run"].stdout
+    assert "One DuckDB query over them:" in out and "delta_scan(" in out and "iceberg_scan(" in out
+    results = [line.split() for line in out.splitlines() if line.strip().startswith("-> ")]
+    assert [r[1] for r in results] == ["delta", "iceberg", "files"]
+    assert len({r[4] for r in results}) == 1, results  # usd: equal to the last decimal
+    assert results[0][2] == results[1][2], results  # the two tables: the same rows (the daily DAG's files group by more)
+    assert int(results[0][2]) > 0
+    assert all(demo["tables"][name] for name in demo["tables"]), "every table has rows"
 
 
 def test_the_report_counts_days_empty_days_rows_and_files_as_on_disk(demo):

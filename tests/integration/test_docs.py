@@ -31,6 +31,9 @@ def land_demo_output(root: Path) -> None:
 
     for cls, group_by in ((OpenAICostsOperator, ["project_id", "line_item"]), (OpenAICompletionsUsageOperator, ["project_id", "model"])):
         cls(task_id="land", start_time=NOW - 14 * DAY, end_time=NOW, group_by=group_by, output_path=str(root)).execute({})
+        for table_format in ("delta", "iceberg"):  # the tables make demo lands beside the files
+            cls(task_id="land", start_time=NOW - 14 * DAY, end_time=NOW, group_by=group_by, output_path=str(root),
+                table_format=table_format).execute({})
 
 
 @pytest.mark.parametrize(("page", "index", "code"), snippets(), ids=[f"{p}#{i}" for p, i, _ in snippets()])
