@@ -37,6 +37,8 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "sensors": [{"integration-name": "OpenAI Usage", "python-modules": [f"{PACKAGE}.sensors.usage"]}],
         "triggers": [{"integration-name": "OpenAI Usage", "python-modules": [f"{PACKAGE}.triggers.usage"]}],
+        # `airflow openai-usage status|verify` (Airflow's CLI calls the function when it builds its parser).
+        "cli": [f"{PACKAGE}.cli.get_cli_commands"],
         "connection-types": [
             {
                 "connection-type": CONN_TYPE,
