@@ -136,6 +136,20 @@ iframe { width: 100%; height: 1400px; border: 1px solid #d0d7de; }
 """
 
 
+def alerts_table(alerts: list[dict[str, Any]]) -> str:
+    """The alerts recorded for the chosen day (``report/fired.py``), every field escaped."""
+    if not alerts:
+        return "<p id=no-alerts class=muted>No spend alert fired for this day.</p>"
+    fields = ("rule", "project", "period", "amount", "threshold", "message")
+    head = "".join(f"<th>{h}</th>" for h in (*fields, "sent to"))
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{_e(a[k] if a[k] is not None else '-')}</td>" for k in fields)
+        + f"<td>{len(a['delivered'])} notifier(s)</td></tr>"
+        for a in alerts
+    )
+    return f'<table id="fired-alerts"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
+
+
 def spend_page(index: int, day: str | None) -> str:
     from airflow_provider_openai_usage.report.latest import report_days
 
@@ -154,6 +168,9 @@ def spend_page(index: int, day: str | None) -> str:
     else:
         src = f"report?lake={index}&date={quote(chosen)}"
         report = f'<iframe id="spend-report" title="Spend report {_e(chosen)}" src="{_e(src)}"></iframe>'
+    from airflow_provider_openai_usage.report.fired import fired_alerts
+
+    alerts = alerts_table(fired_alerts(_location(path), dt.date.fromisoformat(chosen))) if chosen else ""
     statuses = lake_statuses(path)
     checked = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return (
@@ -165,6 +182,7 @@ def spend_page(index: int, day: str | None) -> str:
         f"<h2>Landing status</h2><p class=muted>Checked {checked}; days up to yesterday (UTC). "
         "<code>airflow openai-usage status</code> prints the same table.</p>"
         f"{status_table(statuses)}"
+        f"<h2>Spend alerts fired {_e(chosen or '')}</h2>{alerts}"
         f"<h2>Spend report {_e(chosen or '')}</h2>{report}"
         "</body></html>"
     )

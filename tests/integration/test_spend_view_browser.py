@@ -15,7 +15,7 @@ from report_support import land, snapshot_directory
 from services import ServiceSet, airflow_cli, airflow_env, free_port, start_api_server, wait_until
 from test_report_browser import browser  # noqa: F401 - the shared headless Chromium
 
-from airflow_provider_openai_usage.operators.report import OpenAISpendReportOperator
+from airflow_provider_openai_usage.operators.report import OpenAISpendAlertOperator, OpenAISpendReportOperator
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -31,6 +31,14 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.rmtree(out / "costs" / "date=2025-11-03")  # a day that never landed: the status shows it missing
     snapshot_directory(out.as_uri(), "2025-11-10")
     OpenAISpendReportOperator(task_id="report", output_path=out.as_uri(), days=14).execute(CTX)
+    from airflow.sdk import BaseNotifier
+
+    class Quiet(BaseNotifier):
+        def notify(self, context: object) -> None:
+            pass
+
+    rules = [{"name": "org-daily", "kind": "daily", "threshold": "0.01"}]  # fires for the report day
+    OpenAISpendAlertOperator(task_id="alerts", output_path=out.as_uri(), rules=rules, notifiers=[Quiet()]).execute({**CTX, "run_id": "r"})
     return out
 
 
@@ -82,6 +90,8 @@ def test_the_spend_view_behind_airflows_login(browser, lake: Path, tmp_path: Pat
         row = next(r for r in table.find_elements(By.TAG_NAME, "tr") if r.text.startswith("costs "))
         assert "2025-11-03" in row.text, row.text
         page = browser.page_source
+        alerts = browser.find_element(By.ID, "fired-alerts")
+        assert "org-daily" in alerts.text and "1 notifier(s)" in alerts.text
         report_frame = browser.find_element(By.ID, "spend-report")
         browser.switch_to.frame(report_frame)
         wait_until(lambda: "2025-11-09" in browser.find_element(By.TAG_NAME, "body").text, timeout=60, what="the report")
