@@ -136,6 +136,23 @@ iframe { width: 100%; height: 1400px; border: 1px solid #d0d7de; }
 """
 
 
+def _amount(value: Any) -> str:
+    """An exact amount from a marker, rounded to cents for display (the marker keeps it exact)."""
+    from decimal import Decimal, InvalidOperation
+
+    try:
+        return f"{Decimal(str(value)):,.2f}"
+    except (InvalidOperation, ValueError):
+        return str(value)
+
+
+def _cell(alert: dict[str, Any], key: str) -> str:
+    value = alert.get(key)
+    if value is None:
+        return "-"
+    return _amount(value) if key in ("amount", "threshold") else str(value)
+
+
 def alerts_table(alerts: list[dict[str, Any]]) -> str:
     """The alerts recorded for the chosen day (``report/fired.py``), every field escaped."""
     if not alerts:
@@ -143,7 +160,7 @@ def alerts_table(alerts: list[dict[str, Any]]) -> str:
     fields = ("rule", "project", "period", "amount", "threshold", "message")
     head = "".join(f"<th>{h}</th>" for h in (*fields, "sent to"))
     rows = "".join(
-        "<tr>" + "".join(f"<td>{_e(a[k] if a[k] is not None else '-')}</td>" for k in fields)
+        "<tr>" + "".join(f"<td>{_e(_cell(a, k))}</td>" for k in fields)
         + f"<td>{len(a['delivered'])} notifier(s)</td></tr>"
         for a in alerts
     )

@@ -51,8 +51,8 @@ def test_the_days_and_the_months_firings_are_listed_with_their_notifiers(alerted
 def test_the_spend_view_lists_them_escaped() -> None:
     from airflow_provider_openai_usage.plugins.spend_app import alerts_table
 
-    hostile = {"rule": "<b>r</b>", "project": None, "period": "2025-11", "amount": "1.00 USD", "threshold": "0.01 USD",
+    hostile = {"rule": "<b>r</b>", "project": None, "period": "2025-11", "amount": "1234.5678", "threshold": "0.01",
                "message": "<script>x</script>", "delivered": ["slack"]}
     page = alerts_table([hostile])
-    assert "<script>" not in page and "&lt;script&gt;x&lt;/script&gt;" in page and "1 notifier(s)" in page
+    assert "<script>" not in page and "&lt;script&gt;x&lt;/script&gt;" in page and "1 notifier(s)" in page and "1,234.57" in page
     assert "No spend alert fired" in alerts_table([])
