@@ -37,6 +37,10 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "sensors": [{"integration-name": "OpenAI Usage", "python-modules": [f"{PACKAGE}.sensors.usage"]}],
         "triggers": [{"integration-name": "OpenAI Usage", "python-modules": [f"{PACKAGE}.triggers.usage"]}],
+        # `airflow openai-usage status|verify` (Airflow's CLI calls the function when it builds its parser).
+        "cli": [f"{PACKAGE}.cli.get_cli_commands"],
+        # The "Spend" view of the Airflow UI (a FastAPI app on the api-server, behind Airflow's auth).
+        "plugins": [{"name": "openai_usage_spend", "plugin-class": f"{PACKAGE}.plugins.spend.OpenAIUsageSpendPlugin"}],
         "connection-types": [
             {
                 "connection-type": CONN_TYPE,

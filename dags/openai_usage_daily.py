@@ -29,6 +29,9 @@ Configuration (read at parse time from the environment, so parsing stays free of
 - ``OPENAI_USAGE_ALERT_SLACK_CONN_ID`` (a Slack incoming-webhook connection) and/or
   ``OPENAI_USAGE_ALERT_EMAIL`` (+ ``OPENAI_USAGE_ALERT_SMTP_CONN_ID``): where alerts go; with neither,
   alerts are only written to the task log.
+- ``OPENAI_USAGE_LANDED_BY_HOURS``: "not landed by" alerts: when a run has not finished this many
+  hours after its UTC day ends (e.g. ``6``: by 06:00 UTC the next day), Airflow's ``DeadlineAlert``
+  notifies through the same Slack/email settings as the spend alerts (default: none).
 
 After the costs and completions pulls, ``spend_report`` writes
 ``<output>/reports/date=YYYY-MM-DD/spend.html``; after the costs pull, ``spend_alerts`` evaluates the
@@ -110,6 +113,20 @@ def alert_notifiers() -> list:
     return notifiers
 
 
+def not_landed_deadlines() -> list:
+    """``DeadlineAlert``s for OPENAI_USAGE_LANDED_BY_HOURS, through the spend alerts' notifiers (docs/ui.md)."""
+    if not os.environ.get("OPENAI_USAGE_LANDED_BY_HOURS"):
+        return []
+    from airflow_provider_openai_usage.report.deadline import not_landed_alerts
+
+    return not_landed_alerts(
+        os.environ["OPENAI_USAGE_LANDED_BY_HOURS"],
+        slack_webhook_conn_id=os.environ.get("OPENAI_USAGE_ALERT_SLACK_CONN_ID") or None,
+        email=os.environ.get("OPENAI_USAGE_ALERT_EMAIL") or None,
+        smtp_conn_id=os.environ.get("OPENAI_USAGE_ALERT_SMTP_CONN_ID") or None,
+    )
+
+
 with DAG(
     dag_id="openai_usage_daily",
     schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
@@ -119,6 +136,7 @@ with DAG(
     max_active_runs=MAX_ACTIVE_RUNS,
     tags=["openai", "finops"],
     doc_md=__doc__,
+    deadline=not_landed_deadlines() or None,
     # Every task: Airflow's retries (a lost worker fails the attempts it ran) and the OpenAI pool.
     default_args={"retries": RETRIES, "retry_delay": RETRY_DELAY, "pool": POOL},
 ) as dag:

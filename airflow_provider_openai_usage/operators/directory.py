@@ -86,6 +86,8 @@ class OpenAIDirectoryOperator(BaseOperator):
         at ``<output_path>/iceberg/catalog.db``).
     :param replace_history: overwrite a snapshot of a date more than a day past (default False: a
         backfill or late re-run keeps the snapshot read back then; dates without one are written).
+    :param asset_partitions: emit the snapshot's date as the partition key of each entity's asset
+        event when its snapshot changed (default); ``False``: one plain event per run (docs/ui.md).
 
     Every requested entity is read before any file is replaced, so a failed read changes nothing;
     a re-run of the same date on that date replaces that date's snapshot.
@@ -106,8 +108,11 @@ class OpenAIDirectoryOperator(BaseOperator):
         replace_history: bool = False,
         table_format: str | None = None,
         catalog_conn_id: str | None = None,
+        asset_partitions: bool = True,
         **kwargs: Any,
     ) -> None:
+        from airflow_provider_openai_usage.partitions import check_asset_partitions
+
         # Literal values are checked when the DAG is parsed, so a typo shows in the import errors.
         resolved = resolve_entities(entities) if _literal(entities) else None
         if _literal(output_path) and isinstance(output_path, str):
@@ -134,6 +139,7 @@ class OpenAIDirectoryOperator(BaseOperator):
         self.file_format = file_format
         self.openai_usage_conn_id = openai_usage_conn_id
         self.output_conn_id = output_conn_id
+        self.asset_partitions = check_asset_partitions(asset_partitions)
         if not isinstance(replace_history, bool):
             raise OpenAIUsageValidationError(f"replace_history={replace_history!r} must be True or False")
         self.replace_history = replace_history
@@ -172,11 +178,19 @@ class OpenAIDirectoryOperator(BaseOperator):
                 self.log.info("directory %s: %d rows read", key, len(rows))
         finally:
             hook.close()
+        from airflow_provider_openai_usage import partitions
+        from airflow_provider_openai_usage.operators.usage import asset_base
+
         written = {}
+        base = asset_base(self.output_path) if self.asset_partitions else None
         for key, table in tables.items():
             identity = {"dataset": f"{DIRECTORY_DIR}/{key}", "entity": key, "schema_version": SCHEMA_VERSION, "snapshot": "as_of_run"}
+            before = partitions.day_digests(stores[key].root, date, date) if base else {}
             day = stores[key].replace_day(date, table, identity)
             written[key] = {"rows": day.rows, "file": day.path.as_uri() if hasattr(day.path, "as_uri") else str(day.path)}
+            if base:
+                changed = partitions.changed_days(before, {date: day.sha256}, [date])
+                partitions.emit_day_partitions(context, self.outlets, f"{base}/{DIRECTORY_DIR}/{key}", changed, self.log)
         return {
             "snapshot_date": date,
             "output": f"{location.as_uri().rstrip('/')}/{DIRECTORY_DIR}",

@@ -89,6 +89,10 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
     :param restate_days: also re-pull and rewrite this many days before the range, because OpenAI
         revises recent buckets.
     :param max_xcom_rows: refuse to push more rows than this through XCom.
+    :param asset_partitions: with a literal ``output_path``, emit one asset event per UTC day whose
+        content changed, the day (``YYYY-MM-DD``) as its partition key (default), for downstream
+        DAGs on a ``PartitionedAssetTimetable``; ``False`` emits one plain event per run instead, for
+        DAGs on ``schedule=[Asset(...)]`` (docs/ui.md).
     :param parallel_requests: how many requests of one pull may be in flight at once (1 to 8,
         default 2). A range longer than one page (31 days of ``1d`` buckets) is cut into that many
         consecutive parts at whole pages, each paged on its own thread: the same requests, the same
@@ -122,8 +126,11 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
         restate_days: int = 0,
         max_xcom_rows: int = DEFAULT_MAX_XCOM_ROWS,
         parallel_requests: int = DEFAULT_PARALLEL_REQUESTS,
+        asset_partitions: bool = True,
         **kwargs: Any,
     ) -> None:
+        from airflow_provider_openai_usage.partitions import check_asset_partitions
+
         endpoint = self.resolve_endpoint(endpoint)
         if output_path is not None and "outlets" not in kwargs:
             asset = _asset_for(output_path, endpoint)
@@ -139,6 +146,7 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
         self.restate_days = restate_days
         self.max_xcom_rows = max_xcom_rows
         self.parallel_requests = parallel_requests
+        self.asset_partitions = check_asset_partitions(asset_partitions)
         self._check_parameters()
 
     def _check_parameters(self) -> None:
@@ -186,7 +194,7 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
             with unknown_fields_warning():  # one warning per run naming fields kept in `extra`
                 if writer is None:
                     return self._rows_to_xcom(hook, query, parts)
-                return self._write(hook, query, parts, writer)
+                return self._write(hook, query, parts, writer, context)
         finally:
             hook.close()
 
@@ -204,10 +212,19 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
         return rows
 
     def _write(
-        self, hook: OpenAIUsageHook, query: UsageQuery, parts: list[tuple[UsageQuery, tuple[str, ...]]], writer: PartitionWriter
+        self,
+        hook: OpenAIUsageHook,
+        query: UsageQuery,
+        parts: list[tuple[UsageQuery, tuple[str, ...]]],
+        writer: PartitionWriter,
+        context: Context | None = None,
     ) -> dict[str, Any]:
+        from airflow_provider_openai_usage import partitions
         from airflow_provider_openai_usage.rows import add_totals
-        from airflow_provider_openai_usage.times import iso
+        from airflow_provider_openai_usage.times import day_label, iso
+
+        first, last = day_label(query.start_time), day_label(query.end_time - 1)
+        before = partitions.day_digests(writer.root, first, last) if self.asset_partitions else {}
 
         totals: dict[str, Any] = {c.name: 0 for c in query.endpoint.metric_columns}
         days: dict[str, dict[str, Any]] = {}
@@ -227,6 +244,10 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
             for part, dropped in parts
             if dropped
         ]
+        base = asset_base(self.output_path)
+        if self.asset_partitions and base is not None and context is not None:
+            changed = partitions.changed_days(before, partitions.day_digests(writer.root, first, last), days)
+            partitions.emit_day_partitions(context, self.outlets, f"{base}/{self.endpoint}", changed, self.log)
         return {
             "endpoint": self.endpoint,
             "start_time": query.start_time,

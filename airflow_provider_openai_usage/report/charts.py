@@ -13,7 +13,7 @@ import io
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_openai_usage.report.landed import MISSING, PARTIAL
-from airflow_provider_openai_usage.report.spend import ZERO, Spend
+from airflow_provider_openai_usage.report.spend import ZERO, Spend, money
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -25,6 +25,11 @@ MONTH_SIZE = (10.0, 3.4)
 MODELS_SIZE = (10.0, 3.8)
 MAX_SERIES = 7
 OTHER = "other projects"
+
+
+def has_other_series(spend: Spend) -> bool:
+    """Whether the daily chart sums some projects as ``other projects`` (it does for two or more)."""
+    return len(spend.projects) - (MAX_SERIES - 1) > 1
 
 
 def _rc() -> Any:
@@ -67,7 +72,7 @@ def _series(spend: Spend, days: list[Any]) -> list[tuple[str, list[float]]]:
     """One series per top project (by name), the rest summed as ``other projects``."""
     projects = spend.projects
     shown, rest = projects[: MAX_SERIES - 1], projects[MAX_SERIES - 1 :]
-    if len(rest) == 1:
+    if not has_other_series(spend):
         shown, rest = projects, []
     series = []
     for project in shown:
@@ -119,24 +124,47 @@ def daily_chart(spend: Spend, window: int) -> Figure:
 
 
 def month_chart(spend: Spend) -> Figure:
-    """Month-to-date spend per project against its OpenAI spend limit (where the directory has one)."""
+    """Month-to-date spend per project against its OpenAI spend limit (where the directory has one).
+
+    The axis is scaled to what is spent, not to the limits: on day 1 of a month 0-18 USD against
+    1,000-7,000 USD limits would be bars no reader can see. A limit beyond the axis is written at
+    its right edge ("limit 7,000.00 USD →") instead of being drawn there; every bar carries its amount;
+    the legend sits outside the plot, so no marker runs through it.
+    """
     rows = spend.month_rows()[:12]
     fig = _figure(MONTH_SIZE)
     ax = fig.add_subplot()
     labels = [spend.directory.short(p) for p, _, _ in rows][::-1]
     values = [float(v) for _, v, _ in rows][::-1]
+    exact = [v for _, v, _ in rows][::-1]
     limits = [float(lim) if lim is not None else None for _, _, lim in rows][::-1]
+    exact_limits = [lim for _, _, lim in rows][::-1]
     colors = ["#d62728" if lim is not None and v >= lim else "#1f77b4" for v, lim in zip(values, limits, strict=True)]
     ax.barh(range(len(rows)), values, color=colors, height=0.6, label="month to date")
+    spent = max(values, default=0.0)
+    # Limits within reach of the spend (up to 1.5x the biggest bar) are drawn; the rest are named.
+    right = max([spent * 1.35] + [lim * 1.05 for lim in limits if lim is not None and lim <= max(spent, 1e-9) * 1.5]) or 1.0
     labelled = False
-    for i, lim in enumerate(limits):
-        if lim is not None:
+    for i, (value, lim) in enumerate(zip(values, limits, strict=True)):
+        ax.text(value + right * 0.01, i, money(exact[i], spend.currency), va="center", fontsize=7)
+        if lim is None:
+            continue
+        if lim <= right:
             ax.plot([lim, lim], [i - 0.4, i + 0.4], color="black", linewidth=2, label=None if labelled else "spend limit")
             labelled = True
+        else:
+            beyond = f"limit {money(exact_limits[i], spend.currency)} \u2192"
+            ax.text(right, i, beyond, ha="right", va="center", fontsize=7, color="#444444")
+    ax.set_xlim(0, right)
     ax.set_yticks(range(len(rows)), labels)
     ax.set_xlabel(spend.currency.upper())
     ax.set_title(f"Month to date ({spend.report_day.strftime('%Y-%m')}) vs spend limit")
-    _finish_bars([ax], ax, "no spend this month" if not rows else None)
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_axisbelow(True)
+    if rows:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
+    else:
+        ax.text(0.5, 0.5, "no spend this month", transform=ax.transAxes, ha="center")
     return fig
 
 

@@ -46,8 +46,9 @@ tr.total td { font-weight: 600; border-top: 2px solid #999; }
 {% if other_currencies %}<p class="note">Left out (other currencies): {{ other_currencies | join(", ") }}</p>{% endif %}
 
 <div class="cards">
-  <div class="card"><div class="label">{{ day }}</div><div class="value" id="day-total">{{ day_total }}</div></div>
+  <div class="card"><div class="label">{{ day }}</div><div class="value" id="day-total">{{ day_total }}</div>{% if day_change %}<div class="label" id="day-change">{{ day_change }} vs {{ before }}</div>{% endif %}</div>
   <div class="card"><div class="label">Month to date ({{ month }})</div><div class="value" id="mtd-total">{{ mtd_total }}</div></div>
+  <div class="card"><div class="label">Month-end forecast (run rate)</div><div class="value" id="forecast">{{ forecast }}</div></div>
   <div class="card"><div class="label">Last {{ window_days }} days</div><div class="value" id="window-total">{{ window_total }}</div></div>
 </div>
 
@@ -60,7 +61,7 @@ tr.total td { font-weight: 600; border-top: 2px solid #999; }
 {% endfor %}<tr class="total"><td>total</td><td>{{ landed_count }}/{{ window_days }} days</td>{% for p in top_projects %}<td class="num" data-exact="{{ p.exact }}">{{ p.text }}</td>{% endfor %}<td class="num" data-exact="{{ window_exact }}">{{ window_total }}</td></tr>
 </tbody>
 </table>
-{% if more_projects %}<p class="note">{{ more_projects }} more project(s) are in the totals and in the chart's "other projects".</p>{% endif %}
+{% if more_projects %}<p class="note">{{ more_projects }} more project(s) are in the totals{% if chart_other %} and in the chart's "other projects"{% else %} and in the chart{% endif %}.</p>{% endif %}
 
 <h2>Month to date vs spend limit</h2>
 <figure id="chart-month">{{ charts.month | safe }}</figure>
@@ -156,7 +157,11 @@ def render_html(spend: Spend, charts: dict[str, str], *, window: int, source: st
              "output": _int(m.output_tokens), "requests": _int(m.requests),
              "per_million": money(m.cost * 1_000_000 / tokens, cur) if tokens else "n/a"}
         )
+    from airflow_provider_openai_usage.report.charts import has_other_series
+
     window_total = spend.window_total(window)
+    change = spend.day_change()
+    forecast = spend.month_end_forecast()
     mtd_total = spend.month_to_date(None)
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     return env.from_string(TEMPLATE).render(
@@ -177,6 +182,9 @@ def render_html(spend: Spend, charts: dict[str, str], *, window: int, source: st
         charts=charts,
         top_projects=top_projects,
         more_projects=max(0, len(projects) - len(top)),
+        chart_other=has_other_series(spend),
+        day_change=None if change is None else f"{change:+.1f} %",
+        forecast="n/a (no day of the month landed)" if forecast is None else money(forecast, cur),
         daily_rows=daily_rows,
         month_rows=month_rows,
         has_limits=bool(directory.limits),

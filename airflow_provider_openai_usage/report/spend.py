@@ -110,6 +110,25 @@ class Spend:
         """Spend from the first of the report day's month through the report day (landed days only)."""
         return sum((self.project_day(project, d) or ZERO for d in self.month_days()), ZERO)
 
+    def month_end_forecast(self) -> Decimal | None:
+        """The month's spend at its run rate so far: month to date / landed days of the month x its
+        days. None before a day of the month has landed (no rate to extend)."""
+        import calendar
+
+        landed = [d for d in self.month_days() if self.coverage.get(d, MISSING) != MISSING]
+        if not landed:
+            return None
+        days_in_month = calendar.monthrange(self.report_day.year, self.report_day.month)[1]
+        return self.month_to_date(None) / len(landed) * days_in_month
+
+    def day_change(self) -> Decimal | None:
+        """The report day against the day before, in percent (None: either not landed, or nothing the day before)."""
+        before = self.day_total(self.report_day - dt.timedelta(days=1))
+        today = self.day_total(self.report_day)
+        if before is None or today is None or before == ZERO:
+            return None
+        return (today - before) / before * 100
+
     def missing_days(self, days: list[dt.date]) -> list[dt.date]:
         return [d for d in days if self.coverage.get(d, MISSING) == MISSING]
 

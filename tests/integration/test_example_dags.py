@@ -71,9 +71,12 @@ def test_dags_import_fast_without_errors_or_requests(fake_api, conn_id):
     started = time.monotonic()
     bag = DagBag(dag_folder=str(DAGS))
     assert bag.import_errors == {}
-    assert set(bag.dag_ids) == {"openai_usage_daily", "openai_usage_backfill"}
+    assert set(bag.dag_ids) == {"openai_usage_daily", "openai_usage_backfill", "openai_usage_monthly_rollup"}
     assert fake_api.requests == [], "parsing must not touch the network"
     daily = bag.dags["openai_usage_daily"]
+    # The monthly rollup listens to the asset the daily pull of costs emits (one partition per day).
+    rollup = bag.dags["openai_usage_monthly_rollup"]
+    assert [rollup.timetable.asset_condition.uri] == [daily.get_task("pull_costs").outlets[0].uri]
     assert {t.task_id for t in daily.tasks} == {f"{p}_{k}" for k in ENDPOINTS for p in ("wait", "pull")} | {"spend_report", "spend_alerts", "snapshot_directory"}
     assert daily.get_task("spend_report").upstream_task_ids == {"pull_costs", "pull_completions", "snapshot_directory"}
     assert daily.get_task("spend_alerts").upstream_task_ids == {"pull_costs", "snapshot_directory"}

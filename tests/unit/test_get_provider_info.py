@@ -18,3 +18,12 @@ def test_every_listed_module_and_hook_class_imports():
     hook = getattr(importlib.import_module(module), name)
     assert hook.conn_type == conn["connection-type"] == "openai_usage"
     assert hook.default_conn_name == "openai_usage_default"
+
+
+def test_the_cli_entry_names_a_function_returning_the_command_group():
+    import importlib
+
+    (entry,) = get_provider_info()["cli"]
+    module, name = entry.rsplit(".", 1)
+    (group,) = getattr(importlib.import_module(module), name)()
+    assert group.name == "openai-usage"

@@ -48,3 +48,31 @@ def test_names_are_literal_text_maths_markup_and_a_leading_underscore_included(l
     legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert "_top spender" in legend and r"Cost $\frac{$ center" in legend
     assert all(not t.get_parse_math() for t in fig.axes[0].get_legend().get_texts())
+
+
+def test_on_day_one_the_bars_are_visible_and_far_limits_are_named_not_drawn(landed: Path) -> None:
+    """Day 1 of a month: a few USD against limits of thousands (#30). The axis follows the spend,
+    a limit beyond it is written at the edge, the legend sits outside the plot."""
+    import warnings
+
+    import matplotlib
+
+    from airflow_provider_openai_usage.report import charts
+
+    day_one = DAY.replace(day=1)
+    probe = load_spend(location(landed), day_one, 30, Directory())
+    big, small = probe.projects[0], probe.projects[1]
+    spend = load_spend(location(landed), day_one, 30, Directory({}, {big: Decimal(7000), small: Decimal(1000)}))
+    with matplotlib.rc_context(charts._rc()), warnings.catch_warnings():
+        warnings.simplefilter("error")  # a glyph the font lacks would warn
+        fig = charts.month_chart(spend)
+        fig.savefig(__import__("io").BytesIO(), format="svg")
+    ax = fig.axes[0]
+    spent = max(float(v) for _, v, _ in spend.month_rows())
+    assert 0 < spent and ax.get_xlim()[1] <= spent * 1.5, (spent, ax.get_xlim())
+    texts = [t.get_text() for t in ax.texts]
+    assert "limit 7,000.00 USD \u2192" in texts and "limit 1,000.00 USD \u2192" in texts
+    assert all(line.get_xdata()[0] <= ax.get_xlim()[1] for line in ax.lines)  # no marker drawn off the axis
+    legend = ax.get_legend()
+    fig.canvas.draw()
+    assert legend.get_window_extent().x0 >= ax.get_window_extent().x1 - 1  # outside, right of the plot

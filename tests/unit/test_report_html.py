@@ -35,3 +35,33 @@ def test_the_page_fetches_nothing_and_shows_a_gap_as_not_landed():
 def test_names_from_the_directory_are_escaped():
     html = render_html(spend(Directory({"proj_a": "<img src=x onerror=alert(1)>"})), CHARTS, window=9, source="file:///out")
     assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+def test_the_month_end_forecast_and_the_change_against_the_day_before():
+    """8 of the month's 9 days landed at 3.005 a day: 24.04 month to date → 24.04 / 8 x 30 = 90.15."""
+    html = render_html(spend(Directory()), CHARTS, window=9, source="file:///out")
+    assert re.search(r'id="forecast">90.15 USD<', html), html[:3000]
+    assert '<div class="label" id="day-change">+0.0 % vs 2025-11-08</div>' in html
+    s = spend(Directory())
+    s.daily[DAY] = {"proj_a": Decimal("4.5"), "proj_b": Decimal("1.51")}  # 6.01 after 3.005: +100 %
+    assert "+100.0 % vs 2025-11-08" in render_html(s, CHARTS, window=9, source="file:///out")
+    s.coverage[DAY - dt.timedelta(days=1)] = MISSING
+    assert 'id="day-change"' not in render_html(s, CHARTS, window=9, source="file:///out")  # no day to compare with
+
+
+def test_no_forecast_before_a_day_of_the_month_landed():
+    s = spend(Directory())
+    for d in s.days:
+        s.coverage[d] = MISSING
+    assert "n/a (no day of the month landed)" in render_html(s, CHARTS, window=9, source="file:///out")
+
+
+def test_the_footnote_names_other_projects_only_when_the_chart_has_that_series():
+    def with_projects(n: int) -> str:
+        s = spend(Directory())
+        for d in s.daily:
+            s.daily[d] = {f"proj_{i}": Decimal(100 - i) for i in range(n)}
+        return render_html(s, CHARTS, window=9, source="file:///out")
+
+    assert '1 more project(s) are in the totals and in the chart.' in with_projects(7)  # 7 series, no "other"
+    assert '2 more project(s) are in the totals and in the chart\'s "other projects".' in with_projects(8)

@@ -1,0 +1,33 @@
+"""The monthly costs rollup (``report/rollup.py``) over costs the real operator landed: exact sums
+per project equal an oracle reading the files in plain Python; gaps are named, not summed."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from report_support import land, location, partition_sums
+
+from airflow_provider_openai_usage.exceptions import OpenAIUsageValidationError
+from airflow_provider_openai_usage.report.rollup import month_days, month_rollup, write_month_rollup
+
+
+def test_a_month_is_summed_exactly_per_project_with_its_gaps(tmp_path: Path) -> None:
+    land(tmp_path.as_uri(), "2025-10-30", "2025-11-04", endpoints=("costs",))
+    rollup = month_rollup(location(tmp_path), "2025-11")
+    november = {d: v for d, v in partition_sums(tmp_path / "costs").items() if d.startswith("2025-11")}
+    assert Decimal(rollup["total"]) == sum(november.values(), Decimal(0))
+    for project, total in rollup["by_project"].items():
+        oracle = partition_sums(tmp_path / "costs", project)
+        assert Decimal(total) == sum((v for d, v in oracle.items() if d.startswith("2025-11")), Decimal(0))
+    assert rollup["days_landed"] == ["2025-11-01", "2025-11-02", "2025-11-03"] and len(rollup["days_missing"]) == 27
+    dest = write_month_rollup(location(tmp_path), "2025-11")
+    assert json.loads(Path(dest.path).read_text()) == rollup
+
+
+def test_a_key_that_is_not_a_month_is_refused() -> None:
+    with pytest.raises(OpenAIUsageValidationError, match=r"month='2025-13' is not YYYY-MM"):
+        month_days("2025-13")
+    assert len(month_days("2024-02")) == 29
