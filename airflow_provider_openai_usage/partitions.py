@@ -50,6 +50,11 @@ def day_digests(root: ObjectStoragePath, first: str | None = None, last: str | N
     return out
 
 
+def has_outlet_events(context: Any) -> bool:
+    """Whether ``context`` is a task run's (it has ``outlet_events``), so partition events can be added."""
+    return context is not None and hasattr(context, "get") and context.get("outlet_events") is not None
+
+
 def changed_days(before: dict[str, str | None], after: dict[str, str | None], written: Iterable[str]) -> list[str]:
     """The written days whose recorded content is new or differs from before the run, sorted."""
     return sorted(d for d in set(written) if d not in before or before[d] != after.get(d) or after.get(d) is None)

@@ -224,7 +224,11 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
         from airflow_provider_openai_usage.times import day_label, iso
 
         first, last = day_label(query.start_time), day_label(query.end_time - 1)
-        before = partitions.day_digests(writer.root, first, last) if self.asset_partitions else {}
+        base = asset_base(self.output_path)
+        # The manifests are read (one small read per landed day of the range, before and after) only
+        # when partition events can be emitted: a task run with outlet events, not a bare execute().
+        emit = self.asset_partitions and base is not None and partitions.has_outlet_events(context)
+        before = partitions.day_digests(writer.root, first, last) if emit else {}
 
         totals: dict[str, Any] = {c.name: 0 for c in query.endpoint.metric_columns}
         days: dict[str, dict[str, Any]] = {}
@@ -244,8 +248,7 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
             for part, dropped in parts
             if dropped
         ]
-        base = asset_base(self.output_path)
-        if self.asset_partitions and base is not None and context is not None:
+        if emit and base is not None:
             changed = partitions.changed_days(before, partitions.day_digests(writer.root, first, last), days)
             partitions.emit_day_partitions(context, self.outlets, f"{base}/{self.endpoint}", changed, self.log)
         return {
