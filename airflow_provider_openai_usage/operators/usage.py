@@ -160,10 +160,12 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
     def execute(self, context: Context) -> list[dict[str, Any]] | dict[str, Any]:
         from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
         from airflow_provider_openai_usage.storage import check_file_format
-        from airflow_provider_openai_usage.storage.sinks import check_table_format
-
         check_file_format(self.file_format)  # rendered now; the other rendered values are checked by build_query
-        table_format = check_table_format(self.table_format or None)
+        table_format = None
+        if self.table_format:  # files never import the table sinks (the file path's memory bound: docs/design.md)
+            from airflow_provider_openai_usage.storage.sinks import check_table_format
+
+            table_format = check_table_format(self.table_format)
         query = self.build_query(context, restate_days=self.restate_days)
         parts = floor_parts_logged(query, self.log)
         if table_format is not None:
