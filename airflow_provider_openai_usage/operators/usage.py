@@ -145,7 +145,6 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
         """At DAG parse time: every literal parameter, so list-import-errors names a bad one before any run."""
         from airflow_provider_openai_usage.query import check_streams
         from airflow_provider_openai_usage.storage import check_file_format
-        from airflow_provider_openai_usage.storage.sinks import check_table_format
         from airflow_provider_openai_usage.times import check_restate_days
 
         check_restate_days(self.restate_days)
@@ -153,7 +152,9 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
         check_streams(self.parallel_requests, "parallel_requests")
         if not is_templated(self.file_format):
             check_file_format(self.file_format)  # even without output_path: a format silently ignored is still a typo
-        if not is_templated(self.table_format):
+        if self.table_format is not None and not is_templated(self.table_format):
+            from airflow_provider_openai_usage.storage.sinks import check_table_format
+
             check_table_format(self.table_format)
         self.check_literal_parameters(restate_days=self.restate_days)
 
