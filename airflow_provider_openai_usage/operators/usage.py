@@ -153,7 +153,6 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
         """At DAG parse time: every literal parameter, so list-import-errors names a bad one before any run."""
         from airflow_provider_openai_usage.query import check_streams
         from airflow_provider_openai_usage.storage import check_file_format
-        from airflow_provider_openai_usage.storage.sinks import check_table_format
         from airflow_provider_openai_usage.times import check_restate_days
 
         check_restate_days(self.restate_days)
@@ -161,17 +160,21 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
         check_streams(self.parallel_requests, "parallel_requests")
         if not is_templated(self.file_format):
             check_file_format(self.file_format)  # even without output_path: a format silently ignored is still a typo
-        if not is_templated(self.table_format):
+        if self.table_format is not None and not is_templated(self.table_format):
+            from airflow_provider_openai_usage.storage.sinks import check_table_format
+
             check_table_format(self.table_format)
         self.check_literal_parameters(restate_days=self.restate_days)
 
     def execute(self, context: Context) -> list[dict[str, Any]] | dict[str, Any]:
         from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
         from airflow_provider_openai_usage.storage import check_file_format
-        from airflow_provider_openai_usage.storage.sinks import check_table_format
-
         check_file_format(self.file_format)  # rendered now; the other rendered values are checked by build_query
-        table_format = check_table_format(self.table_format or None)
+        table_format = None
+        if self.table_format:  # files never import the table sinks (the file path's memory bound: docs/design.md)
+            from airflow_provider_openai_usage.storage.sinks import check_table_format
+
+            table_format = check_table_format(self.table_format)
         query = self.build_query(context, restate_days=self.restate_days)
         parts = floor_parts_logged(query, self.log)
         if table_format is not None:
