@@ -207,7 +207,8 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
         from airflow_provider_openai_usage.times import day_label, iso
 
         first, last = day_label(query.start_time), day_label(query.end_time - 1)
-        before = partitions.day_digests(writer.root, first, last) if self.asset_partitions else {}
+        emits = self.asset_partitions and asset_base(self.output_path) is not None
+        before = partitions.day_digests(writer.root, first, last) if emits else {}
 
         totals: dict[str, Any] = {c.name: 0 for c in query.endpoint.metric_columns}
         days: dict[str, dict[str, Any]] = {}
@@ -227,10 +228,11 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
             for part, dropped in parts
             if dropped
         ]
-        base = asset_base(self.output_path)
-        if self.asset_partitions and base is not None and context is not None:
-            changed = partitions.changed_days(before, partitions.day_digests(writer.root, first, last), days)
-            partitions.emit_day_partitions(context, self.outlets, f"{base}/{self.endpoint}", changed, self.log)
+        if emits and context is not None:
+            # A day without a file before is new: only the days that had one are read again.
+            after = partitions.day_digests(writer.root, first, last, only=before)
+            changed = partitions.changed_days(before, after, days)
+            partitions.emit_day_partitions(context, self.outlets, f"{asset_base(self.output_path)}/{self.endpoint}", changed, self.log)
         return {
             "endpoint": self.endpoint,
             "start_time": query.start_time,
