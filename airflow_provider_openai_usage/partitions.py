@@ -33,14 +33,20 @@ def check_asset_partitions(value: Any) -> bool:
     return value
 
 
-def day_digests(root: ObjectStoragePath, first: str | None = None, last: str | None = None) -> dict[str, str | None]:
-    """date → the sha256 its manifest records, for each day file of the dataset in ``[first, last]``."""
+def day_digests(
+    root: ObjectStoragePath, first: str | None = None, last: str | None = None, *, only: Iterable[str] | None = None
+) -> dict[str, str | None]:
+    """date → the sha256 its manifest records, for each day file of the dataset in ``[first, last]``
+    (and in ``only``, when given: after a run only the days that existed before need reading)."""
     from airflow_provider_openai_usage.storage import DayStore, list_day_files
 
     store = DayStore(root)
+    wanted = None if only is None else set(only)
     out: dict[str, str | None] = {}
-    for day in list_day_files(root):
+    for day in list_day_files(root) if wanted is None or wanted else []:
         if (first is not None and day < first) or (last is not None and day > last):
+            continue
+        if wanted is not None and day not in wanted:
             continue
         try:
             manifest = json.loads(store.manifest_path(day).read_bytes())

@@ -252,7 +252,9 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
             if dropped
         ]
         if emit and base is not None:
-            changed = partitions.changed_days(before, partitions.day_digests(writer.root, first, last), days)
+            # A day without a file before is new: only the days that had one are read again.
+            after = partitions.day_digests(writer.root, first, last, only=before)
+            changed = partitions.changed_days(before, after, days)
             partitions.emit_day_partitions(context, self.outlets, f"{base}/{self.endpoint}", changed, self.log)
         return {
             "endpoint": self.endpoint,

@@ -12,7 +12,7 @@ import datetime as dt
 from typing import Any
 
 from airflow_provider_openai_usage.report.landed import MISSING
-from airflow_provider_openai_usage.report.spend import ZERO, Spend, money
+from airflow_provider_openai_usage.report.spend import UNKNOWN_OWNER, ZERO, Spend, money
 
 TEMPLATE = """<!DOCTYPE html>
 <html lang="en">
@@ -91,6 +91,21 @@ tr.total td { font-weight: 600; border-top: 2px solid #999; }
 </tbody>
 </table>
 
+<h2>Drill-down: API keys and their owners, last {{ window_days }} days</h2>
+<table id="keys-table">
+<thead><tr><th>API key</th><th>owner</th><th class="num">cost</th></tr></thead>
+<tbody>
+{% for k in keys %}<tr><td>{{ k.name }}</td><td>{{ k.owner }}</td><td class="num" data-exact="{{ k.exact }}">{{ k.text }}</td></tr>
+{% endfor %}</tbody>
+</table>
+<table id="owners-table">
+<thead><tr><th>owner (user or service account)</th><th class="num">cost</th></tr></thead>
+<tbody>
+{% for o in owners %}<tr><td>{{ o.name }}</td><td class="num" data-exact="{{ o.exact }}">{{ o.text }}</td></tr>
+{% endfor %}</tbody>
+</table>
+<p class="note">By the costs' <code>api_key_id</code>, named and owned as in the directory snapshot; "no key recorded": days pulled without the key (before OpenAI's API-key floor, 2025-12-01).</p>
+
 <h2>Top models: cost and tokens, last {{ window_days }} days</h2>
 <figure id="chart-models">{{ charts.models | safe }}</figure>
 <table id="models-table">
@@ -159,6 +174,11 @@ def render_html(spend: Spend, charts: dict[str, str], *, window: int, source: st
         )
     from airflow_provider_openai_usage.report.charts import has_other_series
 
+    keys = []
+    for key, amount in spend.by_key[:TOP_LINE_ITEMS]:
+        name, owner = directory.keys.get(key, (key, UNKNOWN_OWNER)) if key else ("no key recorded", "-")
+        keys.append({"name": name if name == key or not key else f"{name} ({key})", "owner": owner, **_cell(amount, cur)})
+    owners = [{"name": owner, **_cell(amount, cur)} for owner, amount in spend.by_owner()[:TOP_LINE_ITEMS]]
     window_total = spend.window_total(window)
     change = spend.day_change()
     forecast = spend.month_end_forecast()
@@ -190,5 +210,7 @@ def render_html(spend: Spend, charts: dict[str, str], *, window: int, source: st
         has_limits=bool(directory.limits),
         movers=movers,
         line_items=items,
+        keys=keys,
+        owners=owners,
         models=models,
     )

@@ -78,8 +78,18 @@ def load_directory(location: ObjectStoragePath, day: dt.date, currency: str = "u
                 log.warning("spend limit of %s is in %s, the report in %s: left out", r["project_id"], r["currency"], currency)
                 continue
             limits[r["project_id"]] = Decimal(r["threshold_amount"]) / CENTS  # the API's unit is cents
+    keys: dict[str, tuple[str, str]] = {}
+    keys_root = location / DIRECTORY / "project_api_keys"
+    found_keys = snapshots(keys_root)
+    chosen_keys = pick_snapshot(sorted(found_keys), day)
+    if chosen_keys is not None:
+        table = _read(keys_root, found_keys[chosen_keys], ["id", "name", "owner_name", "owner_email"])
+        for r in table.to_pylist():
+            if r["id"]:
+                owner = " ".join(x for x in (r["owner_name"], f"<{r['owner_email']}>" if r["owner_email"] else None) if x)
+                keys[r["id"]] = (r["name"] or r["id"], owner or "unknown owner")
     log.info(
-        "Directory for %s: names from snapshot %s (%d projects), spend limits from snapshot %s (%d)",
-        day, chosen or "none", len(names), chosen_limits or "none", len(limits),
+        "Directory for %s: names from snapshot %s (%d projects), spend limits from snapshot %s (%d), API keys from %s (%d)",
+        day, chosen or "none", len(names), chosen_limits or "none", len(limits), chosen_keys or "none", len(keys),
     )
-    return Directory(names, limits)
+    return Directory(names, limits, keys)

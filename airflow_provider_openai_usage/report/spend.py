@@ -40,12 +40,18 @@ def exact(value: Decimal | None) -> str | None:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
+#: The owner shown for a key the directory snapshot does not list (revoked, or its owner left).
+UNKNOWN_OWNER = "owner unknown (key not in the directory snapshot)"
+
+
 @dataclass(frozen=True)
 class Directory:
     """What the organization directory knows about projects: names and OpenAI spend limits."""
 
     names: Mapping[str, str] = field(default_factory=dict)
     limits: Mapping[str, Decimal] = field(default_factory=dict)
+    #: api_key_id -> (the key's name, its owner: a user's or service account's name and e-mail).
+    keys: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
     def label(self, project_id: str) -> str:
         name = self.names.get(project_id)
@@ -79,6 +85,9 @@ class Spend:
     directory: Directory = field(default_factory=Directory)
     #: Amounts left out because they were in another currency than ``currency`` (per currency).
     other_currencies: dict[str, Decimal] = field(default_factory=dict)
+    #: (api_key_id or None, cost) over the window, biggest first; None: days pulled without the key
+    #: (before OpenAI's API-key floor, or a pull not grouped by api_key_id).
+    by_key: list[tuple[str | None, Decimal]] = field(default_factory=list)
 
     # -- derived ------------------------------------------------------------------------------------
     @property
@@ -129,6 +138,14 @@ class Spend:
             return None
         return (today - before) / before * 100
 
+    def by_owner(self) -> list[tuple[str, Decimal]]:
+        """The window's cost per API-key owner (from the directory), biggest first: the drill-down by user."""
+        totals: dict[str, Decimal] = {}
+        for key, amount in self.by_key:
+            owner = self.directory.keys.get(key, ("", UNKNOWN_OWNER))[1] if key else "no key recorded"
+            totals[owner] = totals.get(owner, ZERO) + amount
+        return sorted(totals.items(), key=lambda r: (-r[1], r[0]))
+
     def missing_days(self, days: list[dt.date]) -> list[dt.date]:
         return [d for d in days if self.coverage.get(d, MISSING) == MISSING]
 
@@ -172,7 +189,7 @@ def load_spend(
 
     first = min(report_day - dt.timedelta(days=days - 1), report_day.replace(day=1))
     all_days = day_range(first, report_day)
-    costs = read_landed(location, "costs", all_days, ["project_id", "line_item", "amount_value", "amount_currency"])
+    costs = read_landed(location, "costs", all_days, ["project_id", "line_item", "amount_value", "amount_currency", "api_key_id"])
     table = costs.table.set_column(
         costs.table.schema.get_field_index("project_id"),
         "project_id",
@@ -190,6 +207,8 @@ def load_spend(
     items = in_window.group_by("line_item").aggregate([("amount_value", "sum")]).to_pylist()
     line_items = sorted(((r["line_item"] or "(none)", r["amount_value_sum"]) for r in items), key=lambda r: (-r[1], r[0]))
     models = _model_spend(location, in_window, report_day, days, top) if with_models else []
+    keys = in_window.group_by("api_key_id").aggregate([("amount_value", "sum")]).to_pylist()
+    by_key = sorted(((r["api_key_id"], r["amount_value_sum"]) for r in keys), key=lambda r: (-r[1], r[0] or ""))
     return Spend(
         report_day=report_day,
         days=all_days,
@@ -200,6 +219,7 @@ def load_spend(
         models=models,
         directory=directory or Directory(),
         other_currencies=others,
+        by_key=by_key,
     )
 
 

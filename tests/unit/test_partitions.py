@@ -28,7 +28,9 @@ def run_costs(root: Path, **kw) -> tuple[OpenAIUsageOperator, set[str]]:
 
     op = OpenAIUsageOperator(task_id="pull_costs", endpoint="costs", group_by=GROUP_BY["costs"], output_path=root.as_uri(), **kw)
     events = OutletEventAccessors()
-    context = {"data_interval_start": pendulum.parse("2025-11-06"), "data_interval_end": pendulum.parse("2025-11-10"), "outlet_events": events}
+    context = {
+        "data_interval_start": pendulum.parse("2025-11-06"), "data_interval_end": pendulum.parse("2025-11-10"), "outlet_events": events,
+    }
     with FakeOpenAIUsageAPI(seed=7, now=NOW) as api, _env("AIRFLOW_CONN_OPENAI_USAGE_DEFAULT", api.connection_json()):
         op.execute(context)
     (asset,) = op.outlets
@@ -85,3 +87,25 @@ def test_day_digests_read_the_manifests_in_range(tmp_path: Path) -> None:
 def test_a_non_bool_is_refused_with_both_meanings() -> None:
     with pytest.raises(OpenAIUsageValidationError, match=r"asset_partitions='yes' must be True .* or False"):
         check_asset_partitions("yes")
+
+
+def test_a_day_openai_revised_is_the_only_key_of_a_restatement(tmp_path: Path) -> None:
+    """The same range pulled again after OpenAI revised 2025-11-07: only that day is a partition key."""
+    import datetime as dt
+
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+
+    from airflow_provider_openai_usage.times import day_start
+
+    def run(api: FakeOpenAIUsageAPI) -> set[str]:
+        op = OpenAIUsageOperator(task_id="pull_costs", endpoint="costs", group_by=GROUP_BY["costs"], output_path=tmp_path.as_uri())
+        events = OutletEventAccessors()
+        with _env("AIRFLOW_CONN_OPENAI_USAGE_DEFAULT", api.connection_json()):
+            op.execute({"data_interval_start": pendulum.parse("2025-11-06"), "data_interval_end": pendulum.parse("2025-11-10"),
+                        "outlet_events": events})
+        return set(events[op.outlets[0]].partition_keys)
+
+    with FakeOpenAIUsageAPI(seed=7, now=NOW) as api:
+        assert sorted(run(api)) == DAYS
+        api.controls.revisions[day_start(dt.date(2025, 11, 7))] = 1
+        assert run(api) == {"2025-11-07"}

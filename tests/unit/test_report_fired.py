@@ -1,5 +1,5 @@
 """Which spend alerts fired for a day (``report/fired.py``), read back from the markers the real
-alert operator wrote (the Spend view shows them)."""
+alert operator wrote (the Spend view shows them: test_plugins_spend_app.py)."""
 
 from __future__ import annotations
 
@@ -46,13 +46,3 @@ def test_the_days_and_the_months_firings_are_listed_with_their_notifiers(alerted
     assert all(a["delivered"] and a["message"] and a["amount"] for a in fired)
     assert fired_alerts(location(alerted), dt.date(2025, 11, 8)) == [fired[1]]  # the month's alert, not the day's
     assert fired_alerts(location(alerted / "nothing"), dt.date(2025, 11, 9)) == []
-
-
-def test_the_spend_view_lists_them_escaped() -> None:
-    from airflow_provider_openai_usage.plugins.spend_app import alerts_table
-
-    hostile = {"rule": "<b>r</b>", "project": None, "period": "2025-11", "amount": "1234.5678", "threshold": "0.01",
-               "message": "<script>x</script>", "delivered": ["slack"]}
-    page = alerts_table([hostile])
-    assert "<script>" not in page and "&lt;script&gt;x&lt;/script&gt;" in page and "1 notifier(s)" in page and "1,234.57" in page
-    assert "No spend alert fired" in alerts_table([])

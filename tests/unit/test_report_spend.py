@@ -78,3 +78,45 @@ def test_other_formats_are_refused_with_a_fix(tmp_path: Path) -> None:
     (day_dir / "part-0000-2400.jsonl").write_text("")
     with pytest.raises(OpenAIUsageValidationError, match="file_format='parquet'"):
         load_spend(location(tmp_path), DAY, 2)
+
+
+def test_the_drill_down_by_api_key_and_owner_sums_to_the_window(tmp_path: Path) -> None:
+    """Costs grouped by API key (after OpenAI's 2025-12-01 floor), keys named and owned from the
+    directory snapshot: per key and per owner the exact sums add up to the window's total (#30)."""
+    import pendulum
+    from report_support import _env
+
+    from airflow_provider_openai_usage.operators.directory import OpenAIDirectoryOperator
+    from airflow_provider_openai_usage.operators.usage import OpenAIUsageOperator
+    from airflow_provider_openai_usage.report.html import render_html
+    from airflow_provider_openai_usage.report.names import load_directory
+    from airflow_provider_openai_usage.testing import FakeOpenAIUsageAPI
+
+    now = 1765324800  # 2025-12-10T00:00:00Z
+    with FakeOpenAIUsageAPI(seed=7, now=now) as api, _env("AIRFLOW_CONN_OPENAI_USAGE_DEFAULT", api.connection_json()):
+        OpenAIUsageOperator(
+            task_id="pull_costs", endpoint="costs", group_by=["project_id", "line_item", "api_key_id"], output_path=tmp_path.as_uri(),
+            start_time="2025-12-02T00:00:00Z", end_time="2025-12-10T00:00:00Z",
+        ).execute({"data_interval_start": pendulum.datetime(2025, 12, 2), "data_interval_end": pendulum.datetime(2025, 12, 10)})
+        OpenAIDirectoryOperator(task_id="snapshot", output_path=tmp_path.as_uri(), entities=["projects", "project_api_keys"]).execute(
+            {"data_interval_end": pendulum.datetime(2025, 12, 10)}
+        )
+    day = dt.date(2025, 12, 9)
+    spend = load_spend(location(tmp_path), day, 7, load_directory(location(tmp_path), day), with_models=False)
+    window = spend.window_total(7)
+    assert len([key for key, _ in spend.by_key if key]) > 1  # days after the floor carry the key
+    assert sum((a for _, a in spend.by_key), Decimal(0)) == window
+    assert sum((a for _, a in spend.by_owner()), Decimal(0)) == window
+    owners = dict(spend.by_owner())
+    for key, amount in spend.by_key:
+        if key in spend.directory.keys:
+            assert spend.directory.keys[key][1] in owners
+        elif key:  # a key the snapshot does not list (revoked, or its owner left): its cost is kept, owner unknown
+            assert owners["owner unknown (key not in the directory snapshot)"] >= amount
+    charts = {"daily": "<svg></svg>", "month": "<svg></svg>", "models": "<svg></svg>"}
+    html = render_html(spend, charts, window=7, source=tmp_path.as_uri())
+    name, owner = spend.directory.keys[next(key for key, _ in spend.by_key if key in spend.directory.keys)]
+    section = html.split('id="keys-table"', 1)[1].split("</table>", 1)[0]
+    import html as html_lib
+
+    assert html_lib.escape(owner) in section and html_lib.escape(name) in section
