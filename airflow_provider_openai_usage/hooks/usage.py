@@ -389,11 +389,14 @@ def _nothing(_text: str) -> None:
 def check_unique_keys(body: bytes) -> None:
     """Refuse an answer with a key twice in one object (JSON decoders keep the last one silently).
 
-    One pass of the standard library's C scanner that builds nothing (numbers and objects become
-    None): about the cost of decoding the page once more, the price of not guessing which value is meant.
+    One pass of the standard library's C scanner that keeps nothing (objects become None, numbers a
+    throwaway int): about four times the cost of the typed decode on a dense page (docs/performance.md,
+    rows/s), the price of not guessing which value is meant.
     """
     try:
-        json.loads(body, object_pairs_hook=_unique_pairs, parse_int=_nothing, parse_float=_nothing, parse_constant=_nothing)
+        # Numbers go to `len`, a C builtin (a Python function per number was a third of this pass on a
+        # dense page: millions of calls); what they become does not matter, nothing is kept.
+        json.loads(body, object_pairs_hook=_unique_pairs, parse_int=len, parse_float=len, parse_constant=_nothing)
     except _DuplicateKey as dup:
         raise OpenAIUsageResponseError(
             f"OpenAI's answer sends the key {dup.args[0]!r} twice in one object; which value is meant cannot be known, "
