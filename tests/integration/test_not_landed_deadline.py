@@ -6,6 +6,7 @@ is set."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 #: A daily run of a long-past day whose only task waits for a file the test writes once the alert
 #: arrived: the run is still going when the scheduler checks its deadline (no race with its end).
 SLOW_DAILY = '''
-import os, time
+import os
 from pathlib import Path
 import pendulum
 from airflow.sdk import DAG, CronDataIntervalTimetable, task
@@ -38,11 +39,21 @@ with DAG("slow_daily", schedule=CronDataIntervalTimetable("@daily", timezone="UT
          deadline=not_landed_alerts(6, slack_webhook_conn_id="not_landed_slack")):
     @task
     def pull():
-        go = Path(os.environ["GO_FILE"])
-        while not go.exists():  # released by the test once the alert arrived
-            time.sleep(0.2)
+        # A named pipe: opening it blocks until the test opens it to write, once the alert arrived.
+        Path(os.environ["GO_FILE"]).read_text()
     pull()
 '''
+
+
+def release(fifo: Path) -> bool:
+    """Let the task reading ``fifo`` go on; False while nothing reads it yet (a non-blocking open)."""
+    try:
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:  # ENXIO: no reader yet
+        return False
+    os.write(fd, b"go")
+    os.close(fd)
+    return True
 
 
 def test_a_missed_deadline_notifies_through_the_slack_notifier(tmp_path: Path) -> None:
@@ -51,6 +62,7 @@ def test_a_missed_deadline_notifies_through_the_slack_notifier(tmp_path: Path) -
     dags.mkdir()
     (dags / "slow_daily.py").write_text(SLOW_DAILY)
     go = tmp_path / "go"
+    os.mkfifo(go)
     with WebhookReceiver() as slack, ServiceSet(tmp_path, airflow_home=home) as services:
         port = free_port()
         env = airflow_env(home, sql_alchemy_conn=start_postgres(services), executor="LocalExecutor", api_port=port, extra={
@@ -65,7 +77,8 @@ def test_a_missed_deadline_notifies_through_the_slack_notifier(tmp_path: Path) -
         try:
             wait_until(lambda: slack.messages, timeout=600, what="the not-landed alert", every=0.5, watch=[api, scheduler, triggerer])
         finally:
-            go.write_text("go")
+            # The task may still be queued when the alert arrives: release it once it waits on the pipe.
+            wait_until(lambda: release(go), timeout=300, what="the task to wait on the go pipe", every=0.5, watch=[scheduler])
         (message,) = slack.messages
         assert message["text"].startswith("OpenAI usage: slow_daily has not landed the UTC day 2025-11-09 by 2025-11-10"), message
         assert "06:00:00" in message["text"]
