@@ -9,8 +9,8 @@ full key anywhere in an answer (a ``redacted_value`` that is not redacted, a key
 name or an id, the connection's own admin key) is replaced by ``sk-...[redacted]`` before the row
 exists, and one warning names the entity and the fields, never the key. The snapshot is not
 refused: anyone in the organization can put a key-shaped string in a name, and refusing would let
-them block every snapshot. A *name* shaped like a key (``sk-proj-backend-prod-service-key``: words,
-no random run) is kept as it is (``looks_like_key``).
+them block every snapshot. A *name* shaped like a key (``sk-proj-`` and then words such as
+``backend-prod-service-key``, no random run) is kept as it is (``looks_like_key``).
 """
 
 from __future__ import annotations
