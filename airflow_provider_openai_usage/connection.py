@@ -134,7 +134,9 @@ class TextExtraSpec:
 TEXT_EXTRAS: dict[str, TextExtraSpec] = {
     "organization_id": TextExtraSpec(
         "Organization ID",
-        "Your OpenAI organization ID (org-...): the FOCUS export's BillingAccountId (the Costs API does not report it).",
+        "Your OpenAI organization ID (org-...): the organization level of every dataset "
+        "(<dataset>/organization=<id>/) and FOCUS's BillingAccountId; checked against what the Costs API reports. "
+        "Empty: read from the Costs API.",
     ),
     "organization_name": TextExtraSpec(
         "Organization name",
@@ -288,9 +290,18 @@ def read_settings(conn_id: str, conn: Connection) -> ConnectionSettings:
         max_total_retry_wait=value("max_total_retry_wait"),
         backoff_base=value("backoff_base"),
         max_retry_after=value("max_retry_after"),
-        organization_id=text("organization_id"),
+        organization_id=_organization_id(conn_id, text("organization_id")),
         organization_name=text("organization_name"),
     )
+
+
+def _organization_id(conn_id: str, value: str | None) -> str | None:
+    """The ``organization_id`` extra, checked: it becomes a folder of the layout (``organization=<id>``)."""
+    if value is None:
+        return None
+    from airflow_provider_openai_usage.organizations import check_organization_id
+
+    return check_organization_id(value, described_as=f"connection {conn_id!r} has extra organization_id")
 
 
 def known_extras() -> list[str]:

@@ -1044,6 +1044,63 @@ class OpenAIUsageHook(BaseHook):
 
         return iter_directory(self, entity, **params)
 
+    # -- organization -----------------------------------------------------------------------------
+    def organization_id(self, *, verify: bool = False) -> str:
+        """The OpenAI organization this connection's key reads: the level its data lands under.
+
+        The connection's ``organization_id`` extra when it is set (no request), else what the Costs
+        API reports (``reported_organization_id``: one request). ``verify=True`` asks the API even
+        when the extra is set and refuses a mismatch (the daily DAG's ``check_organization`` does,
+        before any pull): a key of one organization never lands under another's folder. An
+        organization without any costs result in the last 180 days cannot be told by the API:
+        then the extra is needed.
+        """
+        from airflow_provider_openai_usage.exceptions import OpenAIUsageValidationError
+
+        configured = self.settings.organization_id
+        if configured and not verify:
+            return configured
+        reported = self.reported_organization_id()
+        if reported is None:
+            if configured:
+                return configured
+            raise OpenAIUsageValidationError(
+                f"connection {self.openai_usage_conn_id!r} has no organization_id extra and the Costs API reported no "
+                "organization for its key (no costs in the last 180 days); set the extra organization_id=org-... "
+                "(platform settings → Organization → Organization ID)"
+            )
+        if configured and reported != configured:
+            raise OpenAIUsageValidationError(
+                f"connection {self.openai_usage_conn_id!r} says organization_id={configured!r}, but its key reads "
+                f"organization {reported!r} (the Costs API's organization_id); nothing is landed under the wrong "
+                "organization. Fix the extra or the key"
+            )
+        return reported
+
+    def reported_organization_id(self) -> str | None:
+        """The ``organization_id`` the Costs API reports for this key (one request, the last 180 days), or None.
+
+        Every costs result carries it (docs/hook.md); an organization with no spend in that range has
+        no result to carry it. Two different ids in one answer are refused (the answer is wrong).
+        """
+        from airflow_provider_openai_usage.exceptions import OpenAIUsageResponseError
+        from airflow_provider_openai_usage.organizations import check_organization_id
+        from airflow_provider_openai_usage.times import DAY, day_start
+
+        now = int(time.time())
+        query = UsageQuery.build("costs", day_start(now) - 179 * DAY, now, bucket_width="1d")
+        params = [(k, v) for k, v in query.params() if k != "limit"] + [("limit", "180")]
+        page = self.get_json(query.endpoint.path, params, what="costs (which organization)")
+        seen: set[str] = set()
+        for bucket in page.get("data") or [] if isinstance(page, dict) else []:
+            for result in (bucket.get("results") or []) if isinstance(bucket, dict) else []:
+                org = result.get("organization_id") if isinstance(result, dict) else None
+                if org is not None:
+                    seen.add(check_organization_id(org, described_as="the Costs API's organization_id"))
+        if len(seen) > 1:
+            raise OpenAIUsageResponseError(f"costs: one answer names several organizations {sorted(seen)}; nothing is landed")
+        return next(iter(seen), None)
+
     # -- connection test --------------------------------------------------------------------------
     def test_connection(self) -> tuple[bool, str]:
         """One cheap call (one daily bucket of costs) and an answer a user can act on."""

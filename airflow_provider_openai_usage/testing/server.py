@@ -575,8 +575,10 @@ class FakeOpenAIUsageAPI:
         return f"http://{self._host}:{self.port}/v1"
 
     def connection_json(self, **extra: Any) -> str:
-        """An ``AIRFLOW_CONN_...`` value pointing at this server."""
-        return connection_json(self.base_url, self.key, **extra)
+        """An ``AIRFLOW_CONN_...`` value pointing at this server, its organization id as the extra
+        ``organization_id`` (pass ``organization_id=None`` to leave it out: the hook then asks the costs API)."""
+        extra.setdefault("organization_id", self.organization.organization_id)
+        return connection_json(self.base_url, self.key, **{k: v for k, v in extra.items() if v is not None})
 
     # -- request log ------------------------------------------------------------------------------
     def _log(self, entry: LoggedRequest) -> None:
