@@ -1085,10 +1085,10 @@ class OpenAIUsageHook(BaseHook):
         """
         from airflow_provider_openai_usage.exceptions import OpenAIUsageResponseError
         from airflow_provider_openai_usage.organizations import check_organization_id
-        from airflow_provider_openai_usage.times import DAY, day_start
+        from airflow_provider_openai_usage.times import DAY
 
         now = int(time.time())
-        query = UsageQuery.build("costs", day_start(now) - 179 * DAY, now, bucket_width="1d")
+        query = UsageQuery.build("costs", now - now % DAY - 179 * DAY, now, bucket_width="1d")
         params = [(k, v) for k, v in query.params() if k != "limit"] + [("limit", "180")]
         page = self.get_json(query.endpoint.path, params, what="costs (which organization)")
         seen: set[str] = set()
