@@ -123,10 +123,12 @@ def object_row(entity: Entity, obj: Any, project_id: str | None = None, *, secre
     return row
 
 
-def arrow_schema(entity: Entity, file_format: str = "parquet") -> pa.Schema:
+def arrow_schema(entity: Entity, file_format: str = "parquet", *, organization: bool = False) -> pa.Schema:
     """Typed from the registry, identical for every snapshot of an entity, empty ones included.
 
     A CSV cell holds no list: there a list of strings is one JSON array text (``["a","b"]``).
+    ``organization=True`` (what the directory operator writes, issue #29): a last column
+    ``organization_id``, the organization the snapshot was read from.
     """
     import pyarrow as pa
 
@@ -138,16 +140,26 @@ def arrow_schema(entity: Entity, file_format: str = "parquet") -> pa.Schema:
         "timestamp": pa.timestamp("ms", tz="UTC"),
         "strings": pa.string() if file_format == "csv" else pa.list_(pa.string()),
     }
-    return pa.schema([pa.field(c.name, types[c.type], nullable=c.name != "id") for c in entity.columns])
+    fields = [pa.field(c.name, types[c.type], nullable=c.name != "id") for c in entity.columns]
+    if organization:
+        from airflow_provider_openai_usage.organizations import ORGANIZATION_COLUMN
+
+        fields.append(pa.field(ORGANIZATION_COLUMN, pa.string()))
+    return pa.schema(fields)
 
 
-def rows_table(entity: Entity, rows: list[dict[str, Any]], file_format: str = "parquet") -> pa.Table:
-    """Rows (Unix-second timestamps) → an Arrow table of the entity's schema for ``file_format``."""
+def rows_table(
+    entity: Entity, rows: list[dict[str, Any]], file_format: str = "parquet", *, organization_id: str | None = None
+) -> pa.Table:
+    """Rows (Unix-second timestamps) → an Arrow table of the entity's schema for ``file_format``;
+    with ``organization_id``, every row carries it (the last column)."""
     import json
 
     import pyarrow as pa
 
-    schema = arrow_schema(entity, file_format)
+    schema = arrow_schema(entity, file_format, organization=organization_id is not None)
+    if organization_id is not None:
+        rows = [{**row, "organization_id": organization_id} for row in rows]
     lists = {c.name for c in entity.columns if c.type == "strings"}
     columns: dict[str, Any] = {}
     for field in schema:

@@ -35,6 +35,10 @@ SPEC_FACTS = Path(__file__).resolve().parent / "data" / "openai_spec"
 #: 2025-11-10T00:00:00Z: tests run at a fixed "now" so data and buckets never depend on the clock.
 NOW = 1762732800
 DAY = 86400
+#: The fake API's (first) organization and its level in the layout (issue #29): every dataset lands
+#: under <dataset>/organization=<id>/.
+FAKE_ORG = "org-FakeUsage7Fk3bQz9Mn2Lp5"
+ORG_DIR = f"organization={FAKE_ORG}"
 SENTINEL_KEY = "sk-admin-SENTINEL-test-key-0123456789abcdef"
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import re
 import threading
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -52,9 +53,16 @@ def _dumps(value: Any) -> str:
 class ReplayAPI:
     """Serves recorded answers per path, in order, with the recording's ``Date``; ``requests`` logs (path, params)."""
 
+    #: The organization of recordings that name none (usage answers do not): any valid id.
+    UNNAMED_ORGANIZATION = "org-RecordedUsageWithoutOrg"
+
     def __init__(self, answers: dict[str, list[tuple[int, bytes]]], answered_at: int) -> None:
         self.answers = answers
         self.answered_at = answered_at
+        #: The recording's organization (the costs results' organization_id), given to the connection as
+        #: its extra, as a user sets it: the operators then land under it without asking the API.
+        found = {m.decode() for raw in answers.values() for _, body in raw for m in re.findall(rb'"organization_id":\s*"(org-[A-Za-z0-9_-]+)"', body)}
+        self.organization_id = min(found) if found else self.UNNAMED_ORGANIZATION
         self.requests: list[tuple[str, list[tuple[str, str]]]] = []
         self._served: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -125,5 +133,5 @@ class ReplayAPI:
     def connection_json(self) -> str:
         return json.dumps(
             {"conn_type": "openai_usage", "host": self.base_url, "password": REPLAY_KEY,
-             "extra": {"timeout": 5, "max_retries": 2, "backoff_base": 0.01}}
+             "extra": {"timeout": 5, "max_retries": 2, "backoff_base": 0.01, "organization_id": self.organization_id}}
         )

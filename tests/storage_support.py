@@ -71,9 +71,10 @@ def partition_writer(tmp_path: Path, endpoint: str = "completions", file_format:
 
 
 def object_path(p: Path):
+    """``p`` as an ObjectStoragePath. Not ``p.as_uri()``: it percent-encodes the ``=`` of ``organization=``."""
     from airflow.sdk import ObjectStoragePath
 
-    return ObjectStoragePath(p.as_uri())
+    return ObjectStoragePath("file://" + str(p))
 
 
 def usage_bucket(start: int, end: int, results: list) -> dict:

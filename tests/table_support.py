@@ -3,6 +3,8 @@ library, read the file partitions of the same dataset, and put both in one compa
 
 from __future__ import annotations
 
+from conftest import ORG_DIR
+
 import datetime as dt
 from pathlib import Path
 from typing import Any
@@ -72,7 +74,7 @@ def file_rows_by_day(root: Path, endpoint: str) -> dict[str, list[tuple]]:
     import pyarrow.parquet as pq
 
     out = {}
-    for folder in sorted((root / endpoint).glob("date=*")):
+    for folder in sorted((root / endpoint / ORG_DIR).glob("date=*")):
         rows = canonical_rows(pq.read_table(folder / "data.parquet"), drop=())
         if rows:
             out[folder.name.split("=", 1)[1]] = rows

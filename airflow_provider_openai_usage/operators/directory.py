@@ -25,6 +25,8 @@ from airflow_provider_openai_usage.times import utc_date
 if TYPE_CHECKING:
     from airflow.sdk import Asset, Context
 
+    from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
+
 
 #: The folder under ``output_path`` that holds one dataset per entity.
 DIRECTORY_DIR = "directory"
@@ -150,6 +152,7 @@ class OpenAIDirectoryOperator(BaseOperator):
         from airflow_provider_openai_usage.directory_rows import rows_table
         from airflow_provider_openai_usage.hooks.directory_paging import DirectoryReader
         from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
+        from airflow_provider_openai_usage.organizations import check_no_single_organization_days, organization_root
         from airflow_provider_openai_usage.storage import DayStore, output_location
         from airflow_provider_openai_usage.storage.sinks import check_table_format
 
@@ -157,16 +160,26 @@ class OpenAIDirectoryOperator(BaseOperator):
         date = snapshot_date(context)
         location = output_location(self.output_path, self.output_conn_id or None)
         table_format = check_table_format(self.table_format or None)
+        hook = OpenAIUsageHook(self.openai_usage_conn_id)
+        try:
+            organization_id = hook.organization_id()  # the connection's extra (no request), or one costs request
+        except Exception:
+            hook.close()
+            raise
         if table_format is not None:
-            return self._execute_tables(entities, date, location, table_format)
+            return self._execute_tables(entities, date, location, table_format, hook, organization_id)
+        for key in entities:
+            check_no_single_organization_days(location / DIRECTORY_DIR / key, output_path=self.output_path)
         stores = {
-            key: DayStore(location / DIRECTORY_DIR / key, self.file_format, described_as=f"output_path={location.as_uri()!r}")
+            key: DayStore(
+                organization_root(location / DIRECTORY_DIR / key, organization_id), self.file_format,
+                described_as=f"output_path={location.as_uri()!r}",
+            )
             for key in entities
         }
         for store in stores.values():
             store.prepare()  # before any request: an unwritable path fails without asking OpenAI
         kept = self._history_to_keep(date, stores)
-        hook = OpenAIUsageHook(self.openai_usage_conn_id)
         reader = DirectoryReader(hook)
         tables = {}
         try:
@@ -174,7 +187,7 @@ class OpenAIDirectoryOperator(BaseOperator):
                 entity = ENTITIES[key]
                 # Sorted, so a re-run over the same directory writes byte-identical files.
                 rows = sorted(reader.iter_rows(key), key=lambda r: (r.get("project_id") or "", r["id"]))
-                tables[key] = rows_table(entity, rows, self.file_format)
+                tables[key] = rows_table(entity, rows, self.file_format, organization_id=organization_id)
                 self.log.info("directory %s: %d rows read", key, len(rows))
         finally:
             hook.close()
@@ -184,7 +197,8 @@ class OpenAIDirectoryOperator(BaseOperator):
         written = {}
         base = asset_base(self.output_path) if self.asset_partitions else None
         for key, table in tables.items():
-            identity = {"dataset": f"{DIRECTORY_DIR}/{key}", "entity": key, "schema_version": SCHEMA_VERSION, "snapshot": "as_of_run"}
+            identity = {"dataset": f"{DIRECTORY_DIR}/{key}", "entity": key, "schema_version": SCHEMA_VERSION, "snapshot": "as_of_run",
+                        "organization_id": organization_id}
             before = partitions.day_digests(stores[key].root, date, date) if base else {}
             day = stores[key].replace_day(date, table, identity)
             written[key] = {"rows": day.rows, "file": day.path.as_uri() if hasattr(day.path, "as_uri") else str(day.path)}
@@ -193,6 +207,7 @@ class OpenAIDirectoryOperator(BaseOperator):
                 partitions.emit_day_partitions(context, self.outlets, f"{base}/{DIRECTORY_DIR}/{key}", changed, self.log)
         return {
             "snapshot_date": date,
+            "organization_id": organization_id,
             "output": f"{location.as_uri().rstrip('/')}/{DIRECTORY_DIR}",
             "file_format": self.file_format,
             "requests": reader.requests,
@@ -201,32 +216,40 @@ class OpenAIDirectoryOperator(BaseOperator):
             "rows": sum(w["rows"] for w in written.values()),
         }
 
-    def _execute_tables(self, entities: Sequence[str], date: str, location: Any, table_format: str) -> dict[str, Any]:
-        """Each entity's snapshot as one commit to its table (``storage.sinks``), identity checked first."""
+    def _execute_tables(
+        self, entities: Sequence[str], date: str, location: Any, table_format: str, hook: OpenAIUsageHook, organization_id: str
+    ) -> dict[str, Any]:
+        """Each entity's snapshot as one commit to its table (``storage.sinks``), identity checked first.
+
+        One table per entity holds every organization: a commit replaces this organization's rows of the date.
+        """
         from airflow_provider_openai_usage.directory_rows import arrow_schema as entity_schema
         from airflow_provider_openai_usage.directory_rows import rows_table
         from airflow_provider_openai_usage.hooks.directory_paging import DirectoryReader
-        from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
         from airflow_provider_openai_usage.storage.sinks import SinkDay, open_table_sink
 
         sinks, identities = {}, {}
-        for key in entities:
-            dataset = f"{DIRECTORY_DIR}/{key}"
-            sinks[key] = open_table_sink(
-                table_format, location, dataset, entity_schema(ENTITIES[key], "parquet"), catalog_conn_id=self.catalog_conn_id,
-                described_as=f"output_path={location.as_uri()!r}",
-            )
-            identities[key] = {"dataset": dataset, "entity": key, "schema_version": SCHEMA_VERSION, "snapshot": "as_of_run",
-                               "format": table_format}
-            sinks[key].prepare(identities[key])  # before any request
-        kept = self._history_to_keep(date, sinks)
-        hook = OpenAIUsageHook(self.openai_usage_conn_id)
+        try:
+            for key in entities:
+                dataset = f"{DIRECTORY_DIR}/{key}"
+                sinks[key] = open_table_sink(
+                    table_format, location, dataset, entity_schema(ENTITIES[key], "parquet", organization=True),
+                    catalog_conn_id=self.catalog_conn_id, described_as=f"output_path={location.as_uri()!r}",
+                    organization_id=organization_id,
+                )
+                identities[key] = {"dataset": dataset, "entity": key, "schema_version": SCHEMA_VERSION, "snapshot": "as_of_run",
+                                   "format": table_format}
+                sinks[key].prepare(identities[key])  # before any request
+            kept = self._history_to_keep(date, sinks)
+        except Exception:
+            hook.close()
+            raise
         reader = DirectoryReader(hook)
         tables = {}
         try:
             for key in (k for k in entities if k not in kept):
                 rows = sorted(reader.iter_rows(key), key=lambda r: (r.get("project_id") or "", r["id"]))
-                tables[key] = rows_table(ENTITIES[key], rows, "parquet")
+                tables[key] = rows_table(ENTITIES[key], rows, "parquet", organization_id=organization_id)
                 self.log.info("directory %s: %d rows read", key, len(rows))
         finally:
             hook.close()
@@ -236,6 +259,7 @@ class OpenAIDirectoryOperator(BaseOperator):
             written[key] = {"rows": table.num_rows, "table": sinks[key].location}
         return {
             "snapshot_date": date,
+            "organization_id": organization_id,
             "output": f"{location.as_uri().rstrip('/')}",
             "table_format": table_format,
             "requests": reader.requests,

@@ -143,27 +143,36 @@ class OpenAIFocusOperator(UsageRangeTask, BaseOperator):
         query = self.build_query(context, restate_days=self.restate_days)
         if "line_item" not in query.group_by:
             raise OpenAIUsageValidationError(_LINE_ITEM_HINT.format(group_by=list(query.group_by)))
+        from airflow_provider_openai_usage.organizations import check_no_single_organization_days, organization_root
+
         hook = OpenAIUsageHook(self.openai_usage_conn_id)
         try:
-            account = self._billing_account(hook)
+            organization_id = hook.organization_id()  # the connection's extra (no request), or one costs request
+            account = self._billing_account(hook, organization_id)
             location = output_location(self.output_path, self.output_conn_id or None)
             table_format = check_table_format(self.table_format or None)
+            if table_format is None:
+                check_no_single_organization_days(location / DATASET, output_path=self.output_path)
             sink: DaySink = (
-                FileSink(DayStore(location / DATASET, self.file_format, described_as=f"output_path={self.output_path!r}"))
+                FileSink(DayStore(
+                    organization_root(location / DATASET, organization_id), self.file_format,
+                    described_as=f"output_path={self.output_path!r}",
+                ))
                 if table_format is None
                 else open_table_sink(
                     table_format, location, DATASET, focus.arrow_schema(), catalog_conn_id=self.catalog_conn_id,
-                    described_as=f"output_path={self.output_path!r}",
+                    described_as=f"output_path={self.output_path!r}", organization_id=organization_id,
+                    organization_column="BillingAccountId",
                 )
             )
             sink.prepare(self._identity(query, account.id, table_format))
-            names = _DirectoryNames(self.project_names, self._directory_root(location))
+            names = _DirectoryNames(self.project_names, self._directory_root(location, organization_id))
             from airflow_provider_openai_usage.operators.usage import floor_parts_logged
             from airflow_provider_openai_usage.times import day_label
 
             if self.source == "landed":
                 self.log.info("Reading the landed %s for FOCUS (no costs request)", query.describe())
-                days, grouped = self._landed_days(query, location)
+                days, grouped = self._landed_days(query, location, organization_id)
             else:
                 self.log.info("Pulling %s for FOCUS", query.describe())
                 # Days before the api_key_id floor are pulled without it (x_ApiKeyId null; issue #25).
@@ -176,6 +185,7 @@ class OpenAIFocusOperator(UsageRangeTask, BaseOperator):
         finally:
             hook.close()
 
+        _check_organization(days, organization_id)
         # Map and check every row of every day before publishing the first one.
         tables: dict[str, pa.Table] = {}
         totals: dict[str, Decimal] = {}
@@ -199,8 +209,9 @@ class OpenAIFocusOperator(UsageRangeTask, BaseOperator):
             self.log.info("focus: published %s (%d rows, BilledCost %s)", day, rows_per_day[day], totals[day])
         return {
             "dataset": DATASET,
+            "organization_id": organization_id,
             "source": self.source,
-            "output": (location / DATASET).as_uri() if table_format is None else sink.location,
+            "output": organization_root(location / DATASET, organization_id).as_uri() if table_format is None else sink.location,
             "file_format": self.file_format,
             **({"table_format": table_format} if table_format else {}),
             "billing_account_id": account.id,
@@ -209,20 +220,26 @@ class OpenAIFocusOperator(UsageRangeTask, BaseOperator):
             "BilledCost": format(sum(totals.values(), Decimal(0)), "f"),
         }
 
-    def _landed_days(self, query: UsageQuery, location: ObjectStoragePath) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[str]]]:
+    def _landed_days(
+        self, query: UsageQuery, location: ObjectStoragePath, organization_id: str
+    ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[str]]]:
         """(rows per day from the landed costs, summed to each day's FOCUS grouping; that grouping per day).
 
         Every day of the range is read and checked before any is mapped; days before the api_key_id
         floor keep the grouping they were landed with (issue #25), as a pull of their own would.
+        Only this connection's organization is read (``<costs>/organization=<id>/``).
         """
         from airflow_provider_openai_usage.landed_costs import landed_day_rows, regroup
+        from airflow_provider_openai_usage.organizations import organization_root
         from airflow_provider_openai_usage.storage import DayStore, output_location
         from airflow_provider_openai_usage.times import day_label
 
         if self.costs_path is None:
-            root, described = location / COSTS_DATASET, f"output_path={self.output_path!r} ({COSTS_DATASET}/)"
+            root = organization_root(location / COSTS_DATASET, organization_id)
+            described = f"output_path={self.output_path!r} ({COSTS_DATASET}/organization={organization_id}/)"
         else:
-            root, described = output_location(self.costs_path, self.output_conn_id or None), f"costs_path={self.costs_path!r}"
+            root = organization_root(output_location(self.costs_path, self.output_conn_id or None), organization_id)
+            described = f"costs_path={self.costs_path!r} (organization={organization_id}/)"
         formats = DayStore(root, "parquet", described_as=described).existing_formats()
         filters = dict(query.filters)
         days: dict[str, list[dict[str, Any]]] = {}
@@ -246,24 +263,35 @@ class OpenAIFocusOperator(UsageRangeTask, BaseOperator):
             "billing_account_id": account_id,
         }
 
-    def _billing_account(self, hook: OpenAIUsageHook) -> BillingAccount:
+    def _billing_account(self, hook: OpenAIUsageHook, organization_id: str) -> BillingAccount:
+        """The organization as FOCUS's billing account: BillingAccountId is its id, always.
+
+        A ``billing_account_id`` naming another organization is refused: the rows would claim an
+        account the connection's key does not read.
+        """
         from airflow_provider_openai_usage import focus
 
         account_id, account_name = self.billing_account_id, self.billing_account_name
-        if account_id is None or account_name is None:
-            settings = hook.settings  # validated connection extras
-            account_id = settings.organization_id if account_id is None else account_id
-            account_name = settings.organization_name if account_name is None else account_name
-        return focus.BillingAccount.of(account_id, account_name)
+        if account_id is not None and account_id != organization_id:
+            raise OpenAIUsageValidationError(
+                f"billing_account_id={account_id!r}, but connection {self.openai_usage_conn_id!r} reads organization "
+                f"{organization_id!r}; FOCUS's BillingAccountId is the organization. Leave billing_account_id unset"
+            )
+        if account_name is None:
+            account_name = hook.settings.organization_name  # validated connection extra
+        return focus.BillingAccount.of(organization_id, account_name)
 
-    def _directory_root(self, location: ObjectStoragePath) -> ObjectStoragePath | None:
+    def _directory_root(self, location: ObjectStoragePath, organization_id: str) -> ObjectStoragePath | None:
+        """This organization's project snapshots (``<directory_path>/organization=<id>``)."""
+        from airflow_provider_openai_usage.organizations import organization_root
+
         if self.project_names is not None:
             return None
         if self.directory_path is None:
-            return location / DIRECTORY_PROJECTS
+            return organization_root(location / DIRECTORY_PROJECTS, organization_id)
         from airflow_provider_openai_usage.storage import output_location
 
-        return output_location(self.directory_path, self.output_conn_id or None)
+        return organization_root(output_location(self.directory_path, self.output_conn_id or None), organization_id)
 
 
 _LINE_ITEM_HINT = (
@@ -287,6 +315,17 @@ def _check_arguments(output_path: Any, account_id: Any, account_name: Any, group
     for param, value in (("billing_account_id", account_id), ("billing_account_name", account_name)):
         if value is not None and not is_templated(value):  # None: read from the connection at run time
             focus.account_value(param, value)
+
+
+def _check_organization(days: Mapping[str, list[dict[str, Any]]], organization_id: str) -> None:
+    """Every costs row is the connection's organization's (OpenAI sends ``organization_id`` on each)."""
+    for day, rows in days.items():
+        other = next((r.get("organization_id") for r in rows if r.get("organization_id") not in (None, organization_id)), None)
+        if other is not None:
+            raise OpenAIUsageResponseError(
+                f"costs of {day} are for organization_id={other!r}, but this connection's organization is {organization_id!r}; "
+                "nothing is exported (fix the connection's organization_id extra or its key)"
+            )
 
 
 def _check_source(source: Any, costs_path: Any) -> None:

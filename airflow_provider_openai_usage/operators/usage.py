@@ -180,18 +180,23 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
         if table_format is not None:
             return self._write_table(query, parts, table_format)
         writer = None
+        hook = OpenAIUsageHook(self.openai_usage_conn_id)
         if self.output_path is not None:
+            from airflow_provider_openai_usage.organizations import check_no_single_organization_days, organization_root
             from airflow_provider_openai_usage.storage import PartitionWriter
 
-            # Built and prepared before the first request: a bad path or format, a path that cannot be
-            # written, or a day that holds other rows fails without touching the API.
+            # Built and prepared before the first data request: a bad path or format, a path that cannot
+            # be written, or a day that holds other rows fails without touching the API. The organization
+            # is the connection's extra (no request), or one costs request when the extra is empty.
             location = output_location(self.output_path, self.output_conn_id or None)
+            organization_id = self._organization_id(hook)
+            check_no_single_organization_days(location / self.endpoint, output_path=self.output_path)
             writer = PartitionWriter(
-                location / self.endpoint, query.endpoint, self.file_format, described_as=f"output_path={self.output_path!r}"
+                organization_root(location / self.endpoint, organization_id), query.endpoint, self.file_format,
+                described_as=f"output_path={self.output_path!r}", organization_id=organization_id,
             )
             for part, _ in parts:
                 writer.prepare(part)  # each part's grouping is what its days record
-        hook = OpenAIUsageHook(self.openai_usage_conn_id)
         self.log.info("Pulling %s", query.describe())
         try:
             with unknown_fields_warning():  # one warning per run naming fields kept in `extra`
@@ -200,6 +205,16 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
                 return self._write(hook, query, parts, writer, context)
         finally:
             hook.close()
+
+    def _organization_id(self, hook: OpenAIUsageHook) -> str:
+        """The organization this run lands under (``OpenAIUsageHook.organization_id``), logged once."""
+        try:
+            organization_id = hook.organization_id()
+        except Exception:
+            hook.close()
+            raise
+        self.log.info("Connection %r reads organization %s", self.openai_usage_conn_id, organization_id)
+        return organization_id
 
     def _rows_to_xcom(
         self, hook: OpenAIUsageHook, query: UsageQuery, parts: list[tuple[UsageQuery, tuple[str, ...]]]
@@ -258,6 +273,7 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
             partitions.emit_day_partitions(context, self.outlets, f"{base}/{self.endpoint}", changed, self.log)
         return {
             "endpoint": self.endpoint,
+            "organization_id": writer.organization_id,
             "start_time": query.start_time,
             "end_time": query.end_time,
             "range": f"{iso(query.start_time)}/{iso(query.end_time)}",
@@ -288,14 +304,20 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
         if self.output_path is None:
             raise OpenAIUsageValidationError(f"table_format={table_format!r} needs output_path (where the table lives)")
         location = output_location(self.output_path, self.output_conn_id or None)
-        schema = arrow_schema(query.endpoint)
+        hook = OpenAIUsageHook(self.openai_usage_conn_id)
+        organization_id = self._organization_id(hook)
+        schema = arrow_schema(query.endpoint, organization=True)
         sink = open_table_sink(
             table_format, location, self.endpoint, schema, catalog_conn_id=self.catalog_conn_id,
-            described_as=f"output_path={self.output_path!r}",
+            described_as=f"output_path={self.output_path!r}", organization_id=organization_id,
         )
+        # One table holds every organization (an organization_id column): its identity has no organization.
         identity = usage_identity(query, table_format, schema)
-        sink.prepare(identity)
-        hook = OpenAIUsageHook(self.openai_usage_conn_id)
+        try:
+            sink.prepare(identity)
+        except Exception:
+            hook.close()
+            raise
         self.log.info("Pulling %s into the %s table %s", query.describe(), table_format, sink.location)
         collected = []
         failure: BaseException | None = None
@@ -304,7 +326,7 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
                 for part, _ in parts:
                     buckets = hook.iter_query_buckets(part, prefetch=True, page_results=PAGE_RESULTS, streams=self.parallel_requests)
                     with closing(buckets):
-                        for day in usage_days(query.endpoint, part, buckets, schema):
+                        for day in usage_days(query.endpoint, part, buckets, schema, organization_id=organization_id):
                             collected.append(day)
         except Exception as exc:  # noqa: BLE001 - the complete days before it are committed, then it is raised
             failure = exc
@@ -325,6 +347,7 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
             "end_time": query.end_time,
             "range": f"{iso(query.start_time)}/{iso(query.end_time)}",
             "bucket_width": query.bucket_width,
+            "organization_id": organization_id,
             "output": sink.location,
             "table_format": table_format,
             "days": days,

@@ -130,14 +130,17 @@ class DeltaSink(TableSink):
         """
         import pyarrow as pa
 
-        reader = _deltalake().QueryBuilder().register("t", snapshot).execute(f"SELECT * FROM t WHERE {DATE_COLUMN} = '{date}'")
+        reader = _deltalake().QueryBuilder().register("t", snapshot).execute(f"SELECT * FROM t WHERE {self.day_filter([date])}")
         return pa.table(reader.read_all())
+
+    def _columns(self, snapshot: Any) -> set[str]:
+        return {f.name for f in snapshot.schema().fields}
 
     def _replace(self, snapshot: Any, dates: list[str], rows: list[pa.Table], identity: Mapping[str, Any]) -> None:
         import pyarrow as pa
 
         dl = _deltalake()
-        predicate = f"{DATE_COLUMN} IN ({', '.join(repr(d) for d in dates)})"  # dates are YYYY-MM-DD: no quoting issue
+        predicate = self.day_filter(dates)  # dates are YYYY-MM-DD, organization ids org-[A-Za-z0-9_-]: no quoting issue
         data = pa.concat_tables(rows, promote_options="default")
         try:
             dl.write_deltalake(

@@ -160,7 +160,10 @@ class IcebergSink(TableSink):
         return table
 
     def _read_day(self, snapshot: Any, date: str) -> pa.Table:
-        return snapshot.scan(row_filter=f"{DATE_COLUMN} == '{date}'").to_arrow()  # date: YYYY-MM-DD, nothing to quote
+        return snapshot.scan(row_filter=self.day_filter([date])).to_arrow()  # date: YYYY-MM-DD, nothing to quote
+
+    def _columns(self, snapshot: Any) -> set[str]:
+        return {f.name for f in snapshot.schema().fields}
 
     def _replace(self, snapshot: Any, dates: list[str], rows: list[pa.Table], identity: Mapping[str, Any]) -> None:
         """``overwrite`` as pyiceberg builds it (a delete of the dates with overwrite isolation, then an
@@ -175,7 +178,7 @@ class IcebergSink(TableSink):
 
         columns = {c.name for c in snapshot.schema().fields}
         missing = [f for table in rows[:1] for f in table.schema if f.name not in columns]
-        in_dates = f"{DATE_COLUMN} IN ({', '.join(repr(d) for d in dates)})"  # dates are YYYY-MM-DD (checked in commit)
+        in_dates = self.day_filter(dates)  # dates are YYYY-MM-DD (checked in commit), organization ids checked
         try:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", "Delete operation did not match any records")  # a day new to the table

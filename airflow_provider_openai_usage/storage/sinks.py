@@ -31,6 +31,7 @@ from airflow_provider_openai_usage.exceptions import (
     OpenAIUsageStorageError,
     OpenAIUsageValidationError,
 )
+from airflow_provider_openai_usage.organizations import ORGANIZATION_COLUMN
 from airflow_provider_openai_usage.times import DAY, day_label, iso
 
 if TYPE_CHECKING:
@@ -207,16 +208,21 @@ def check_table_identity(location: str, held_json: str | None, wanted: Mapping[s
 
 
 # -- API buckets → day rows (tables) ------------------------------------------------------------------
-def usage_days(endpoint: Endpoint, query: UsageQuery, buckets: Iterable[dict[str, Any]], schema: pa.Schema) -> Iterator[SinkDay]:
+def usage_days(
+    endpoint: Endpoint, query: UsageQuery, buckets: Iterable[dict[str, Any]], schema: pa.Schema, *,
+    organization_id: str | None = None,
+) -> Iterator[SinkDay]:
     """The days of one pull, each once all its buckets arrived, with the file writer's checks.
 
     A gap, a bucket of the wrong width, or a range the API did not report to its end is refused
     (the complete days before it were yielded: the caller commits them, then the error is raised).
+    With ``organization_id`` every row carries it (``storage.usage.with_organization``).
     """
     from itertools import chain
 
     from airflow_provider_openai_usage.rows import bucket_columns, sort_columns
     from airflow_provider_openai_usage.storage.formats import table_from_columns
+    from airflow_provider_openai_usage.storage.usage import with_organization
 
     width = query.width_seconds
     covered_until = query.start_time
@@ -252,6 +258,8 @@ def usage_days(endpoint: Endpoint, query: UsageQuery, buckets: Iterable[dict[str
             parts = []
         current = day
         n, columns = bucket_columns(endpoint, bucket, arrow_checks_int64=True)
+        if organization_id is not None:
+            columns = with_organization(endpoint, organization_id, n, columns)
         parts.append(sort_columns(endpoint, n, columns))
         covered_until = end
     if current is not None:
@@ -267,7 +275,8 @@ def usage_days(endpoint: Endpoint, query: UsageQuery, buckets: Iterable[dict[str
 # -- opening a table sink -----------------------------------------------------------------------------
 def open_table_sink(
     table_format: str, location: ObjectStoragePath, dataset: str, schema: pa.Schema, *,
-    catalog_conn_id: str | None = None, described_as: str | None = None,
+    catalog_conn_id: str | None = None, described_as: str | None = None, organization_id: str | None = None,
+    organization_column: str = ORGANIZATION_COLUMN,
 ) -> TableSink:
     """The table of ``dataset`` (``completions``, ``focus``, ``directory/projects``...) under ``location``.
 
@@ -277,13 +286,21 @@ def open_table_sink(
     ``<output_path>/iceberg``.
     """
     check_table_format(table_format)
+    sink: TableSink
     if table_format == "delta":
         from airflow_provider_openai_usage.storage.delta import DeltaSink
 
-        return DeltaSink(location, dataset, schema, described_as=described_as)
-    from airflow_provider_openai_usage.storage.iceberg import IcebergSink
+        sink = DeltaSink(location, dataset, schema, described_as=described_as)
+    else:
+        from airflow_provider_openai_usage.storage.iceberg import IcebergSink
 
-    return IcebergSink(location, dataset, schema, catalog_conn_id=catalog_conn_id, described_as=described_as)
+        sink = IcebergSink(location, dataset, schema, catalog_conn_id=catalog_conn_id, described_as=described_as)
+    if organization_id is not None:
+        from airflow_provider_openai_usage.organizations import check_organization_id
+
+        sink.organization_id = check_organization_id(organization_id)
+        sink.organization_column = organization_column
+    return sink
 
 
 class TableSink:
@@ -296,6 +313,11 @@ class TableSink:
     """
 
     format_name = "table"
+    #: One organization's rows of a table every organization shares (issue #29): a commit reads and
+    #: replaces only ``organization_id = <it>`` rows of its days. None: the whole days (one organization).
+    organization_id: str | None = None
+    #: The column that holds the organization (FOCUS: ``BillingAccountId``).
+    organization_column: str = ORGANIZATION_COLUMN
 
     def __init__(self, dataset: str, schema: pa.Schema, location: str, described: str) -> None:
         self.dataset = dataset
@@ -304,6 +326,13 @@ class TableSink:
         self.location = location
         self.described = described
 
+    def day_filter(self, dates: Sequence[str]) -> str:
+        """The SQL predicate of the rows a commit of ``dates`` replaces (dates and ids are checked: no quoting)."""
+        in_dates = f"{DATE_COLUMN} IN ({', '.join(repr(d) for d in dates)})"
+        if self.organization_id is None:
+            return in_dates
+        return f"{in_dates} AND {self.organization_column} = '{self.organization_id}'"
+
     # -- the interface ---------------------------------------------------------------------------
     def prepare(self, identity: Mapping[str, Any]) -> None:
         held = self._held_identity()
@@ -311,6 +340,13 @@ class TableSink:
             self._create(identity)
             held = self._held_identity()
         check_table_identity(self.described, held, identity)
+        if self.organization_id is not None and self.organization_column not in self._columns(self._snapshot()):
+            # Its rows have no organization: replacing one organization's rows would leave them beside the new ones.
+            raise OpenAIUsageStorageError(
+                f"{self.described} was written before the organization level (no {self.organization_column} column); "
+                "its rows cannot be told apart from this organization's, so nothing was written. Drop the table "
+                "(it is rebuilt from the API by a backfill) or write to another output_path"
+            )
 
     def has_day(self, date: str) -> bool:
         """Whether the table holds rows of ``date`` (the directory keeps a past snapshot it holds)."""
@@ -371,6 +407,9 @@ class TableSink:
         raise NotImplementedError
 
     def _read_day(self, snapshot: Any, date: str) -> pa.Table:
+        raise NotImplementedError
+
+    def _columns(self, snapshot: Any) -> set[str]:
         raise NotImplementedError
 
     def _replace(self, snapshot: Any, dates: list[str], rows: list[pa.Table], identity: Mapping[str, Any]) -> None:

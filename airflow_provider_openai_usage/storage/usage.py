@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_openai_usage.endpoints import DECIMAL_PRECISION, Endpoint
 from airflow_provider_openai_usage.exceptions import OpenAIUsageResponseError, OpenAIUsageStorageError
+from airflow_provider_openai_usage.organizations import ORGANIZATION_COLUMN
 from airflow_provider_openai_usage.rows import INT64_MAX, add_totals, bucket_columns, column_total, json_safe, sort_columns
 from airflow_provider_openai_usage.storage.days import DayFile, DayStore, StagedDay, data_name, file_metadata
 from airflow_provider_openai_usage.storage.formats import ROW_GROUP_ROWS, DayEncoder, encode_table, read_table, table_from_columns
@@ -58,14 +59,20 @@ ARROW_SUM_ROWS = 256
 PROGRESS_INTERVAL = 5.0
 
 
-def arrow_schema(endpoint: Endpoint) -> pa.Schema:
-    """Typed from the registry, identical for every day of an endpoint, empty days included."""
+def arrow_schema(endpoint: Endpoint, *, organization: bool = False) -> pa.Schema:
+    """Typed from the registry, identical for every day of an endpoint, empty days included.
+
+    ``organization=True`` (every operator's files and tables, issue #29): every row also carries
+    ``organization_id``, right after the times (costs already have it where OpenAI sends it).
+    """
     import pyarrow as pa
 
     types = {"string": pa.string(), "int64": pa.int64(), "bool": pa.bool_()}
     # Milliseconds: Parquet has no seconds unit, so this is what every reader sees anyway.
     ts = pa.timestamp("ms", tz="UTC")
     fields = [pa.field("start_time", ts, nullable=False), pa.field("end_time", ts, nullable=False)]
+    if organization and ORGANIZATION_COLUMN not in {c.name for c in endpoint.columns}:
+        fields.append(pa.field(ORGANIZATION_COLUMN, pa.string()))
     for column in endpoint.columns:
         if column.type == "decimal":
             arrow_type = pa.decimal128(DECIMAL_PRECISION, column.scale)
@@ -80,9 +87,13 @@ def schema_fingerprint(schema: pa.Schema) -> str:
     return hashlib.sha256(spelled.encode()).hexdigest()[:16]
 
 
-def usage_identity(query: UsageQuery, file_format: str, schema: pa.Schema) -> dict[str, Any]:
-    """What a day written by this query holds; two runs may share a day only if these are equal."""
-    return {
+def usage_identity(query: UsageQuery, file_format: str, schema: pa.Schema, organization_id: str | None = None) -> dict[str, Any]:
+    """What a day written by this query holds; two runs may share a day only if these are equal.
+
+    With ``organization_id`` (every operator), the organization is part of it: a day of one
+    organization never takes rows of another, even if files were moved by hand.
+    """
+    identity = {
         "dataset": query.endpoint.key,
         "layout_version": LAYOUT_VERSION,
         "schema": schema_fingerprint(schema),
@@ -91,6 +102,28 @@ def usage_identity(query: UsageQuery, file_format: str, schema: pa.Schema) -> di
         "group_by": list(query.group_by),
         "filters": {name: value if isinstance(value, bool) else list(value) for name, value in query.filters},
     }
+    if organization_id is not None:
+        identity["organization_id"] = organization_id
+    return identity
+
+
+def with_organization(endpoint: Endpoint, organization_id: str, n: int, columns: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """A bucket's columns with ``organization_id`` on every row: the connection's organization.
+
+    Where OpenAI sends it (costs), each value must be that organization (a null is filled in); a
+    result naming another organization is refused before anything of its day is written: the key
+    answered for an organization the connection does not say it reads.
+    """
+    sent = columns.get(ORGANIZATION_COLUMN)
+    if sent is not None:
+        other = next((v for v in sent if v is not None and v != organization_id), None)
+        if other is not None:
+            raise OpenAIUsageResponseError(
+                f"{endpoint.key}: OpenAI answered for organization_id={other!r}, but this connection's organization is "
+                f"{organization_id!r}; nothing of this day is written (fix the connection's organization_id extra or its key)"
+            )
+    columns[ORGANIZATION_COLUMN] = [organization_id] * n
+    return columns
 
 
 def identity_differences(held: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
@@ -286,24 +319,33 @@ class PartitionWriter:
     #: Days (or rows) published as one batch on a local disk.
     batch_days, batch_rows = BATCH_DAYS, BATCH_ROWS
 
-    def __init__(self, root: ObjectStoragePath, endpoint: Endpoint, file_format: str, *, described_as: str | None = None) -> None:
+    def __init__(
+        self, root: ObjectStoragePath, endpoint: Endpoint, file_format: str, *, described_as: str | None = None,
+        organization_id: str | None = None,
+    ) -> None:
         self.root = root
         self.endpoint = endpoint
         self.file_format = file_format
+        #: Every row's ``organization_id`` and part of each day's identity (None: files without it, as before #29).
+        self.organization_id = organization_id
         self.store = DayStore(root, file_format, described_as=described_as)
         self._schema: pa.Schema | None = None
 
     @property
     def schema(self) -> pa.Schema:
         if self._schema is None:
-            self._schema = arrow_schema(self.endpoint)
+            self._schema = arrow_schema(self.endpoint, organization=self.organization_id is not None)
         return self._schema
+
+    def identity(self, query: UsageQuery) -> dict[str, Any]:
+        """What this writer's days of ``query`` hold (``usage_identity`` with its organization)."""
+        return usage_identity(query, self.file_format, self.schema, self.organization_id)
 
     # -- before the first request ---------------------------------------------------------------------
     def prepare(self, query: UsageQuery) -> None:
         """Everything that can refuse the run without asking OpenAI: location, leftovers, conflicts."""
         self.store.prepare()
-        wanted = usage_identity(query, self.file_format, self.schema)
+        wanted = self.identity(query)
         formats = self.store.existing_formats()
         for day in range(query.start_time - query.start_time % DAY, query.end_time, DAY):
             held = formats.get(day_label(day))
@@ -343,7 +385,7 @@ class PartitionWriter:
     # -- writing ---------------------------------------------------------------------------------------
     def write(self, query: UsageQuery, buckets: Iterable[dict[str, Any]]) -> Iterator[DayResult]:
         """Publish each day of the query's range once all its buckets arrived (in batches, see ``_Publisher``)."""
-        wanted = usage_identity(query, self.file_format, self.schema)
+        wanted = self.identity(query)
         local = self.store.local
         publisher = _Publisher(self.store, self.publish_threads if local else 1, self.batch_days if local else 1, self.batch_rows)
         with publisher:
@@ -388,6 +430,8 @@ class PartitionWriter:
                     building = self._builder(query, wanted, bucket_day)
                 n, columns = bucket_columns(self.endpoint, bucket, arrow_checks_int64=True)
                 del bucket
+                if self.organization_id is not None:
+                    columns = with_organization(self.endpoint, self.organization_id, n, columns)
                 building.add(n, sort_columns(self.endpoint, n, columns))
                 covered_until = end
             if building is not None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pendulum
 import pytest
-from conftest import DAY, NOW, SENTINEL_KEY
+from conftest import FAKE_ORG, DAY, NOW, SENTINEL_KEY, ORG_DIR
 
 from airflow_provider_openai_usage.directory import ENTITIES, ENTITY_KEYS
 from airflow_provider_openai_usage.directory_rows import arrow_schema
@@ -42,8 +42,10 @@ def run(tmp_path: Path, end: int = NOW, **kwargs) -> dict:
 def snapshot(tmp_path: Path, entity: str, date: str = DATE) -> list[dict]:
     import pyarrow.parquet as pq
 
-    table = pq.read_table(tmp_path / "directory" / entity / f"date={date}" / "data.parquet")
-    assert table.schema.remove_metadata() == arrow_schema(ENTITIES[entity])
+    table = pq.read_table(tmp_path / "directory" / entity / ORG_DIR / f"date={date}" / "data.parquet")
+    assert table.schema.remove_metadata() == arrow_schema(ENTITIES[entity], organization=True)
+    assert set(table.column("organization_id").to_pylist()) <= {FAKE_ORG}, "every row names the organization it was read from"
+    table = table.drop_columns(["organization_id"])
     return [{k: (int(v.timestamp()) if hasattr(v, "timestamp") else v) for k, v in row.items()} for row in table.to_pylist()]
 
 
@@ -55,7 +57,7 @@ def test_every_entity_lands_typed_under_the_run_s_date_with_the_hook_s_rows(fake
         expected = sorted(hook.iter_directory(key), key=lambda r: (r.get("project_id") or "", r["id"]))
         assert snapshot(tmp_path, key) == expected, key
         assert summary["entities"][key]["rows"] == len(expected)
-        assert sorted(os.listdir(tmp_path / "directory" / key)) == ["_openai_usage", f"date={DATE}"]
+        assert sorted(os.listdir(tmp_path / "directory" / key / ORG_DIR)) == ["_openai_usage", f"date={DATE}"]
     # One project listing shared by the six per-project entities.
     assert sum(1 for r in fake_api.requests[: summary["requests"]] if r.path.endswith("/organization/projects")) == 1
 
@@ -69,7 +71,7 @@ def test_a_rerun_of_the_same_day_is_byte_identical_and_a_changed_directory_repla
     run(tmp_path, entities=["projects"])
     names = {r["id"]: r["name"] for r in snapshot(tmp_path, "projects")}
     assert names["proj_alpha"] == "Support Bot"
-    assert len(list((tmp_path / "directory" / "projects").glob("date=*/*"))) == 1, "replaced, not added beside"
+    assert len(list((tmp_path / "directory" / "projects" / ORG_DIR).glob("date=*/*"))) == 1, "replaced, not added beside"
 
 
 def test_each_date_is_its_own_snapshot(fake_api, conn_id, tmp_path):
@@ -131,7 +133,7 @@ def test_a_full_key_in_an_answer_lands_nowhere_and_the_snapshot_still_lands(fake
 
 def test_the_admin_key_is_stored_only_redacted(fake_api, conn_id, tmp_path):
     run(tmp_path, entities=["admin_api_keys"], file_format="jsonl")
-    text = (tmp_path / "directory" / "admin_api_keys" / f"date={DATE}" / "data.jsonl").read_text()
+    text = (tmp_path / "directory" / "admin_api_keys" / ORG_DIR / f"date={DATE}" / "data.jsonl").read_text()
     assert SENTINEL_KEY not in text and f'"{SENTINEL_KEY[:8]}...{SENTINEL_KEY[-4:]}"' in text
 
 
@@ -142,13 +144,13 @@ def test_text_formats_hold_the_same_rows(fake_api, conn_id, tmp_path, file_forma
 
     from airflow_provider_openai_usage.storage import read_day_table
 
-    path = ObjectStoragePath(f"file://{tmp_path}/directory/projects/date={DATE}/data.{file_format}")
+    path = ObjectStoragePath(f"file://{tmp_path}/directory/projects/{ORG_DIR}/date={DATE}/data.{file_format}")
     table = read_day_table(path, arrow_schema(ENTITIES["projects"]))
     written = sorted(table.to_pylist(), key=lambda r: r["id"])
     assert [{k: (int(v.timestamp()) if hasattr(v, "timestamp") else v) for k, v in r.items()} for r in written] == sorted(
         OpenAIUsageHook(conn_id).iter_directory("projects"), key=lambda r: r["id"]
     )
-    alerts = ObjectStoragePath(f"file://{tmp_path}/directory/project_spend_alerts/date={DATE}/data.{file_format}")
+    alerts = ObjectStoragePath(f"file://{tmp_path}/directory/project_spend_alerts/{ORG_DIR}/date={DATE}/data.{file_format}")
     recipients = (
         read_day_table(alerts, arrow_schema(ENTITIES["project_spend_alerts"], file_format)).column("notification_recipients").to_pylist()
     )

@@ -15,11 +15,12 @@ import pytest
 from airflow_provider_openai_usage.exceptions import OpenAIUsageResponseError, OpenAIUsageValidationError
 from airflow_provider_openai_usage.operators.focus import OpenAIFocusOperator
 from airflow_provider_openai_usage.testing import Fault
+from conftest import FAKE_ORG, ORG_DIR
 
 NOW = 1762732800  # 2025-11-10T00:00:00Z, as tests/conftest.py
 DAY = 86400
 START = NOW - 10 * DAY
-ACCOUNT = {"billing_account_id": "org-test", "billing_account_name": "Test Org"}
+ACCOUNT = {"billing_account_id": FAKE_ORG, "billing_account_name": "Test Org"}
 
 
 def ctx(start: int, end: int) -> dict:
@@ -35,7 +36,7 @@ def tree(root: Path) -> dict[str, str]:
 
 
 def day_files(root: Path, ext: str = "parquet") -> dict[str, Path]:
-    return {p.parent.name.removeprefix("date="): p for p in sorted((root / "focus").glob(f"date=*/*.{ext}"))}
+    return {p.parent.name.removeprefix("date="): p for p in sorted((root / "focus" / ORG_DIR).glob(f"date=*/*.{ext}"))}
 
 
 def costs_by_day(conn_id: str, start: int, end: int, **kwargs) -> dict[str, Decimal]:
@@ -66,17 +67,17 @@ def test_one_file_per_day_with_exact_totals_and_identical_reruns(conn_id, tmp_pa
         billed = pc.sum(table.column("BilledCost")).as_py() or Decimal(0)
         assert billed == expected.get(d, Decimal(0)), d  # to the last decimal
         assert Decimal(summary["days"][d]["BilledCost"]) == billed
-        assert set(table.column("BillingAccountId").to_pylist()) <= {"org-test"}
+        assert set(table.column("BillingAccountId").to_pylist()) <= {FAKE_ORG}
     assert summary["rows"] == sum(pq.read_metadata(p).num_rows for p in files.values()) > 0
-    assert summary["output"].endswith("/focus") and summary["billing_account_id"] == "org-test"
+    assert summary["output"].endswith(f"/focus/{ORG_DIR}") and summary["billing_account_id"] == FAKE_ORG
     json.dumps(summary)  # XCom-safe
 
-    before = tree(tmp_path / "focus")
+    before = tree(tmp_path / "focus" / ORG_DIR)
     op.execute(ctx(START, NOW))
-    assert tree(tmp_path / "focus") == before  # byte-identical re-run
+    assert tree(tmp_path / "focus" / ORG_DIR) == before  # byte-identical re-run
     # a daily run rewrites its day with the same bytes a wide run wrote
     OpenAIFocusOperator(task_id="d", output_path=str(tmp_path), **ACCOUNT).execute(ctx(NOW - DAY, NOW))
-    assert tree(tmp_path / "focus") == before
+    assert tree(tmp_path / "focus" / ORG_DIR) == before
 
 
 def test_csv_on_request(conn_id, tmp_path):
@@ -97,16 +98,31 @@ def test_billing_account_from_the_connection_extras(fake_api, monkeypatch, tmp_p
 
     monkeypatch.setenv(
         "AIRFLOW_CONN_OPENAI_USAGE_DEFAULT",
-        fake_api.connection_json(organization_id="org-extra", organization_name="From Extras", max_retries=1, backoff_base=0.01),
+        fake_api.connection_json(organization_name="From Extras", max_retries=1, backoff_base=0.01),
     )
     OpenAIFocusOperator(task_id="focus", output_path=str(tmp_path)).execute(ctx(NOW - DAY, NOW))
     table = pq.read_table(day_files(tmp_path)[day(NOW - DAY)])
     assert set(table.column("BillingAccountName").to_pylist()) == {"From Extras"}
+    assert set(table.column("BillingAccountId").to_pylist()) == {FAKE_ORG}
+
+
+def test_a_connection_naming_another_organization_exports_nothing(fake_api, monkeypatch, tmp_path):
+    # The key answers for FAKE_ORG; the connection claims another organization: never exported under it.
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_OPENAI_USAGE_DEFAULT",
+        fake_api.connection_json(organization_id="org-SomeoneElse", organization_name="Other", max_retries=1, backoff_base=0.01),
+    )
+    with pytest.raises(OpenAIUsageResponseError, match=r"organization_id='org-FakeUsage7Fk3bQz9Mn2Lp5'.*'org-SomeoneElse'"):
+        OpenAIFocusOperator(task_id="focus", output_path=str(tmp_path)).execute(ctx(NOW - DAY, NOW))
+    assert not any(p.is_file() and "date=" in str(p) for p in tmp_path.rglob("*"))
+    with pytest.raises(OpenAIUsageValidationError, match=r"billing_account_id='org-Other'.*reads organization 'org-SomeoneElse'"):
+        OpenAIFocusOperator(task_id="f2", output_path=str(tmp_path), billing_account_id="org-Other").execute(ctx(NOW - DAY, NOW))
 
 
 def test_missing_billing_account_fails_before_any_request_and_writes_nothing(fake_api, conn_id, tmp_path):
     fake_api.clear_requests()
-    with pytest.raises(OpenAIUsageValidationError, match=r"billing_account_id=None: .*organization_id"):
+    # The organization (BillingAccountId) is the connection's; its name is not reported by any API.
+    with pytest.raises(OpenAIUsageValidationError, match=r"billing_account_name=None: .*organization_name"):
         OpenAIFocusOperator(task_id="focus", output_path=str(tmp_path)).execute(ctx(NOW - DAY, NOW))
     assert fake_api.requests == []
     assert not any(p.is_file() for p in tmp_path.rglob("*"))
@@ -152,7 +168,7 @@ def test_project_names_from_directory_snapshots(conn_id, tmp_path):
 
     from airflow_provider_openai_usage.storage import DayStore, output_location
 
-    store = DayStore(output_location(str(tmp_path), None) / "directory" / "projects", "parquet")
+    store = DayStore(output_location(str(tmp_path), None) / "directory" / "projects" / ORG_DIR, "parquet")
     store.prepare()
     snapshot = pa.table({"id": ["proj_alpha", "proj_beta"], "name": ["Alpha (old)", None]})
     store.replace_day(day(NOW - 5 * DAY), snapshot, {"dataset": "directory/projects"})
@@ -185,12 +201,12 @@ def test_focus_by_api_key_across_the_floor_exports_every_day_with_and_without_th
     keys = {d: set(pq.read_table(p).column("x_ApiKeyId").to_pylist()) for d, p in files.items()}
     assert all(keys[day(t)] <= {None} for t in range(start, FLOOR, DAY)), "before the floor: no key dimension"
     assert any(keys[day(t)] - {None} for t in range(FLOOR, end, DAY))
-    manifests = {p.name: json.loads(p.read_text())["identity"]["group_by"] for p in (tmp_path / "focus").rglob("date=*.json")}
+    manifests = {p.name: json.loads(p.read_text())["identity"]["group_by"] for p in (tmp_path / "focus" / ORG_DIR).rglob("date=*.json")}
     assert manifests[f"date={day(FLOOR - DAY)}.json"] == ["project_id", "line_item"]
     assert manifests[f"date={day(FLOOR)}.json"] == ["project_id", "line_item", "api_key_id"]
-    before = tree(tmp_path / "focus")
+    before = tree(tmp_path / "focus" / ORG_DIR)
     op.execute(ctx(start, end))
-    assert tree(tmp_path / "focus") == before
+    assert tree(tmp_path / "focus" / ORG_DIR) == before
 
 
 # -- source="landed": the FOCUS export from the costs partitions a pull landed (issue #28) ------------------
@@ -224,7 +240,7 @@ def test_landed_source_gives_the_api_sources_files_without_a_costs_request(fake_
     summary = OpenAIFocusOperator(task_id="f", output_path=str(landed), source="landed", **ACCOUNT).execute(ctx(start, end))
     assert fake_api.requests == [], "the landed source asks the API nothing"
     assert summary["source"] == "landed" and list(summary["days"]) == [day(t) for t in range(start, end, DAY)]
-    assert tree(pulled / "focus") == tree(landed / "focus"), "the same bytes as a pull of its own"
+    assert tree(pulled / "focus" / ORG_DIR) == tree(landed / "focus" / ORG_DIR), "the same bytes as a pull of its own"
     assert focus_tables(landed) and all(rows for rows in focus_tables(landed).values())
 
 
@@ -269,7 +285,7 @@ def test_landed_source_refuses_a_part_day_and_a_file_changed_by_hand(fake_api, c
     """Costs pulls land whole days (1d only), but the reader checks coverage all the same: a manifest
     whose windows miss part of the day (written by another tool or version) is refused."""
     land_costs(tmp_path, NOW - DAY, NOW)
-    manifest = tmp_path / "costs" / "_openai_usage" / "manifests" / f"date={day(NOW - DAY)}.json"
+    manifest = tmp_path / "costs" / ORG_DIR / "_openai_usage" / "manifests" / f"date={day(NOW - DAY)}.json"
     whole = manifest.read_text()
     record = json.loads(whole)
     record["covered"] = [[NOW - DAY, NOW - DAY + 6 * 3600]]
@@ -282,7 +298,7 @@ def test_landed_source_refuses_a_part_day_and_a_file_changed_by_hand(fake_api, c
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    data = tmp_path / "costs" / f"date={day(NOW - DAY)}" / "data.parquet"
+    data = tmp_path / "costs" / ORG_DIR / f"date={day(NOW - DAY)}" / "data.parquet"
     original = data.read_bytes()
     data.write_bytes(original + b"tampered")
     with pytest.raises(OpenAIUsageValidationError, match="has a costs file that cannot be read"):
@@ -299,7 +315,7 @@ def test_landed_source_reads_costs_path_and_text_formats(fake_api, conn_id, tmp_
     OpenAIFocusOperator(
         task_id="l", output_path=str(tmp_path / "landed"), source="landed", costs_path=str(tmp_path / "elsewhere" / "costs"), **ACCOUNT
     ).execute(ctx(NOW - 2 * DAY, NOW))
-    assert tree(tmp_path / "api" / "focus") == tree(tmp_path / "landed" / "focus")
+    assert tree(tmp_path / "api" / "focus" / ORG_DIR) == tree(tmp_path / "landed" / "focus" / ORG_DIR)
 
 
 @pytest.mark.parametrize(

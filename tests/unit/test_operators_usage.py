@@ -7,7 +7,7 @@ import re
 from decimal import Decimal
 
 import pytest
-from conftest import DAY, NOW
+from conftest import DAY, NOW, ORG_DIR
 from storage_support import START, ctx
 
 from airflow_provider_openai_usage.exceptions import OpenAIUsageResponseError, OpenAIUsageValidationError
@@ -109,12 +109,12 @@ def test_costs_by_api_key_land_every_day_from_2025_01_01_across_the_floor(fake_a
     assert refused == [] and all(
         "api_key_id" not in r.params().get("group_by[]", []) or int(r.params()["start_time"][0]) >= FLOOR for r in fake_api.requests
     )
-    manifests = tmp_path / "costs" / "_openai_usage" / "manifests"
+    manifests = tmp_path / "costs" / ORG_DIR / "_openai_usage" / "manifests"
     identity = {p.name: json.loads(p.read_text())["identity"]["group_by"] for p in manifests.glob("*.json")}
     assert identity["date=2025-11-30.json"] == ["project_id", "line_item"]
     assert identity["date=2025-12-01.json"] == ["project_id", "line_item", "api_key_id"]
-    keys = {p.parent.name: set(pq.read_table(p).column("api_key_id").to_pylist()) for p in (tmp_path / "costs").glob("date=*/data.parquet")}
+    keys = {p.parent.name: set(pq.read_table(p).column("api_key_id").to_pylist()) for p in (tmp_path / "costs" / ORG_DIR).glob("date=*/data.parquet")}
     assert keys["date=2025-11-30"] <= {None} and None not in keys.get("date=2025-12-02", {"x"})
-    before = {p: p.read_bytes() for p in sorted((tmp_path / "costs").rglob("*")) if p.is_file() and p.name != "lock"}
+    before = {p: p.read_bytes() for p in sorted((tmp_path / "costs" / ORG_DIR).rglob("*")) if p.is_file() and p.name != "lock"}
     op.execute(ctx(start, end))
-    assert {p: p.read_bytes() for p in sorted((tmp_path / "costs").rglob("*")) if p.is_file() and p.name != "lock"} == before
+    assert {p: p.read_bytes() for p in sorted((tmp_path / "costs" / ORG_DIR).rglob("*")) if p.is_file() and p.name != "lock"} == before

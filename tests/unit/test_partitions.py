@@ -17,6 +17,7 @@ from airflow_provider_openai_usage.operators.directory import OpenAIDirectoryOpe
 from airflow_provider_openai_usage.operators.usage import OpenAIUsageOperator
 from airflow_provider_openai_usage.partitions import changed_days, check_asset_partitions, day_digests
 from airflow_provider_openai_usage.testing import FakeOpenAIUsageAPI
+from conftest import ORG_DIR
 
 NOW = 1762732800  # 2025-11-10T00:00:00Z
 DAYS = ["2025-11-06", "2025-11-07", "2025-11-08", "2025-11-09"]
@@ -46,8 +47,8 @@ def test_a_rerun_with_the_same_answers_adds_none_and_a_relanded_day_adds_itself(
     run_costs(tmp_path)
     _, again = run_costs(tmp_path)
     assert again == set()  # same bytes: nothing downstream to re-run
-    shutil.rmtree(tmp_path / "costs" / "date=2025-11-07")
-    (tmp_path / "costs" / "_openai_usage" / "manifests" / "date=2025-11-07.json").unlink()
+    shutil.rmtree(tmp_path / "costs" / ORG_DIR / "date=2025-11-07")
+    (tmp_path / "costs" / ORG_DIR / "_openai_usage" / "manifests" / "date=2025-11-07.json").unlink()
     _, relanded = run_costs(tmp_path)
     assert relanded == {"2025-11-07"}
 
@@ -80,7 +81,7 @@ def test_day_digests_read_the_manifests_in_range(tmp_path: Path) -> None:
     from airflow.sdk import ObjectStoragePath
 
     run_costs(tmp_path)
-    digests = day_digests(ObjectStoragePath((tmp_path / "costs").as_uri()), "2025-11-07", "2025-11-08")
+    digests = day_digests(ObjectStoragePath(f"file://{tmp_path}/costs/{ORG_DIR}"), "2025-11-07", "2025-11-08")
     assert sorted(digests) == ["2025-11-07", "2025-11-08"] and all(len(d or "") == 64 for d in digests.values())
 
 

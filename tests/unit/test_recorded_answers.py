@@ -10,7 +10,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 import pyarrow.parquet as pq
 import pytest
 import requests
-from conftest import DAY, SENTINEL_KEY
+from conftest import DAY, SENTINEL_KEY, ORG_DIR
 from recorded_support import RECORDED, ReplayAPI, load
 from storage_support import ctx, day
 
@@ -99,14 +99,14 @@ def test_a_public_costs_answer_without_end_time_hands_over_the_open_day_marked_i
 
 def test_the_costs_operator_lands_the_public_answer_and_never_the_open_day_as_whole(replay, tmp_path):
     doc = load("costs_daily_public_guardian.json")
-    replay("costs_daily_public_guardian.json")
+    api = replay("costs_daily_public_guardian.json")
     start, end = int(params(doc)["start_time"]), int(params(doc)["end_time"])
     op = OpenAICostsOperator(task_id="t", output_path=str(tmp_path), parallel_requests=1)
     with pytest.raises(OpenAIUsageResponseError, match=r"reported buckets only up to 2025-10-12T00:00:00Z"):
         op.execute(ctx(start, end))
-    landed = sorted(p.parent.name for p in (tmp_path / "costs").glob("date=*/data.parquet"))
+    landed = sorted(p.parent.name for p in (tmp_path / "costs" / f"organization={api.organization_id}").glob("date=*/data.parquet"))
     assert landed == [f"date={day(t)}" for t in range(start, end - DAY, DAY)], "the open 2025-10-12 is not written"
-    table = pq.read_table(sorted((tmp_path / "costs").glob("date=*/data.parquet")))
+    table = pq.read_table(sorted((tmp_path / "costs" / f"organization={api.organization_id}").glob("date=*/data.parquet")))
     assert sum(table.column("amount_value").to_pylist()) == stored(Decimal(doc["expected"]["amount_value"]))
     assert set(table.column("organization_id").to_pylist()) == {"org-Hp9mSGev2sVmtMeF2wrnSeOV"}
 
@@ -151,7 +151,7 @@ def test_an_unaligned_30_day_costs_window_ending_now_comes_back_whole(replay, ca
 
 def test_a_field_only_one_source_shows_is_kept_and_named_once_per_run(replay, caplog):
     doc = load("costs_daily_public_guardian.json")
-    replay("costs_daily_public_guardian.json")
+    api = replay("costs_daily_public_guardian.json")
     with caplog.at_level(logging.WARNING, logger="airflow_provider_openai_usage"), unknown_fields_warning():
         list(OpenAIUsageHook().iter_rows("costs", int(params(doc)["start_time"]), require_complete=False))
     (warning,) = [r.getMessage() for r in caplog.records if "does not type" in r.getMessage()]

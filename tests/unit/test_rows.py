@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pendulum
 import pytest
-from conftest import DAY, NOW
+from conftest import DAY, NOW, ORG_DIR
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -217,7 +217,7 @@ def test_an_unknown_field_lands_in_extra_in_every_format_and_the_day_reruns_byte
         summary = run()
     extras = []
     for date, info in summary["days"].items():
-        extras += _extras(tmp_path / "costs" / f"date={date}" / info["files"][0], file_format)
+        extras += _extras(tmp_path / "costs" / ORG_DIR / f"date={date}" / info["files"][0], file_format)
     assert summary["rows"] > 0 and extras == [expected] * summary["rows"]
     warnings = [r.getMessage() for r in caplog.records if "does not type" in r.getMessage()]
     assert len(warnings) == 1 and "'billing_region', 'discount'" in warnings[0]

@@ -7,7 +7,7 @@ import os
 import stat
 
 import pytest
-from conftest import DAY, NOW
+from conftest import DAY, NOW, ORG_DIR
 from storage_support import D8, START, ctx, data_files, day, files, temps, write
 
 from airflow_provider_openai_usage.exceptions import OpenAIUsageAPIError
@@ -23,15 +23,15 @@ def test_published_files_honour_the_umask(fake_api, conn_id, tmp_path):
         write(tmp_path / "b", D8, D8 + DAY)
     finally:
         os.umask(old)
-    assert stat.S_IMODE((tmp_path / "a" / "completions" / f"date={day(D8)}" / "data.parquet").stat().st_mode) == 0o644
-    assert stat.S_IMODE((tmp_path / "b" / "completions" / f"date={day(D8)}" / "data.parquet").stat().st_mode) == 0o640
-    manifest = tmp_path / "a" / "completions" / "_openai_usage" / "manifests" / f"date={day(D8)}.json"
+    assert stat.S_IMODE((tmp_path / "a" / "completions" / ORG_DIR / f"date={day(D8)}" / "data.parquet").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "b" / "completions" / ORG_DIR / f"date={day(D8)}" / "data.parquet").stat().st_mode) == 0o640
+    manifest = tmp_path / "a" / "completions" / ORG_DIR / "_openai_usage" / "manifests" / f"date={day(D8)}.json"
     assert stat.S_IMODE(manifest.stat().st_mode) == 0o644
 
 
 def test_stale_temporary_files_of_a_dead_writer_are_removed_by_the_next_run(fake_api, conn_id, tmp_path):
     write(tmp_path, D8, D8 + DAY)
-    tmp_dir = tmp_path / "completions" / "_openai_usage" / "tmp"
+    tmp_dir = tmp_path / "completions" / ORG_DIR / "_openai_usage" / "tmp"
     (tmp_dir / "0123456789abcdef.tmp").write_bytes(b"half a parquet file")  # nobody holds its lock: a dead writer's
     (tmp_dir / f"pending.{day(D8)}.0123456789abcdef.json").write_text('{"file": "data.parquet", "sha256": "00"}')
     write(tmp_path, D8 - DAY, D8)
@@ -43,7 +43,7 @@ def test_a_fault_mid_day_leaves_the_previous_partition_and_no_temporary_files(fa
     op = OpenAIUsageOperator(task_id="t", endpoint="embeddings", output_path=str(tmp_path), bucket_width="1h")
     op.execute(ctx(START, START + 2 * DAY))
     before = files(tmp_path)
-    assert len(data_files(tmp_path / "embeddings")) == 2
+    assert len(data_files(tmp_path / "embeddings" / ORG_DIR)) == 2
     # New numbers for day 1, 10 hours per page: page 1 succeeds, page 2 fails on both attempts.
     fake_api.controls.revisions[START] = 3
     fake_api.controls.page_size_cap = 10
@@ -55,7 +55,7 @@ def test_a_fault_mid_day_leaves_the_previous_partition_and_no_temporary_files(fa
     with pytest.raises(OpenAIUsageAPIError):
         op.execute(ctx(START, START + 2 * DAY))
     after = files(tmp_path)
-    day1, day2 = (f"embeddings/date={day(START + i * DAY)}/data.parquet" for i in range(2))
+    day1, day2 = (f"embeddings/{ORG_DIR}/date={day(START + i * DAY)}/data.parquet" for i in range(2))
     assert after[day1] != before[day1], "day 1 was complete, so it was replaced with the revised numbers"
     assert after[day2] == before[day2], "day 2 failed mid-way, so its old partition stays"
     assert not temps(tmp_path)
@@ -68,7 +68,7 @@ def test_an_empty_temp_of_a_dead_writer_is_removed_at_once(fake_api, conn_id, tm
     import sys
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
-    tmp = tmp_path / "embeddings" / "_openai_usage" / "tmp"
+    tmp = tmp_path / "embeddings" / ORG_DIR / "_openai_usage" / "tmp"
     tmp.mkdir(parents=True)
     (tmp / f"0123456789abcdef-{dead.stdout.strip()}.tmp").touch()
     (tmp / f"fedcba9876543210-{os.getpid()}.tmp").touch()  # this process lives: maybe between create and lock

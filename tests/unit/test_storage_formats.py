@@ -9,7 +9,7 @@ import json
 from decimal import Decimal
 
 import pytest
-from conftest import DAY, NOW
+from conftest import FAKE_ORG, DAY, NOW, ORG_DIR
 from storage_support import D8, START, H, ctx, data_files, day, files, object_path, partition_writer, read_back, temps, usage_bucket, write
 
 from airflow_provider_openai_usage.endpoints import ENDPOINTS
@@ -19,7 +19,8 @@ from airflow_provider_openai_usage.storage import list_day_files, read_day_table
 
 
 def normalized_hook_rows(rows: list[dict], file_format: str) -> list[dict]:
-    """What the hook's rows look like once written in a text format."""
+    """What the hook's rows look like once written (every landed row also names its organization)."""
+    rows = [{**row, "organization_id": FAKE_ORG} for row in rows]
     if file_format == "parquet":
         return rows
     out = []
@@ -44,7 +45,7 @@ def sort_rows(rows: list[dict]) -> list[dict]:
 def _schema(endpoint: str):
     from airflow_provider_openai_usage.storage import arrow_schema
 
-    return arrow_schema(ENDPOINTS[endpoint])
+    return arrow_schema(ENDPOINTS[endpoint], organization=True)
 
 
 @pytest.mark.parametrize("file_format", ["parquet", "jsonl", "csv"])
@@ -59,11 +60,11 @@ def test_every_endpoint_and_format_reads_back_equal_to_the_hooks_rows(fake_api, 
     for d in summary["days"]:
         (name,) = summary["days"][d]["files"]
         assert name == f"data.{file_format}"
-        written += read_back(tmp_path / key / f"date={d}" / name, file_format)
+        written += read_back(tmp_path / key / ORG_DIR / f"date={d}" / name, file_format)
     assert sort_rows(written) == sort_rows(normalized_hook_rows(expected, file_format))
     assert summary["rows"] == len(expected)
     assert not temps(tmp_path), "no temporary files left behind"
-    assert data_files(tmp_path / key) == [f"date={day(START + i * DAY)}/data.{file_format}" for i in range(4)]
+    assert data_files(tmp_path / key / ORG_DIR) == [f"date={day(START + i * DAY)}/data.{file_format}" for i in range(4)]
 
 
 def test_re_running_an_interval_gives_identical_bytes(fake_api, conn_id, tmp_path):
@@ -80,11 +81,11 @@ def test_text_formats_merge_partial_days_exactly(fake_api, conn_id, tmp_path, fi
     for h in (5, 0, 23):
         write(tmp_path / "b", D8 + h * H, D8 + (h + 1) * H, bucket_width="1h", group_by=["model"], file_format=file_format, endpoint="embeddings")
     write(tmp_path / "b", D8, D8 + DAY, bucket_width="1h", group_by=["model"], file_format=file_format, endpoint="embeddings")
-    name = f"embeddings/date={day(D8)}/data.{file_format}"
+    name = f"embeddings/{ORG_DIR}/date={day(D8)}/data.{file_format}"
     assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     costs = tmp_path / "c"
     write(costs, D8, D8 + DAY, endpoint="costs", group_by=["line_item"], file_format=file_format)
-    table = read_day_table(list_day_files(object_path(costs / "costs"))[day(D8)], _schema("costs"))
+    table = read_day_table(list_day_files(object_path(costs / "costs" / ORG_DIR))[day(D8)], _schema("costs"))
     assert sum(table.column("amount_value").to_pylist()) == sum(
         r["amount_value"] for r in OpenAIUsageHook(conn_id).iter_rows("costs", D8, D8 + DAY, group_by=["line_item"])
     )

@@ -8,7 +8,7 @@ import json
 from decimal import Decimal
 
 import pytest
-from conftest import DAY, NOW
+from conftest import DAY, NOW, ORG_DIR
 from storage_support import D8, H, object_path, write
 from table_support import TABLE_FORMATS, canonical_rows, file_rows_by_day, read_table, rows_by_day, table_version
 
@@ -142,7 +142,7 @@ def test_the_directory_snapshot_lands_as_one_table_per_entity_equal_to_its_files
         import pyarrow.parquet as pq
 
         date = "2025-11-10"
-        files = canonical_rows(pq.read_table(tmp_path / "directory" / key / f"date={date}" / "data.parquet"), drop=())
+        files = canonical_rows(pq.read_table(tmp_path / "directory" / key / ORG_DIR / f"date={date}" / "data.parquet"), drop=())
         table = read_table(tmp_path, table_format, f"directory/{key}")
         assert set(d.isoformat() for d in table.column("date").to_pylist()) <= {date}
         assert canonical_rows(table) == files, key

@@ -8,7 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from conftest import DAY, NOW
+from conftest import FAKE_ORG, DAY, NOW, ORG_DIR
 from storage_support import D8, START, H, ctx, data_files, day, files, object_path, partition_writer, read_back, temps, usage_bucket, write
 
 from airflow_provider_openai_usage.endpoints import ENDPOINTS
@@ -24,7 +24,7 @@ from airflow_provider_openai_usage.storage import DayStore
 def day_sum(root: Path, endpoint: str, date: str, metric: str = "input_tokens") -> int:
     import pyarrow.parquet as pq
 
-    return sum(v for v in pq.read_table(root / endpoint / f"date={date}" / "data.parquet").column(metric).to_pylist() if v)
+    return sum(v for v in pq.read_table(root / endpoint / ORG_DIR / f"date={date}" / "data.parquet").column(metric).to_pylist() if v)
 
 
 def api_sum(conn_id: str, endpoint: str, start: int, end: int, width: str = "1d", metric: str = "input_tokens") -> int:
@@ -42,18 +42,18 @@ def test_parquet_schema_is_typed_from_the_registry_and_identical_on_empty_days(f
     empty = [d for d, info in summary["days"].items() if info["rows"] == 0]
     full = [d for d, info in summary["days"].items() if info["rows"] > 0]
     assert empty and full and len(summary["days"]) == 60
-    schemas = {str(pq.read_schema(tmp_path / "costs" / f"date={d}" / "data.parquet").remove_metadata()) for d in summary["days"]}
+    schemas = {str(pq.read_schema(tmp_path / "costs" / ORG_DIR / f"date={d}" / "data.parquet").remove_metadata()) for d in summary["days"]}
     assert len(schemas) == 1
-    schema = pq.read_schema(tmp_path / "costs" / f"date={empty[0]}" / "data.parquet")
+    schema = pq.read_schema(tmp_path / "costs" / ORG_DIR / f"date={empty[0]}" / "data.parquet")
     assert schema.field("start_time").type == pa.timestamp("ms", tz="UTC")
     assert schema.field("amount_value").type == pa.decimal128(38, 18)
     assert schema.field("quantity").type == pa.decimal128(38, 18)
     assert schema.field("project_id").type == pa.string()
     completions = OpenAIUsageOperator(task_id="c", endpoint="completions", output_path=str(tmp_path), group_by=["batch"]).execute(ctx(START, NOW))
-    cschema = pq.read_schema(tmp_path / "completions" / f"date={next(iter(completions['days']))}" / "data.parquet")
+    cschema = pq.read_schema(tmp_path / "completions" / ORG_DIR / f"date={next(iter(completions['days']))}" / "data.parquet")
     assert cschema.field("batch").type == pa.bool_() and cschema.field("input_tokens").type == pa.int64()
     # Readers that list the dataset see the day files only (the control folder starts with "_").
-    table = pq.read_table(tmp_path / "costs", partitioning="hive")
+    table = pq.read_table(tmp_path / "costs" / ORG_DIR, partitioning="hive")
     assert table.num_rows == summary["rows"] and "date" in table.column_names
 
 
@@ -70,8 +70,8 @@ def test_hourly_runs_merged_into_a_day_give_the_bytes_of_one_whole_day_pull(fake
     for h in (3, 0, 1, 2) + tuple(range(4, 24)):
         write(tmp_path / "hourly", D8 + h * H, D8 + (h + 1) * H, group_by=["model"], bucket_width="1h")
     write(tmp_path / "whole", D8, D8 + DAY, group_by=["model"], bucket_width="1h")
-    assert files(tmp_path / "hourly" / "completions" / f"date={day(D8)}") == files(tmp_path / "whole" / "completions" / f"date={day(D8)}")
-    manifest = json.loads((tmp_path / "hourly" / "completions" / "_openai_usage" / "manifests" / f"date={day(D8)}.json").read_text())
+    assert files(tmp_path / "hourly" / "completions" / ORG_DIR / f"date={day(D8)}") == files(tmp_path / "whole" / "completions" / ORG_DIR / f"date={day(D8)}")
+    manifest = json.loads((tmp_path / "hourly" / "completions" / ORG_DIR / "_openai_usage" / "manifests" / f"date={day(D8)}.json").read_text())
     assert manifest["covered"] == [[D8, D8 + DAY]]
 
 
@@ -83,7 +83,7 @@ def test_a_narrower_write_never_deletes_a_wider_file(fake_api, conn_id, tmp_path
     with pytest.raises(OpenAIUsageStorageError, match=r"bucket_width: the day holds '1d', this run writes '1h'.*separate output_path.*whole"):
         write(tmp_path, D8 + 5 * H, D8 + 6 * H, bucket_width="1h")
     assert day_sum(tmp_path, "completions", day(D8)) == whole
-    assert data_files(tmp_path / "completions") == [f"date={day(D8)}/data.parquet"]
+    assert data_files(tmp_path / "completions" / ORG_DIR) == [f"date={day(D8)}/data.parquet"]
 
 
 def test_a_minute_write_across_hourly_files_keeps_the_rest_of_each_hour(fake_api, conn_id, tmp_path):
@@ -96,7 +96,7 @@ def test_a_minute_write_across_hourly_files_keeps_the_rest_of_each_hour(fake_api
     write(tmp_path / "m", D8, D8 + 2 * H, bucket_width="1m")
     write(tmp_path / "m", D8 + 30 * 60, D8 + 90 * 60, bucket_width="1m")
     assert day_sum(tmp_path / "m", "completions", day(D8)) == api_sum(conn_id, "completions", D8, D8 + 2 * H, "1m")
-    rows = read_back(tmp_path / "m" / "completions" / f"date={day(D8)}" / "data.parquet", "parquet")
+    rows = read_back(tmp_path / "m" / "completions" / ORG_DIR / f"date={day(D8)}" / "data.parquet", "parquet")
     assert sorted({r["start_time"] for r in rows}) == sorted({r["start_time"] for r in OpenAIUsageHook(conn_id).iter_rows("completions", D8, D8 + 2 * H, bucket_width="1m")})
 
 
@@ -121,7 +121,7 @@ def test_restate_days_with_hourly_width_never_deletes_history(fake_api, conn_id,
 def test_a_whole_day_run_replaces_a_day_of_another_width_in_one_file(fake_api, conn_id, tmp_path):
     write(tmp_path, D8, D8 + 3 * H, bucket_width="1h")
     write(tmp_path, D8, D8 + DAY)  # 1d over the whole day: replaces the hourly file
-    assert data_files(tmp_path / "completions") == [f"date={day(D8)}/data.parquet"]
+    assert data_files(tmp_path / "completions" / ORG_DIR) == [f"date={day(D8)}/data.parquet"]
     assert day_sum(tmp_path, "completions", day(D8)) == api_sum(conn_id, "completions", D8, D8 + DAY)
 
 
@@ -146,14 +146,14 @@ def test_identity_is_recorded_in_parquet_metadata_and_the_manifest(fake_api, con
     import pyarrow.parquet as pq
 
     write(tmp_path, D8 + H, D8 + 2 * H, bucket_width="1h", group_by=["model"], filters={"batch": False})
-    meta = pq.read_metadata(tmp_path / "completions" / f"date={day(D8)}" / "data.parquet").metadata
+    meta = pq.read_metadata(tmp_path / "completions" / ORG_DIR / f"date={day(D8)}" / "data.parquet").metadata
     recorded = json.loads(meta[b"openai_usage"])
     assert recorded["identity"] | {} == {
         "dataset": "completions", "layout_version": 2, "schema": recorded["identity"]["schema"], "format": "parquet",
-        "bucket_width": "1h", "group_by": ["model"], "filters": {"batch": False},
+        "bucket_width": "1h", "group_by": ["model"], "filters": {"batch": False}, "organization_id": FAKE_ORG,
     }
     assert recorded["covered"] == [[D8 + H, D8 + 2 * H]]
-    current = DayStore(object_path(tmp_path / "completions")).current_day(day(D8))
+    current = DayStore(object_path(tmp_path / "completions" / ORG_DIR)).current_day(day(D8))
     assert current is not None and current.identity == recorded["identity"] and current.rows == pq.read_metadata(current.path.path).num_rows
 
 
@@ -184,7 +184,7 @@ def test_summary_reports_days_files_and_metric_totals(fake_api, conn_id, tmp_pat
     summary = OpenAICostsOperator(task_id="t", output_path=str(tmp_path), group_by=["line_item"]).execute(ctx(START, NOW))
     rows = list(OpenAIUsageHook(conn_id).iter_rows("costs", START, NOW, group_by=["line_item"]))
     assert Decimal(summary["totals"]["amount_value"]) == sum(r["amount_value"] for r in rows)
-    assert summary["bucket_width"] == "1d" and summary["output"] == f"file://{tmp_path}/costs"
+    assert summary["bucket_width"] == "1d" and summary["output"] == f"file://{tmp_path}/costs/{ORG_DIR}"
     assert sum(d["rows"] for d in summary["days"].values()) == len(rows)
     json.dumps(summary)
 
@@ -238,17 +238,17 @@ def test_a_day_that_cannot_be_published_stops_the_later_days_and_leaves_no_threa
 
     start = NOW - 12 * DAY
     blocked = day(start + 4 * DAY)
-    (tmp_path / "embeddings").mkdir()
-    (tmp_path / "embeddings" / f"date={blocked}").write_text("a file where the day's folder goes")
+    (tmp_path / "embeddings" / ORG_DIR).mkdir(parents=True)
+    (tmp_path / "embeddings" / ORG_DIR / f"date={blocked}").write_text("a file where the day's folder goes")
     with pytest.raises(NotADirectoryError):
         write(tmp_path, start, NOW, endpoint="embeddings")
-    published = sorted(p.split("/")[0] for p in data_files(tmp_path / "embeddings"))
+    published = sorted(p.split("/")[0] for p in data_files(tmp_path / "embeddings" / ORG_DIR))
     assert published == [f"date={day(start + i * DAY)}" for i in range(4)]
     assert not temps(tmp_path)
     assert not [t for t in threading.enumerate() if t.name.startswith("openai-usage-publish")]
-    (tmp_path / "embeddings" / f"date={blocked}").unlink()
+    (tmp_path / "embeddings" / ORG_DIR / f"date={blocked}").unlink()
     write(tmp_path, start, NOW, endpoint="embeddings")
-    assert len(data_files(tmp_path / "embeddings")) == 12 and not temps(tmp_path)
+    assert len(data_files(tmp_path / "embeddings" / ORG_DIR)) == 12 and not temps(tmp_path)
 
 
 
