@@ -130,3 +130,39 @@ def check_connection_ids(conn_ids: Iterable[Any], *, described_as: str = "OPENAI
             "list every connection one time"
         )
     return ids
+
+
+def configured_organizations(conn_ids: Iterable[str]) -> dict[str, str | None]:
+    """Each connection's ``organization_id`` extra (None: unset, or the connection cannot be read): no request.
+
+    A connection that cannot be read is that organization's problem (its own tasks fail on it), not
+    a reason to stop the others.
+    """
+    from airflow.sdk import BaseHook
+
+    from airflow_provider_openai_usage.connection import read_settings
+
+    found: dict[str, str | None] = {}
+    for conn_id in conn_ids:
+        try:
+            found[conn_id] = read_settings(conn_id, BaseHook.get_connection(conn_id)).organization_id
+        except Exception:  # noqa: BLE001 - missing or invalid: left to the connection's own tasks to report
+            found[conn_id] = None
+    return found
+
+
+def check_distinct_organizations(conn_ids: Iterable[str]) -> dict[str, str | None]:
+    """Refuse, before any request, two connections that name the same organization: it would land twice.
+
+    (Two connections of one organization without the extra are found by ``OpenAIUsageHook.organization_id``
+    at run time; they land the same files under the same ``organization=`` folder, once.)
+    """
+    found = configured_organizations(conn_ids)
+    twice = duplicate_organizations(found)
+    if twice:
+        named = "; ".join(f"{org} by {', '.join(repr(c) for c in conns)}" for org, conns in twice.items())
+        raise OpenAIUsageValidationError(
+            f"the same organization is configured more than once ({named}); each organization is landed once. "
+            "Keep one connection per organization in OPENAI_USAGE_CONN_IDS"
+        )
+    return found

@@ -95,7 +95,9 @@ class OpenAIDirectoryOperator(BaseOperator):
     a re-run of the same date on that date replaces that date's snapshot.
     """
 
-    template_fields: Sequence[str] = ("entities", "output_path", "output_conn_id", "file_format", "table_format", "catalog_conn_id")
+    template_fields: Sequence[str] = (
+        "entities", "output_path", "output_conn_id", "file_format", "table_format", "catalog_conn_id", "openai_usage_conn_id",
+    )
     ui_color = "#10a37f"
     ui_fgcolor = "#ffffff"
 

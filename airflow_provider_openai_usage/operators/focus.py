@@ -75,6 +75,7 @@ class OpenAIFocusOperator(UsageRangeTask, BaseOperator):
     template_fields: Sequence[str] = (
         "start_time", "end_time", "group_by", "filters", "output_path", "output_conn_id", "file_format",
         "billing_account_id", "billing_account_name", "directory_path", "source", "costs_path", "table_format", "catalog_conn_id",
+        "openai_usage_conn_id",
     )
     template_fields_renderers = {"filters": "json", "group_by": "json"}
     ui_color = "#10a37f"

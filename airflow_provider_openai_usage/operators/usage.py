@@ -102,7 +102,7 @@ class OpenAIUsageOperator(UsageRangeTask, BaseOperator):
 
     template_fields: Sequence[str] = (
         "start_time", "end_time", "bucket_width", "group_by", "filters", "output_path", "output_conn_id", "file_format",
-        "table_format", "catalog_conn_id",
+        "table_format", "catalog_conn_id", "openai_usage_conn_id",
     )
     template_fields_renderers = {"filters": "json", "group_by": "json"}
     ui_color = "#10a37f"

@@ -44,7 +44,7 @@ class OpenAIUsageSensor(UsageRangeTask, BaseSensorOperator):
         ``[operators] default_deferrable``).
     """
 
-    template_fields: Sequence[str] = ("start_time", "end_time", "bucket_width", "group_by", "filters")
+    template_fields: Sequence[str] = ("start_time", "end_time", "bucket_width", "group_by", "filters", "openai_usage_conn_id")
     ui_color = "#c7f0e2"
 
     def __init__(
