@@ -174,6 +174,8 @@ class UsageAPI:
         self.revoked: set[str] = set()
 
     def add_organization(self, key: str, org: FakeOrganization) -> None:
+        """Answer ``key`` with ``org``'s data and directory; a key served twice would make the
+        organization of a request ambiguous, so it is refused."""
         if key in self.organizations or key in self.project_keys:
             raise ValueError("that key is already served (each admin key belongs to one organization)")
         self.organizations[key] = org
