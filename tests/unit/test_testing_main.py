@@ -122,3 +122,15 @@ def test_the_fault_rate_can_hit_one_organization_only(monkeypatch, capsys):
 
     _serve_once(monkeypatch, capsys, ["--organizations", "2", "--fault-rate", "1", "--fault-kinds", "503", "--fault-organization", "2"], probe)
     assert statuses == {DEFAULT_KEY: [200] * 4, f"{DEFAULT_KEY}-2": [503] * 4}
+
+
+def test_a_spike_goes_to_the_organization_holding_its_project(monkeypatch, capsys):
+    spikes: dict[str, object] = {}
+
+    def probe(api: FakeOpenAIUsageAPI) -> None:
+        spikes.update({o.organization_id: o.spike for o in api.organizations.values()})
+
+    _serve_once(monkeypatch, capsys, ["--organizations", "2", "--spike", "proj_beta_2:2025-11-09:40"], probe)
+    assert list(spikes.values()) == [None, ("proj_beta_2", 1762646400, 40)]
+    _serve_once(monkeypatch, capsys, ["--spike", "proj_beta:2025-11-09:40"], probe)
+    assert spikes["org-FakeUsage7Fk3bQz9Mn2Lp5"] == ("proj_beta", 1762646400, 40), "one organization: as always"
