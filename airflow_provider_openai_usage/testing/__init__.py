@@ -9,6 +9,21 @@ Importing this package does not import Airflow.
 
 from airflow_provider_openai_usage.testing.data import FakeOrganization
 from airflow_provider_openai_usage.testing.faults import Fault, status
-from airflow_provider_openai_usage.testing.server import DEFAULT_KEY, FakeControls, FakeOpenAIUsageAPI, LoggedRequest
+from airflow_provider_openai_usage.testing.server import (
+    DEFAULT_KEY,
+    FakeControls,
+    FakeOpenAIUsageAPI,
+    LoggedRequest,
+    fake_organizations,
+)
 
-__all__ = ["DEFAULT_KEY", "Fault", "FakeControls", "FakeOpenAIUsageAPI", "FakeOrganization", "LoggedRequest", "status"]
+__all__ = [
+    "DEFAULT_KEY",
+    "Fault",
+    "FakeControls",
+    "FakeOpenAIUsageAPI",
+    "FakeOrganization",
+    "LoggedRequest",
+    "fake_organizations",
+    "status",
+]

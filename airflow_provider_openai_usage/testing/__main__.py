@@ -1,4 +1,4 @@
-"""``python -m airflow_provider_openai_usage.testing serve [--port PORT] [--key KEY] [--seed N] [--projects N]``.
+"""``python -m airflow_provider_openai_usage.testing serve [--port PORT] [--key KEY] [--seed N] [--projects N] [--organizations N]``.
 
 On start it prints one parseable line (``... listening on <base url>``, so scripts wait for it instead
 of sleeping), then the ``export AIRFLOW_CONN_OPENAI_USAGE_DEFAULT=...`` line that points Airflow at
@@ -9,24 +9,31 @@ Fault and lateness options make it a stand-in for a bad day at OpenAI, for whole
 connections), ``--available-until T --reveal-after S`` reports nothing at or after T until S seconds
 after start, or once ``--reveal-file PATH`` exists (late-arriving data), ``--request-log FILE``
 records every request as a JSON line.
+
+``--organizations N`` serves N organizations, one per admin key (``--key`` for the first, then
+``<key>-2``...), and prints one export line each: ``AIRFLOW_CONN_OPENAI_USAGE_DEFAULT`` for the
+first, ``AIRFLOW_CONN_OPENAI_USAGE_ORG_<k>`` (connection ``openai_usage_org_<k>``) for the k-th, each
+with its ``organization_id`` extra; ``--fault-organization K`` aims the fault rate at one of them.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import threading
 from pathlib import Path
 
 from airflow_provider_openai_usage.endpoints import COSTS_API_KEY_FLOOR
-from airflow_provider_openai_usage.testing.data import PROJECT_POOL, FakeOrganization, parse_spike
+from airflow_provider_openai_usage.testing.data import PROJECT_POOL, parse_spike
 from airflow_provider_openai_usage.testing.faults import Fault, status
 from airflow_provider_openai_usage.testing.server import (
     DEFAULT_KEY,
     FakeOpenAIUsageAPI,
     LoggedRequest,
     connection_export,
+    fake_organizations,
     serve_forever,
 )
 
@@ -34,13 +41,20 @@ from airflow_provider_openai_usage.testing.server import (
 FAULT_KINDS = {"429": "429", "500": "500", "502": "502", "503": "503", "504": "504", "drop": "drop", "truncate": "truncate"}
 
 
-def _faults(kinds: str, retry_after: int) -> list[Fault]:
+def _faults(kinds: str, retry_after: int, key: str | None = None) -> list[Fault]:
+    """The ``--fault-kinds`` faults; with ``key``, aimed at that key's requests only."""
     chosen = [k.strip() for k in kinds.split(",") if k.strip()]
     if not chosen or set(chosen) - set(FAULT_KINDS):
         raise SystemExit(f"--fault-kinds={kinds!r}: choose from {','.join(FAULT_KINDS)}")
     return [
-        Fault(k) if not k.isdigit() else status(int(k), retry_after=retry_after if k == "429" else None) for k in chosen  # type: ignore[arg-type]
+        Fault(k, key=key) if not k.isdigit() else status(int(k), retry_after=retry_after if k == "429" else None, key=key)  # type: ignore[arg-type]
+        for k in chosen
     ]
+
+
+def conn_id_of(number: int) -> str:
+    """The connection the serve command's export line of organization ``number`` defines."""
+    return "openai_usage_default" if number == 1 else f"openai_usage_org_{number}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,13 +91,29 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--api-key-floor", type=int, default=COSTS_API_KEY_FLOOR,
                        help="Unix time: costs grouped by api_key_id are refused (400) for ranges starting earlier; -1: never")
     serve.add_argument("--costs-max-limit", type=int, default=180, help="largest costs limit answered; more gets OpenAI's 400")
+    serve.add_argument("--organizations", type=int, default=1, metavar="N",
+                       help="organizations served, one per admin key: --key for the first, KEY-2, KEY-3... for the others "
+                       "(own ids, seed SEED+k-1); one export line each")
+    serve.add_argument("--fault-organization", type=int, default=None, metavar="K",
+                       help="the fault rate hits only organization K's key (1: --key); unset: every request")
     args = parser.parse_args(argv)
     if not 0.0 <= args.fault_rate <= 1.0:
         parser.error(f"--fault-rate={args.fault_rate}: must be between 0 and 1")
+    if args.organizations < 1:
+        parser.error(f"--organizations={args.organizations}: serve at least 1")
+    if args.fault_organization is not None and not 1 <= args.fault_organization <= args.organizations:
+        parser.error(f"--fault-organization={args.fault_organization}: choose 1..{args.organizations} (--organizations)")
 
     spike = parse_spike(args.spike) if args.spike else None
-    organization = FakeOrganization(seed=args.seed, projects=PROJECT_POOL[: args.projects], spike=spike)
-    api = FakeOpenAIUsageAPI(key=args.key, organization=organization, port=args.port, now=args.now)
+    served = fake_organizations(args.organizations, key=args.key, seed=args.seed, projects=args.projects)
+    if spike is not None:
+        # The organization holding the spiking project; the first when none does (as with one organization).
+        owner = next((i for i, (_k, o) in enumerate(served) if spike[0] in o.projects), 0)
+        served[owner] = (served[owner][0], dataclasses.replace(served[owner][1], spike=spike))
+    (key, organization), others = served[0], served[1:]
+    api = FakeOpenAIUsageAPI(key=key, organization=organization, port=args.port, now=args.now)
+    for other_key, other in others:
+        api.add_organization(other_key, other)
     api.controls.dense_groups = args.dense_groups
     api.controls.latency = args.latency
     api.controls.amount_format = args.amount_format
@@ -91,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     api.controls.api_key_floor = None if args.api_key_floor < 0 else args.api_key_floor
     api.controls.costs_max_limit = args.costs_max_limit
     if args.fault_rate:
-        api.faults.at_rate(args.fault_rate, _faults(args.fault_kinds, args.retry_after), seed=args.fault_seed)
+        aimed = served[args.fault_organization - 1][0] if args.fault_organization is not None else None
+        api.faults.at_rate(args.fault_rate, _faults(args.fault_kinds, args.retry_after, aimed), seed=args.fault_seed)
     if args.available_until is not None and args.reveal_file:
         answer = api.api.handle
         reveal_file = Path(args.reveal_file)
@@ -108,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
         lock = threading.Lock()
 
         def record(count: int, entry: LoggedRequest) -> None:
-            line = json.dumps({"n": count, "path": entry.path, "status": entry.status, "fault": entry.fault})
+            line = json.dumps(
+                {"n": count, "path": entry.path, "status": entry.status, "fault": entry.fault, "organization_id": entry.organization_id}
+            )
             with lock:
                 log.write(line + "\n")
 
@@ -118,7 +151,12 @@ def main(argv: list[str] | None = None) -> int:
         # The first line stays one parseable line, so scripts can wait for it instead of sleeping.
         print(f"fake OpenAI usage API listening on {started.base_url}", flush=True)
         print("Point Airflow at it (paste into the shell that runs airflow; Ctrl-C here stops the server):", flush=True)
-        print(f"  {connection_export(started.base_url, started.key)}", flush=True)
+        if len(served) == 1:
+            print(f"  {connection_export(started.base_url, started.key)}", flush=True)  # as it always was
+        else:
+            for number, (org_key, org) in enumerate(served, start=1):
+                line = connection_export(started.base_url, org_key, conn_id=conn_id_of(number), organization_id=org.organization_id)
+                print(f"  {line}", flush=True)
         if args.available_until is not None and args.reveal_after is not None:
 
             def reveal() -> None:

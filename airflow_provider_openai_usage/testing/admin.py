@@ -72,17 +72,23 @@ class Directory:
         return [dict(o) for o in self.lists[entity].get(project_id, ())]
 
 
+def _tagged(org: FakeOrganization, object_id: str) -> str:
+    """A directory-only id of ``org``: as is for the first organization, ``<id>_<number>`` for the
+    others (ids are unique across OpenAI's organizations, so two served together share none)."""
+    return object_id if org.number == 1 else f"{object_id}_{org.number}"
+
+
 @lru_cache(maxsize=32)
 def build_directory(org: FakeOrganization, admin_key: str) -> Directory:
     """The seeded directory of ``org``; ``admin_key`` is the key the server accepts (listed redacted)."""
-    rng = random.Random(int(_hex("directory", org.seed)[:16], 16))
+    rng = random.Random(int(_hex("directory", org.salt)[:16], 16))
 
     def at(days: float) -> int:
         return EPOCH + int(days * DAY)
 
     # -- users ------------------------------------------------------------------------------------
     users: list[dict[str, Any]] = []
-    everyone = [u for u in org.users] + [f"user-{_hex(org.seed, 'user', i)[:24]}" for i in range(GENERATED_USERS)]
+    everyone = [u for u in org.users] + [f"user-{_hex(org.salt, 'user', i)[:24]}" for i in range(GENERATED_USERS)]
     for i, uid in enumerate(everyone):
         name = KNOWN_NAMES.get(uid) or f"{rng.choice(FIRST)} {rng.choice(LAST)}"
         email = name.lower().replace(" ", ".") + f"{i}@example.com"
@@ -92,10 +98,12 @@ def build_directory(org: FakeOrganization, admin_key: str) -> Directory:
     listed_users = tuple(u for u in users if u["id"] not in org.removed_users)
 
     # -- projects ---------------------------------------------------------------------------------
-    project_ids = [(p, False) for p in org.projects] + [p for p in EXTRA_PROJECTS if p[0] not in org.projects]
+    extra = [(_tagged(org, p), archived) for p, archived in EXTRA_PROJECTS]
+    project_ids = [(p, False) for p in org.projects] + [p for p in extra if p[0] not in org.projects]
     projects = []
     for i, (pid, archived) in enumerate(project_ids):
-        projects.append({"id": pid, "object": "organization.project", "name": PROJECT_NAMES[i % len(PROJECT_NAMES)],
+        name = PROJECT_NAMES[i % len(PROJECT_NAMES)] + ("" if org.number == 1 else f" (org {org.number})")
+        projects.append({"id": pid, "object": "organization.project", "name": name,
                          "created_at": at(i * 20), "archived_at": at(300 + i) if archived else None,
                          "status": "archived" if archived else "active"})
     archived_ids = frozenset(p for p, a in project_ids if a)
@@ -112,14 +120,14 @@ def build_directory(org: FakeOrganization, admin_key: str) -> Directory:
              "role": "owner" if j == 0 else "member", "added_at": at(p_index * 20 + j)} for j, u in enumerate(chosen)
         )
         accounts[pid] = tuple(
-            {"object": "organization.project.service_account", "id": f"svc_acct_{_hex(org.seed, pid, 'sa', j)[:20]}",
+            {"object": "organization.project.service_account", "id": f"svc_acct_{_hex(org.salt, pid, 'sa', j)[:20]}",
              "name": f"{pid.removeprefix('proj_')}-{role}-bot", "role": role, "created_at": at(p_index * 20 + 5 + j)}
             for j, role in enumerate(("member", "owner")[: 1 + p_index % 2])
         )
         project_keys: list[dict[str, Any]] = []
         # Each usage key belongs to one project (round robin); every project also has keys of its own.
         own = [k for i, k in enumerate(usage_keys) if i % len(org.projects) == p_index] if pid in org.projects else []
-        own += [f"key_{_hex(org.seed, pid, 'key', j)[:16]}" for j in range(2 + p_index % 3)]
+        own += [f"key_{_hex(org.salt, pid, 'key', j)[:16]}" for j in range(2 + p_index % 3)]
         for j, kid in enumerate(own):
             by_account = j % 3 == 1 and accounts[pid]
             if by_account:
@@ -135,7 +143,7 @@ def build_directory(org: FakeOrganization, admin_key: str) -> Directory:
                 owner = {"type": "user", "user": {"id": user["id"], "email": user["email"], "name": user["name"],
                                                    "created_at": user["added_at"], "role": "member"}}
                 access = "inactive" if gone else "active"
-            h = _hex(org.seed, kid)
+            h = _hex(org.salt, kid)
             project_keys.append({
                 "object": "organization.project.api_key", "redacted_value": f"sk-proj-{h[:3]}...{h[3:6]}",
                 "name": f"{kid.removeprefix('key_')[:12]} key", "created_at": at(p_index * 20 + 10 + j),
@@ -146,14 +154,14 @@ def build_directory(org: FakeOrganization, admin_key: str) -> Directory:
     # -- admin keys -----------------------------------------------------------------------------------
     ada = user_by_id[listed_users[0]["id"]]
     admin_keys = (
-        {"object": "organization.admin_api_key", "id": "key_admin_main", "name": "FinOps pipeline",
+        {"object": "organization.admin_api_key", "id": _tagged(org, "key_admin_main"), "name": "FinOps pipeline",
          "redacted_value": f"{admin_key[:8]}...{admin_key[-4:]}", "created_at": at(100), "expires_at": None,
          "last_used_at": at(650),
          "owner": {"type": "user", "object": "organization.user", "id": ada["id"], "name": ada["name"],
                    "created_at": ada["added_at"], "role": "owner"}},
-        {"object": "organization.admin_api_key", "id": "key_admin_audit", "name": "Audit export",
+        {"object": "organization.admin_api_key", "id": _tagged(org, "key_admin_audit"), "name": "Audit export",
          "redacted_value": "sk-admin...9f2c", "created_at": at(200), "expires_at": at(900), "last_used_at": None,
-         "owner": {"type": "service_account", "object": "organization.service_account", "id": "svc_acct_org_audit",
+         "owner": {"type": "service_account", "object": "organization.service_account", "id": _tagged(org, "svc_acct_org_audit"),
                    "name": "audit-exporter", "created_at": at(190), "role": "member"}},
     )
 
@@ -169,7 +177,7 @@ def build_directory(org: FakeOrganization, admin_key: str) -> Directory:
             limits[pid] = {"object": "project.spend_limit", "threshold_amount": threshold, "currency": "USD",
                            "interval": "month", "enforcement": {"status": "enforcing" if p_index == 2 else "inactive"}}
             alerts[pid] = tuple(
-                {"id": f"alert_{_hex(org.seed, pid, pct)[:12]}", "object": "project.spend_alert",
+                {"id": f"alert_{_hex(org.salt, pid, pct)[:12]}", "object": "project.spend_alert",
                  "threshold_amount": threshold * pct // 100, "currency": "USD", "interval": "month",
                  "notification_channel": {"type": "email", "recipients": ["finops@example.com", members[pid][0]["email"]],
                                           "subject_prefix": None if pct == 90 else f"[{pid}]"}}

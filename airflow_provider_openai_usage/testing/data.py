@@ -67,10 +67,66 @@ class FakeOrganization:
     spike: tuple[str, int, int] | None = None
     #: What every costs result carries as ``organization_id`` (the live API always sends it, issue #25).
     organization_id: str = "org-FakeUsage7Fk3bQz9Mn2Lp5"
+    #: Which of several organizations one fake serves this is (``numbered``). Above 1 it salts every
+    #: seeded draw and tags the directory's own ids and project names (testing/admin.py), so two
+    #: organizations never share an id, a name or an amount even with the same ``seed``; 1 leaves
+    #: everything as a lone organization has it.
+    number: int = 1
 
     def user_email(self, user_id: str) -> str:
         """The ``user_email`` costs results grouped by ``user_id`` carry (issue #25)."""
         return user_id.removeprefix("user-") + "@example.com"
+
+    @property
+    def salt(self) -> str:
+        """What seeded draws hash: the seed, plus the number beyond the first organization (the
+        first one's data stays what it always was)."""
+        return str(self.seed) if self.number == 1 else f"{self.seed}.{self.number}"
+
+    @classmethod
+    def numbered(cls, number: int, *, seed: int | None = None, projects: int = 3) -> FakeOrganization:
+        """The ``number``-th of several organizations served together, clearly apart from the others.
+
+        1 is the default organization (``FakeOrganization(seed=seed)``). Every other one gets its own
+        ``organization_id``, seed (default ``number - 1``) and ids: ``proj_alpha_2``, ``user-ada-2``,
+        ``key_ci_2``, ``vs_docs_2``... (real project, user and key ids are unique across organizations,
+        so a lake holding both never joins one organization's rows to the other's directory).
+        ``projects`` takes that many ids from ``PROJECT_POOL``, as ``serve --projects`` does.
+        """
+        if number < 1:
+            raise ValueError(f"number={number}: organizations are numbered from 1")
+        if not 1 <= projects <= len(PROJECT_POOL):
+            raise ValueError(f"projects={projects}: between 1 and {len(PROJECT_POOL)}")
+        seed = number - 1 if seed is None else seed
+        if number == 1:
+            return cls(seed=seed, projects=PROJECT_POOL[:projects])
+        base = cls()
+
+        def tagged(ids: tuple[str, ...], sep: str = "_") -> tuple[str, ...]:
+            return tuple(f"{i}{sep}{number}" for i in ids)
+
+        return cls(
+            seed=seed,
+            projects=tagged(PROJECT_POOL[:projects]),
+            users=tagged(base.users, "-"),
+            api_keys=tagged(base.api_keys),
+            vector_stores=tagged(base.vector_stores),
+            deleted_api_keys=tagged(base.deleted_api_keys),
+            removed_users=tagged(base.removed_users, "-"),
+            organization_id=numbered_organization_id(number),
+            number=number,
+        )
+
+
+def numbered_organization_id(number: int) -> str:
+    """``org-FakeUsage`` + the number + seeded letters and digits, 24 after ``org-`` like OpenAI's
+    (the first organization keeps its historical ``org-FakeUsage7Fk3bQz9Mn2Lp5``)."""
+    if number == 1:
+        return FakeOrganization.organization_id
+    alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789"
+    digest = hashlib.sha256(f"fake-organization:{number}".encode()).digest()
+    head = f"FakeUsage{number}"
+    return "org-" + head + "".join(alphabet[b % len(alphabet)] for b in digest)[: max(24 - len(head), 4)]
 
 
 def parse_spike(text: str) -> tuple[str, int, int]:
@@ -169,7 +225,7 @@ def _drawn(endpoint: Endpoint) -> list[Any]:
 def day_events(org: FakeOrganization, endpoint_key: str, day_start: int, revision: int = 0) -> tuple[Event, ...]:
     """The usage of one endpoint on one UTC day; ``revision`` > 0 models OpenAI's late revisions."""
     endpoint = ENDPOINTS[endpoint_key]
-    digest = hashlib.sha256(f"{org.seed}:{endpoint_key}:{day_start}:{revision}".encode()).digest()
+    digest = hashlib.sha256(f"{org.salt}:{endpoint_key}:{day_start}:{revision}".encode()).digest()
     rng = random.Random(int.from_bytes(digest[:8], "big"))
     empty = rng.random() < 0.1  # about one day in ten has no usage
     events = []

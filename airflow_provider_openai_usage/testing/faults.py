@@ -10,7 +10,7 @@ import random
 import threading
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 FaultKind = Literal[
@@ -43,7 +43,9 @@ class Fault:
     ``message``/``param`` replace the error body's message and param of a ``status`` fault (e.g. a
     400 refusing a grouping). ``path`` limits the fault to requests whose path ends with it;
     ``params`` to requests that carry every one of these query parameters (e.g. the ``start_time``
-    of one sub-range, to aim at one of several concurrent streams).
+    of one sub-range, to aim at one of several concurrent streams); ``key`` to requests whose Bearer
+    token is that key (one organization of several a fake serves: a 401 or 429 storm for one key
+    while the others answer). A fault a request is not aimed at is left for the next one.
     """
 
     kind: FaultKind
@@ -54,11 +56,19 @@ class Fault:
     message: str | None = None
     param: str | None = None
     params: tuple[tuple[str, str], ...] = ()
+    #: Not in ``describe()``: the request log never holds a key.
+    key: str | None = field(default=None, repr=False)
 
-    def applies_to(self, path: str, query: Iterable[tuple[str, str]] = ()) -> bool:
+    def applies_to(self, path: str, query: Iterable[tuple[str, str]] = (), key: str | None = None) -> bool:
+        if not self.aimed_at(key):
+            return False
         if self.path is not None and not path.endswith(self.path):
             return False
         return not self.params or set(self.params) <= set(query)
+
+    def aimed_at(self, key: str | None) -> bool:
+        """Whether a request carrying the Bearer token ``key`` is one this fault may hit."""
+        return self.key is None or key == self.key
 
     def describe(self) -> str:
         if self.kind == "status":
@@ -68,8 +78,8 @@ class Fault:
         return self.kind if self.kind not in ("slow", "trickle") else f"{self.kind} {self.delay}s"
 
 
-def status(code: int, retry_after: int | None = None, path: str | None = None) -> Fault:
-    return Fault("status", status=code, retry_after=retry_after, path=path)
+def status(code: int, retry_after: int | None = None, path: str | None = None, key: str | None = None) -> Fault:
+    return Fault("status", status=code, retry_after=retry_after, path=path, key=key)
 
 
 class FaultPlan:
@@ -102,14 +112,21 @@ class FaultPlan:
         with self._lock:
             return len(self._queue)
 
-    def next_for(self, path: str, query: Iterable[tuple[str, str]] = ()) -> Fault | None:
+    def next_for(self, path: str, query: Iterable[tuple[str, str]] = (), key: str | None = None) -> Fault | None:
+        """The fault for a request to ``path`` with ``query``, carrying the Bearer token ``key``.
+
+        A rate draw only happens among the faults aimed at ``key``: requests of other keys neither
+        fail nor move the seeded sequence, so one organization's storm replays exactly however the
+        others' requests interleave (without ``key`` filters every request draws, as before).
+        """
         query = tuple(query)
         with self._lock:
             for i, fault in enumerate(self._queue):
-                if fault.applies_to(path, query):
+                if fault.applies_to(path, query, key):
                     del self._queue[i]
                     return None if fault.kind == "pass" else fault
-            if self._kinds and self._rng.random() < self._rate:
-                fault = self._rng.choice(self._kinds)
-                return fault if fault.applies_to(path, query) else None
+            candidates = tuple(f for f in self._kinds if f.aimed_at(key))
+            if candidates and self._rng.random() < self._rate:
+                fault = self._rng.choice(candidates)
+                return fault if fault.applies_to(path, query, key) else None
         return None

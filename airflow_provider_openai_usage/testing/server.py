@@ -16,6 +16,10 @@ docs/fake-api.md "How the real API behaves"; the recorded answers in tests/data/
 - every answer has a ``Date`` header (the fake's clock), as OpenAI's do;
 - parameters it does not know, and malformed ones, get a 400 with OpenAI's error body;
 - a cursor only continues the query it was issued for (every original parameter must be resent).
+
+One server can serve several organizations (``add_organization``, ``organization_count``): as at
+OpenAI, an admin key belongs to one organization, and every answer (usage, costs, directory) is that
+organization's; the controls and the fault plan stay the server's (a fault can aim at one key).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from urllib.parse import parse_qsl, urlsplit
 from airflow_provider_openai_usage.endpoints import COSTS_API_KEY_FLOOR, ENDPOINTS, WIDTH_SECONDS, Endpoint
 from airflow_provider_openai_usage.testing.admin import AdminAPI
 from airflow_provider_openai_usage.testing.data import (
+    PROJECT_POOL,
     FakeOrganization,
     aggregate,
     day_events,
@@ -108,6 +113,9 @@ class LoggedRequest:
     status: int
     fault: str | None
     at: float
+    #: The organization the request's key belongs to; None when the key was refused (missing, unknown,
+    #: revoked or a project key). The key itself is never logged.
+    organization_id: str | None = None
 
     def params(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
@@ -139,8 +147,18 @@ def _dumps(payload: Any) -> bytes:
     return _DECIMAL_RE.sub(r"\1", json.dumps(swap(payload))).encode()
 
 
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header; None without one."""
+    return (authorization or "").removeprefix("Bearer ").strip() if (authorization or "").startswith("Bearer ") else None
+
+
 class UsageAPI:
-    """The request → response logic, independent of sockets so it is easy to reason about."""
+    """The request → response logic, independent of sockets so it is easy to reason about.
+
+    ``org``/``key``/``admin`` are the first organization's; ``organizations`` maps every admin key
+    served to its organization (``admins``: to its directory), and a request is answered with the
+    data of the organization its key belongs to.
+    """
 
     def __init__(self, org: FakeOrganization, key: str, project_keys: Iterable[str], controls: FakeControls) -> None:
         self.org = org
@@ -150,13 +168,31 @@ class UsageAPI:
         self.routes: Mapping[str, Endpoint] = {f"/v1{e.path}": e for e in ENDPOINTS.values()}
         #: The organization admin paths (directory), same organization and key.
         self.admin = AdminAPI(org, key, controls)
+        self.organizations: dict[str, FakeOrganization] = {key: org}
+        self.admins: dict[str, AdminAPI] = {key: self.admin}
+        #: Keys answered 401 like unknown ones (a key revoked at OpenAI), though their organization stays.
+        self.revoked: set[str] = set()
+
+    def add_organization(self, key: str, org: FakeOrganization) -> None:
+        """Answer ``key`` with ``org``'s data and directory; a key served twice would make the
+        organization of a request ambiguous, so it is refused."""
+        if key in self.organizations or key in self.project_keys:
+            raise ValueError("that key is already served (each admin key belongs to one organization)")
+        self.organizations[key] = org
+        self.admins[key] = AdminAPI(org, key, self.controls)
+
+    def organization_for(self, token: str | None) -> FakeOrganization | None:
+        """The organization of a Bearer token, or None when the token is refused."""
+        if token is None or token in self.revoked:
+            return None
+        return self.organizations.get(token)
 
     def handle(self, path: str, query: list[tuple[str, str]], authorization: str | None) -> tuple[int, dict[str, str], bytes]:
         endpoint = self.routes.get(path.rstrip("/"))
         admin_route = self.admin.route(path) if endpoint is None else None
         if endpoint is None and admin_route is None:
             return 404, {}, _error_body(f"Invalid URL (GET {path})", "invalid_request_error")
-        token = (authorization or "").removeprefix("Bearer ").strip() if (authorization or "").startswith("Bearer ") else None
+        token = bearer_token(authorization)
         if token in self.project_keys:
             return 401, {}, _error_body(
                 "You have insufficient permissions for this operation. Missing scopes: api.usage.read. "
@@ -164,7 +200,8 @@ class UsageAPI:
                 "(Member, Owner), and if you're using a restricted API key, that it has the necessary scopes.",
                 "invalid_request_error",
             )
-        if token != self.key:
+        org = self.organization_for(token)
+        if org is None:
             shown = (token[:3] + "*" * 4 + token[-4:]) if token else ""
             message = (
                 f"Incorrect API key provided: {shown}. You can find your API key at https://platform.openai.com/account/api-keys."
@@ -174,10 +211,11 @@ class UsageAPI:
             )
             return 401, {}, _error_body(message, "invalid_request_error", code="invalid_api_key" if token else None)
         if admin_route is not None:
-            return self.admin.handle(admin_route, query)
+            assert token is not None
+            return self.admins[token].handle(admin_route, query)
         assert endpoint is not None
         try:
-            page = self.page(endpoint, query)
+            page = self.page(endpoint, query, org)
         except BadRequest as exc:
             return 400, {}, _error_body(str(exc), "invalid_request_error", param=exc.param, code=exc.code)
         return 200, {}, _dumps(page)
@@ -262,14 +300,19 @@ class UsageAPI:
         return out
 
     @staticmethod
-    def _fingerprint(endpoint: Endpoint, query: list[tuple[str, str]]) -> str:
-        kept = sorted((k.removesuffix("[]"), v) for k, v in query if k != "page")
+    def _fingerprint(endpoint: Endpoint, query: list[tuple[str, str]], organization_id: str | None = None) -> str:
+        kept: list[Any] = sorted((k.removesuffix("[]"), v) for k, v in query if k != "page")
+        if organization_id is not None:  # another organization's cursor does not continue this one's query
+            kept.append(["organization", organization_id])
         return hashlib.sha256(json.dumps([endpoint.key, kept]).encode()).hexdigest()[:16]
 
     # -- data -------------------------------------------------------------------------------------
-    def page(self, endpoint: Endpoint, query: list[tuple[str, str]]) -> dict[str, Any]:
+    def page(self, endpoint: Endpoint, query: list[tuple[str, str]], org: FakeOrganization | None = None) -> dict[str, Any]:
+        """One page of ``org``'s answer (default: the first organization's)."""
+        org = self.org if org is None else org
         p = self._parse(endpoint, query)
-        fingerprint = self._fingerprint(endpoint, query)
+        # The first organization's cursors stay what they were before several were served.
+        fingerprint = self._fingerprint(endpoint, query, None if org == self.org else org.organization_id)
         offset = 0
         if p["page"] is not None:
             try:
@@ -297,7 +340,7 @@ class UsageAPI:
                     "object": "bucket",
                     "start_time": start,
                     "end_time": bucket_end,
-                    "results": self._results(endpoint, start, until, p["group_by"], p["filters"]),
+                    "results": self._results(org, endpoint, start, until, p["group_by"], p["filters"]),
                 }
             )
         starts = spans
@@ -332,19 +375,19 @@ class UsageAPI:
         return spans
 
     def _results(
-        self, endpoint: Endpoint, start: int, end: int, group_by: list[str], filters: Mapping[str, set[Any]]
+        self, org: FakeOrganization, endpoint: Endpoint, start: int, end: int, group_by: list[str], filters: Mapping[str, set[Any]]
     ) -> list[dict[str, Any]]:
-        results = self._group_results(endpoint, start, end, group_by, filters)
+        results = self._group_results(org, endpoint, start, end, group_by, filters)
         if endpoint.reported_fields:
             # Sent by the live Costs API, in neither spec nor SDK (issue #25).
             for r in results:
                 if "user_id" in group_by and r.get("user_id") is not None:
-                    r["user_email"] = self.org.user_email(r["user_id"])
-                r["organization_id"] = self.org.organization_id
+                    r["user_email"] = org.user_email(r["user_id"])
+                r["organization_id"] = org.organization_id
         return results
 
     def _group_results(
-        self, endpoint: Endpoint, start: int, end: int, group_by: list[str], filters: Mapping[str, set[Any]]
+        self, org: FakeOrganization, endpoint: Endpoint, start: int, end: int, group_by: list[str], filters: Mapping[str, set[Any]]
     ) -> list[dict[str, Any]]:
         if self.controls.dense_groups:
             return dense_results(endpoint, start, self.controls.dense_groups)
@@ -352,8 +395,8 @@ class UsageAPI:
         day = start - start % DAY
         while day < end:
             revision = self.controls.revisions.get(day, 0)
-            day_list = day_events(self.org, endpoint.key, day, revision)
-            minutes = event_minutes(self.org, endpoint.key, day, revision)
+            day_list = day_events(org, endpoint.key, day, revision)
+            minutes = event_minutes(org, endpoint.key, day, revision)
             lo, hi = bisect_left(minutes, start), bisect_left(minutes, end)
             events += [e for e in day_list[lo:hi] if matches(e, filters)]
             day += DAY
@@ -439,7 +482,8 @@ class _Handler(BaseHTTPRequestHandler):
                 fake.clear_requests()
             self.wfile.write(_response_head(200, {}, len(body := _dumps({"requests": count}))) + body)
             return
-        fault = fake.faults.next_for(parts.path, query)
+        token = bearer_token(self.headers.get("Authorization"))
+        fault = fake.faults.next_for(parts.path, query, key=token)
         try:
             status, headers, body = fake.api.handle(parts.path, query, self.headers.get("Authorization"))
         except Exception as exc:  # a bug in the fake must look like a server error, not a hang
@@ -461,7 +505,8 @@ class _Handler(BaseHTTPRequestHandler):
                 headers = {"Content-Type": "text/html; charset=utf-8"}
                 body = (
                     f"<html><head><title>{status} Not Found</title></head><body><h1>{status}</h1>"
-                    f"<p>nginx could not route GET {parts.path}</p><pre>Authorization: {auth}\nX-Api-Key: {fake.key}</pre>"
+                    f"<p>nginx could not route GET {parts.path}</p><pre>Authorization: {auth}\n"
+                    f"X-Api-Key: {token if token in fake.api.organizations else fake.key}</pre>"
                     "</body></html>"
                 ).encode()
         if fault is not None and fault.kind in CORRUPTIONS and status == 200:
@@ -470,7 +515,13 @@ class _Handler(BaseHTTPRequestHandler):
             status, body = 200, b"<html><body>502 Bad Gateway</body></html>"
         # OpenAI's answers carry a Date header; the hook reads it as the moment of the call (the fake's clock).
         headers = {**headers, "Date": email.utils.formatdate(fake.api.controls.current_time(), usegmt=True)}
-        fake._log(LoggedRequest("GET", parts.path, tuple(query), status, fault.describe() if fault else None, received))
+        org = fake.api.organization_for(token)
+        fake._log(
+            LoggedRequest(
+                "GET", parts.path, tuple(query), status, fault.describe() if fault else None, received,
+                org.organization_id if org is not None else None,
+            )
+        )
         if fake.api.controls.latency:
             time.sleep(fake.api.controls.latency)
         if fault is not None and fault.kind == "slow":
@@ -515,6 +566,10 @@ class FakeOpenAIUsageAPI:
 
     ``api.requests`` is the log of every request received, ``api.faults`` schedules failures and
     ``api.controls`` moves the clock, hides or revises days and shrinks pages.
+
+    ``key``/``organization`` (or ``seed``) are the first organization; ``organization_count=N`` also
+    serves ``FakeOrganization.numbered(2..N)`` under the keys ``<key>-2``... (``fake_organizations``),
+    and ``add_organization`` any other. ``api.organizations`` maps each admin key to its organization.
     """
 
     def __init__(
@@ -527,12 +582,19 @@ class FakeOpenAIUsageAPI:
         host: str = "127.0.0.1",
         port: int = 0,
         now: int | None = None,
+        organization_count: int = 1,
     ) -> None:
         self.key = key
         self.organization = organization or FakeOrganization(seed=seed)
         self.controls = FakeControls(now=now)
         self.faults = FaultPlan()
         self.api = UsageAPI(self.organization, key, project_keys, self.controls)
+        if organization_count < 1:
+            raise ValueError(f"organization_count={organization_count}: serve at least one organization")
+        if organization_count > 1:
+            projects = max(1, min(len(self.organization.projects), len(PROJECT_POOL)))
+            for other_key, other in fake_organizations(organization_count, key=key, seed=self.organization.seed, projects=projects)[1:]:
+                self.add_organization(other_key, other)
         self._log_lock = threading.Lock()
         self._requests: list[LoggedRequest] = []
         self._host, self._port = host, port
@@ -577,8 +639,42 @@ class FakeOpenAIUsageAPI:
     def connection_json(self, **extra: Any) -> str:
         """An ``AIRFLOW_CONN_...`` value pointing at this server, its organization id as the extra
         ``organization_id`` (pass ``organization_id=None`` to leave it out: the hook then asks the costs API)."""
-        extra.setdefault("organization_id", self.organization.organization_id)
-        return connection_json(self.base_url, self.key, **{k: v for k, v in extra.items() if v is not None})
+        return self.connection_json_for(self.key, **extra)
+
+    def connection_json_for(self, key: str, **extra: Any) -> str:
+        """``connection_json`` of the organization ``key`` belongs to: that key, that ``organization_id``."""
+        if key not in self.api.organizations:
+            raise KeyError("no organization is served for that key (add_organization first)")
+        extra.setdefault("organization_id", self.api.organizations[key].organization_id)
+        return connection_json(self.base_url, key, **{k: v for k, v in extra.items() if v is not None})
+
+    # -- organizations ----------------------------------------------------------------------------
+    @property
+    def organizations(self) -> Mapping[str, FakeOrganization]:
+        """Admin key → the organization it belongs to, the first one first (a copy)."""
+        return dict(self.api.organizations)
+
+    def add_organization(self, key: str, organization: FakeOrganization) -> None:
+        """Serve ``organization`` to requests carrying ``key``, beside the others, with the server's
+        controls and faults. ``FakeOrganization.numbered(n)`` makes one apart from every other."""
+        if organization.organization_id in {o.organization_id for o in self.api.organizations.values()}:
+            raise ValueError(f"organization_id {organization.organization_id!r} is already served: give each its own")
+        self.api.add_organization(key, organization)
+
+    def admin_for(self, key: str) -> AdminAPI:
+        """The directory (admin paths) of ``key``'s organization: its ``edits``, ``leak_full_key``."""
+        return self.api.admins[key]
+
+    def revoke(self, key: str) -> None:
+        """From now on requests with ``key`` get the 401 of an unknown key (a key revoked at OpenAI);
+        its organization and the other keys are untouched. ``reset()`` or ``restore(key)`` undoes it."""
+        if key not in self.api.organizations:
+            raise KeyError("no organization is served for that key")
+        self.api.revoked.add(key)
+
+    def restore(self, key: str) -> None:
+        """Answer ``key`` again after ``revoke``."""
+        self.api.revoked.discard(key)
 
     # -- request log ------------------------------------------------------------------------------
     def _log(self, entry: LoggedRequest) -> None:
@@ -601,8 +697,10 @@ class FakeOpenAIUsageAPI:
         self.faults.schedule(faults)
 
     def reset(self) -> None:
-        """Back to a quiet server: no faults, no log, default controls (clock kept)."""
+        """Back to a quiet server: no faults, no log, no revoked key, default controls (clock kept);
+        the organizations served stay."""
         self.faults.clear()
+        self.api.revoked.clear()
         self.clear_requests()
         self.after_request = None
         now = self.controls.now
@@ -619,9 +717,30 @@ def connection_json(base_url: str, key: str, **extra: Any) -> str:
     return json.dumps(conn)
 
 
-def connection_export(base_url: str, key: str = DEFAULT_KEY) -> str:
-    """The shell line that points ``openai_usage_default`` at a fake API (its key is no secret)."""
-    return f"export AIRFLOW_CONN_OPENAI_USAGE_DEFAULT={shlex.quote(connection_json(base_url, key))}"
+def connection_export(
+    base_url: str, key: str = DEFAULT_KEY, *, conn_id: str = "openai_usage_default", organization_id: str | None = None
+) -> str:
+    """The shell line that points ``conn_id`` at a fake API (its key is no secret); with
+    ``organization_id``, the connection carries it as its extra (a lake of several organizations)."""
+    extra = {"organization_id": organization_id} if organization_id is not None else {}
+    return f"export AIRFLOW_CONN_{conn_id.upper()}={shlex.quote(connection_json(base_url, key, **extra))}"
+
+
+def fake_organizations(
+    count: int, *, key: str = DEFAULT_KEY, seed: int = 0, projects: int = 3
+) -> list[tuple[str, FakeOrganization]]:
+    """(admin key, organization) of ``count`` organizations one fake can serve, clearly apart.
+
+    The first is ``key`` and ``FakeOrganization.numbered(1, seed=seed)`` (the default organization);
+    the n-th ``<key>-<n>`` and ``FakeOrganization.numbered(n, seed=seed + n - 1)``: its own
+    ``organization_id``, amounts, project, user and key ids, and directory names.
+    """
+    if count < 1:
+        raise ValueError(f"count={count}: serve at least one organization")
+    return [
+        (key if n == 1 else f"{key}-{n}", FakeOrganization.numbered(n, seed=seed + n - 1, projects=projects))
+        for n in range(1, count + 1)
+    ]
 
 
 def serve_forever(api: FakeOpenAIUsageAPI, on_ready: Callable[[FakeOpenAIUsageAPI], None] | None = None) -> None:

@@ -77,3 +77,26 @@ def _cli_answer(hash_seed: str, key: str) -> bytes:
 @pytest.mark.parametrize("key", ["completions", "embeddings"])
 def test_data_is_identical_across_processes_whatever_the_hash_seed(key):
     assert _cli_answer("1", key) == _cli_answer("2", key)
+
+
+def test_serve_with_two_organizations_prints_two_lines_that_work_when_pasted():
+    proc = subprocess.Popen([*CLI, "serve", "--organizations", "2", "--key", "sk-admin-pasted"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert "listening on http://127.0.0.1:" in proc.stdout.readline()
+        proc.stdout.readline()  # what to do with the next lines
+        exports = [proc.stdout.readline().strip() for _ in range(2)]
+        shell = subprocess.run(
+            ["bash", "-c", "\n".join(exports) + '\nprintf "%s\\n%s" "$AIRFLOW_CONN_OPENAI_USAGE_DEFAULT" "$AIRFLOW_CONN_OPENAI_USAGE_ORG_2"'],
+            capture_output=True, text=True, env={"PATH": os.environ["PATH"]}, timeout=30,
+        )
+        conns = [json.loads(line) for line in shell.stdout.splitlines()]
+        assert [c["password"] for c in conns] == ["sk-admin-pasted", "sk-admin-pasted-2"]
+        for conn in conns:
+            answer = requests.get(conn["host"] + "/organization/costs", params={"start_time": START, "end_time": NOW},
+                                  headers={"Authorization": f"Bearer {conn['password']}"}, timeout=10)
+            assert answer.status_code == 200
+            assert {r["organization_id"] for b in answer.json()["data"] for r in b["results"]} == {conn["extra"]["organization_id"]}
+        assert conns[0]["extra"]["organization_id"] != conns[1]["extra"]["organization_id"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -27,18 +27,18 @@ def ok(response: requests.Response) -> dict:
     return response.json()
 
 
-def every_item(api: FakeOpenAIUsageAPI, path: str, params=()) -> list[dict]:
+def every_item(api: FakeOpenAIUsageAPI, path: str, params=(), token: str = SENTINEL_KEY) -> list[dict]:
     items, after = [], None
     while True:
-        page = ok(get(api, path, [*params, ("limit", 100)] + ([("after", after)] if after else [])))
+        page = ok(get(api, path, [*params, ("limit", 100)] + ([("after", after)] if after else []), token))
         items += page["data"]
         if not page["has_more"]:
             return items
         after = page["last_id"]
 
 
-def project_ids(api: FakeOpenAIUsageAPI) -> list[str]:
-    return [p["id"] for p in every_item(api, "/organization/projects", [("include_archived", "true")])]
+def project_ids(api: FakeOpenAIUsageAPI, token: str = SENTINEL_KEY) -> list[str]:
+    return [p["id"] for p in every_item(api, "/organization/projects", [("include_archived", "true")], token)]
 
 
 @pytest.mark.parametrize("key", ENTITY_KEYS)
@@ -88,7 +88,7 @@ def test_retrieve_paths_and_errors_are_valid_against_the_spec(fake_api, admin_sp
     assert get(fake_api, "/organization/projects", token="sk-proj-fake-project-key").status_code == 401
 
 
-def _usage_ids(api: FakeOpenAIUsageAPI) -> dict[str, set[str]]:
+def _usage_ids(api: FakeOpenAIUsageAPI, token: str = SENTINEL_KEY) -> dict[str, set[str]]:
     found: dict[str, set[str]] = {"project_id": set(), "user_id": set(), "api_key_id": set()}
     for key in ("completions", "costs"):
         endpoint = ENDPOINTS[key]
@@ -98,7 +98,7 @@ def _usage_ids(api: FakeOpenAIUsageAPI) -> dict[str, set[str]]:
             if g in endpoint.group_by and endpoint.group_by_floors.get(g, 0) <= NOW - 30 * DAY
         ]
         params = [("start_time", NOW - 30 * DAY), ("end_time", NOW), ("limit", 31)] + [("group_by[]", g) for g in groups]
-        for bucket in ok(get(api, endpoint.path, params))["data"]:
+        for bucket in ok(get(api, endpoint.path, params, token))["data"]:
             for result in bucket["results"]:
                 for g in groups:
                     found[g].add(result[g])
@@ -168,10 +168,10 @@ def test_the_admin_key_is_listed_only_redacted_unless_a_test_asks_for_a_leak(fak
 
 
 # -- the official SDK, strict ---------------------------------------------------------------------
-def _sdk(api: FakeOpenAIUsageAPI):
+def _sdk(api: FakeOpenAIUsageAPI, token: str = SENTINEL_KEY):
     from openai import OpenAI
 
-    return OpenAI(api_key="unused", admin_api_key=SENTINEL_KEY, base_url=api.base_url, max_retries=0, _strict_response_validation=True)
+    return OpenAI(api_key="unused", admin_api_key=token, base_url=api.base_url, max_retries=0, _strict_response_validation=True)
 
 
 def _sdk_items(client, key: str, project_id: str | None) -> list:
@@ -227,3 +227,58 @@ def test_the_sdk_would_refuse_a_wrong_shape_so_strictness_is_real(fake_api):
     fake_api.schedule_faults(Fault("no_data", path="/organization/projects"))
     with pytest.raises(openai.APIResponseValidationError):
         list(_sdk(fake_api).admin.organization.projects.list())
+
+
+# -- several organizations: one directory per admin key (issue #29) ---------------------------------------
+SECOND_KEY = SENTINEL_KEY + "-2"
+
+
+@pytest.fixture
+def two_orgs():
+    with FakeOpenAIUsageAPI(key=SENTINEL_KEY, seed=7, now=NOW, organization_count=2) as api:
+        yield api
+
+
+def _directory_ids(api: FakeOpenAIUsageAPI, token: str) -> set[str]:
+    projects = project_ids(api, token)
+    ids = set(projects) | {u["id"] for u in every_item(api, "/organization/users", (), token)}
+    ids |= {k["id"] for k in every_item(api, "/organization/admin_api_keys", (), token)}
+    for p in projects:
+        ids |= {k["id"] for k in every_item(api, f"/organization/projects/{p}/api_keys", [("owner_project_access", "any")], token)}
+    return ids
+
+
+def test_each_key_reads_its_own_organizations_directory_and_they_share_no_id(two_orgs):
+    second = two_orgs.organizations[SECOND_KEY]
+    ours, theirs = _directory_ids(two_orgs, SENTINEL_KEY), _directory_ids(two_orgs, SECOND_KEY)
+    assert ours and theirs and not ours & theirs
+    names = [{p["name"] for p in every_item(two_orgs, "/organization/projects", [("include_archived", "true")], t)} for t in two_orgs.organizations]
+    assert not names[0] & names[1], "a report of both organizations tells their projects apart by name"
+    # Every id the second organization's usage carries resolves in its own directory, as for the first.
+    used = _usage_ids(two_orgs, SECOND_KEY)
+    assert all(used.values()) and used["project_id"] <= set(project_ids(two_orgs, SECOND_KEY)) <= theirs
+    users = {u["id"] for u in every_item(two_orgs, "/organization/users", (), SECOND_KEY)}
+    assert used["user_id"] - users == set(second.removed_users)
+    assert get(two_orgs, "/organization/users/user-ada", token=SECOND_KEY).status_code == 404
+    assert ok(get(two_orgs, "/organization/users/user-ada-2", token=SECOND_KEY))["id"] == "user-ada-2"
+    keys = every_item(two_orgs, "/organization/admin_api_keys", (), SECOND_KEY)
+    assert keys[0]["redacted_value"] == SECOND_KEY[:8] + "..." + SECOND_KEY[-4:] and SECOND_KEY not in json.dumps(keys)
+
+
+def test_directory_edits_and_leaks_stay_in_their_organization(two_orgs):
+    two_orgs.admin_for(SECOND_KEY).edits["proj_alpha_2"] = {"name": "Renamed"}
+    two_orgs.admin_for(SECOND_KEY).leak_full_key = True
+    assert ok(get(two_orgs, "/organization/projects/proj_alpha_2", token=SECOND_KEY))["name"] == "Renamed"
+    assert SECOND_KEY in json.dumps(every_item(two_orgs, "/organization/admin_api_keys", (), SECOND_KEY))
+    assert SENTINEL_KEY not in json.dumps(every_item(two_orgs, "/organization/admin_api_keys"))
+    assert two_orgs.admin_for(SENTINEL_KEY) is two_orgs.api.admin
+    assert get(two_orgs, "/organization/projects/proj_alpha_2").status_code == 404, "another organization's project"
+
+
+def test_the_official_sdk_reads_the_second_organizations_directory_with_strict_types(two_orgs):
+    client = _sdk(two_orgs, SECOND_KEY)
+    projects = list(client.admin.organization.projects.list(include_archived=True, limit=100))
+    assert [p.id for p in projects] == project_ids(two_orgs, SECOND_KEY)
+    assert {p.id for p in projects} == set(two_orgs.organizations[SECOND_KEY].projects) | {"proj_sandbox_2", "proj_legacy_2"}
+    members = list(client.admin.organization.projects.users.list("proj_beta_2", limit=100))
+    assert members and all(m.object == "organization.project.user" for m in members)

@@ -48,3 +48,29 @@ def test_a_fault_with_params_waits_for_a_request_carrying_them():
     assert plan.next_for("/organization/costs") is None, "a request without the parameter is not aimed at"
     assert plan.next_for("/organization/costs", [("start_time", "200"), ("limit", "31")]) == aimed
     assert plan.pending == 0
+
+
+def test_a_fault_with_a_key_waits_for_a_request_carrying_that_key():
+    plan = FaultPlan()
+    aimed = status(429, retry_after=1, key="sk-admin-second")
+    plan.schedule([aimed, status(503)])
+    assert plan.next_for("/organization/costs", key="sk-admin-first") == status(503), "the unaimed fault behind it is served"
+    assert plan.next_for("/organization/costs") is None and plan.pending == 1, "no key: not aimed at"
+    assert plan.next_for("/organization/costs", key="sk-admin-second") == aimed and plan.pending == 0
+    assert "sk-admin-second" not in aimed.describe() + repr(aimed), "nothing that is logged or printed holds the key"
+
+
+def test_a_rate_aimed_at_one_key_replays_whatever_other_keys_send():
+    def storm(interleaved: int) -> list[str | None]:
+        plan = FaultPlan()
+        plan.at_rate(0.5, [status(429, key="sk-admin-second"), Fault("drop", key="sk-admin-second")], seed=4)
+        seen = []
+        for _ in range(30):
+            for _ in range(interleaved):
+                assert plan.next_for("/x", key="sk-admin-first") is None, "another key is never hit"
+            seen.append(f.describe() if (f := plan.next_for("/x", key="sk-admin-second")) else None)
+        return seen
+
+    alone = storm(0)
+    assert alone == storm(3), "the other key's requests do not move the seeded draws"
+    assert 5 < sum(f is not None for f in alone) < 25 and {"429", "drop"} == {f for f in alone if f}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterator
 from decimal import Decimal
 from itertools import combinations
 
@@ -12,7 +14,8 @@ from conftest import DAY, NOW, SENTINEL_KEY, result_schema_name
 
 from airflow_provider_openai_usage.endpoints import ENDPOINTS
 from airflow_provider_openai_usage.rows import bucket_rows
-from airflow_provider_openai_usage.testing import FakeOpenAIUsageAPI, status
+from airflow_provider_openai_usage.testing import DEFAULT_KEY, FakeOpenAIUsageAPI, FakeOrganization, fake_organizations, status
+from airflow_provider_openai_usage.testing.data import day_events
 from airflow_provider_openai_usage.testing.faults import Fault
 
 START = NOW - 10 * DAY
@@ -30,10 +33,10 @@ def body(response: requests.Response) -> dict:
     return json.loads(response.content, parse_float=Decimal)
 
 
-def all_buckets(api: FakeOpenAIUsageAPI, key: str, params: list) -> list[dict]:
+def all_buckets(api: FakeOpenAIUsageAPI, key: str, params: list, token: str = SENTINEL_KEY) -> list[dict]:
     buckets, page = [], None
     while True:
-        data = body(get(api, key, params + ([("page", page)] if page else [])))
+        data = body(get(api, key, params + ([("page", page)] if page else []), token))
         buckets += data["data"]
         if not data["has_more"]:
             return buckets
@@ -348,3 +351,153 @@ def test_costs_grouped_by_user_carry_the_users_email(fake_api):
     assert results and all(r["user_email"] == fake_api.organization.user_email(r["user_id"]) for r in results)
     ungrouped = [r for b in body(get(fake_api, "costs", [("start_time", START), ("end_time", NOW)]))["data"] for r in b["results"]]
     assert ungrouped and all("user_email" not in r for r in ungrouped)
+
+
+# -- several organizations, one per admin key (issue #29) -------------------------------------------------
+SECOND_KEY = SENTINEL_KEY + "-2"
+
+
+@pytest.fixture
+def two_orgs() -> Iterator[FakeOpenAIUsageAPI]:
+    """The ``fake_api`` organization under ``SENTINEL_KEY``, and a second one under ``SECOND_KEY``."""
+    with FakeOpenAIUsageAPI(key=SENTINEL_KEY, seed=7, now=NOW, organization_count=2) as api:
+        yield api
+
+
+def event_totals(org: FakeOrganization, endpoint_key: str, start: int, end: int) -> dict[str, Decimal]:
+    """What the answers must sum to: the organization's generated events in [start, end)."""
+    out: dict[str, Decimal] = {}
+    names = [c.name for c in ENDPOINTS[endpoint_key].metric_columns if c.name != "quantity"]
+    for day in range(start, end, DAY):
+        for event in day_events(org, endpoint_key, day):
+            metrics = dict(event.metrics)
+            for name in names:
+                out[name] = out.get(name, 0) + (metrics.get(name) or 0)
+    return out
+
+
+def test_one_server_answers_each_key_with_its_own_organizations_data(two_orgs):
+    first, second = two_orgs.organizations[SENTINEL_KEY], two_orgs.organizations[SECOND_KEY]
+    assert list(two_orgs.organizations) == [SENTINEL_KEY, SECOND_KEY] and first == two_orgs.organization
+    assert first.organization_id != second.organization_id and not set(first.projects) & set(second.projects)
+    params = [("start_time", START), ("end_time", NOW), ("group_by", "project_id")]
+    for key in ("completions", "costs", "embeddings"):
+        ours, theirs = all_buckets(two_orgs, key, params), all_buckets(two_orgs, key, params, SECOND_KEY)
+        assert ours != theirs, key
+        assert {r["project_id"] for b in ours for r in b["results"]} <= set(first.projects)
+        assert {r["project_id"] for b in theirs for r in b["results"]} <= set(second.projects)
+    for token, org in ((SENTINEL_KEY, first), (SECOND_KEY, second)):
+        results = [r for b in all_buckets(two_orgs, "costs", params, token) for r in b["results"]]
+        assert results and {r["organization_id"] for r in results} == {org.organization_id}
+
+
+@pytest.mark.parametrize("key", ["completions", "costs", "vector_stores"])
+def test_each_organizations_grouped_totals_are_the_sum_of_its_own_events(two_orgs, key):
+    base = [("start_time", START), ("end_time", NOW)]
+    group = [("group_by[]", g) for g in ENDPOINTS[key].group_by[:2]]
+    for token, org in two_orgs.organizations.items():
+        expected = event_totals(org, key, START, NOW)
+        assert any(expected.values()), (key, org.organization_id)
+        assert totals(key, all_buckets(two_orgs, key, base + group, token)) == expected
+    assert event_totals(two_orgs.organization, key, START, NOW) != event_totals(two_orgs.organizations[SECOND_KEY], key, START, NOW)
+
+
+def test_the_first_organization_answers_byte_for_byte_as_a_lone_one(fake_api, two_orgs):
+    """Serving more organizations changes nothing for the first: same bodies, same cursors."""
+    asked = [
+        ("costs", [("start_time", START), ("end_time", NOW), ("group_by", "project_id,line_item"), ("limit", 4)]),
+        ("completions", [("start_time", START), ("end_time", NOW), ("group_by", "model"), ("limit", 3)]),
+        ("audio_speeches", [("start_time", NOW - DAY), ("bucket_width", "1h"), ("limit", 5)]),
+    ]
+    for key, params in asked:
+        lone, shared = get(fake_api, key, params), get(two_orgs, key, params)
+        assert lone.content == shared.content and lone.json()["next_page"], key
+        cursor = [("page", lone.json()["next_page"])]
+        assert get(fake_api, key, params + cursor).content == get(two_orgs, key, params + cursor).content
+        assert get(two_orgs, key, params, SECOND_KEY).content != shared.content
+    for path in ("/organization/projects", "/organization/users", "/organization/admin_api_keys"):
+        lone_answer = requests.get(fake_api.base_url + path, headers={"Authorization": f"Bearer {SENTINEL_KEY}"}, timeout=10)
+        shared_answer = requests.get(two_orgs.base_url + path, headers={"Authorization": f"Bearer {SENTINEL_KEY}"}, timeout=10)
+        assert lone_answer.status_code == 200 and lone_answer.content == shared_answer.content, path
+
+
+def test_a_cursor_of_one_organization_does_not_continue_anothers(two_orgs):
+    params = [("start_time", NOW - 20 * DAY), ("end_time", NOW), ("limit", 7)]
+    cursor = body(get(two_orgs, "vector_stores", params))["next_page"]
+    other = get(two_orgs, "vector_stores", params + [("page", cursor)], SECOND_KEY)
+    assert other.status_code == 400 and other.json()["error"]["param"] == "page"
+    assert body(get(two_orgs, "vector_stores", params + [("page", cursor)]))["data"]
+
+
+def test_a_fault_aimed_at_one_key_storms_only_that_organization(two_orgs):
+    params = [("start_time", START)]
+    two_orgs.faults.at_rate(1.0, [status(429, retry_after=1, key=SECOND_KEY)])
+    for _ in range(3):
+        assert get(two_orgs, "costs", params, SECOND_KEY).status_code == 429
+        assert get(two_orgs, "costs", params).status_code == 200
+    two_orgs.reset()
+    two_orgs.schedule_faults(status(401, key=SECOND_KEY), status(401, key=SECOND_KEY))
+    assert get(two_orgs, "costs", params).status_code == 200 and two_orgs.faults.pending == 2, "not aimed: not consumed"
+    assert [get(two_orgs, "costs", params, SECOND_KEY).status_code for _ in range(3)] == [401, 401, 200]
+    log = two_orgs.requests
+    assert [(r.organization_id, r.status) for r in log] == [
+        (two_orgs.organization.organization_id, 200)] + [(two_orgs.organizations[SECOND_KEY].organization_id, s) for s in (401, 401, 200)]
+    assert SECOND_KEY not in repr(log) and SENTINEL_KEY not in repr(log), "the log never holds a key"
+
+
+def test_a_revoked_key_gets_the_401_of_an_unknown_key_and_the_others_still_answer(two_orgs, spec_validator):
+    params = [("start_time", START)]
+    two_orgs.revoke(SECOND_KEY)
+    refused, unknown = get(two_orgs, "costs", params, SECOND_KEY), get(two_orgs, "costs", params, SENTINEL_KEY + "-3")
+    for answer in (refused, unknown):
+        assert answer.status_code == 401
+        spec_validator(answer.json(), "ErrorResponse")
+        assert answer.json()["error"]["code"] == "invalid_api_key" and "Incorrect API key provided" in answer.json()["error"]["message"]
+        assert SENTINEL_KEY not in answer.text
+    directory = requests.get(two_orgs.base_url + "/organization/projects", headers={"Authorization": f"Bearer {SECOND_KEY}"}, timeout=10)
+    assert directory.status_code == 401
+    assert get(two_orgs, "costs", params).status_code == 200
+    assert get(two_orgs, "costs", params, "sk-proj-fake-project-key").status_code == 401
+    assert [r.organization_id for r in two_orgs.requests] == [None, None, None, two_orgs.organization.organization_id, None]
+    two_orgs.restore(SECOND_KEY)
+    assert get(two_orgs, "costs", params, SECOND_KEY).status_code == 200
+
+
+def test_organizations_are_added_with_their_own_key_and_id_only(fake_api):
+    key, org = fake_organizations(3, key=SENTINEL_KEY, seed=7)[2]
+    fake_api.add_organization(key, org)
+    assert fake_api.organizations[key] == org and fake_api.organizations[SENTINEL_KEY] == fake_api.organization
+    body(get(fake_api, "costs", [("start_time", START)], key))
+    with pytest.raises(ValueError, match="already served"):
+        fake_api.add_organization(key, FakeOrganization.numbered(4))
+    with pytest.raises(ValueError, match="organization_id"):
+        fake_api.add_organization(SENTINEL_KEY + "-other", FakeOrganization(seed=99))
+
+
+def test_numbered_organizations_share_no_id_and_the_first_is_the_default():
+    served = fake_organizations(4)
+    assert served[0] == (DEFAULT_KEY, FakeOrganization())
+    assert [k for k, _ in served[1:]] == [f"{DEFAULT_KEY}-{n}" for n in (2, 3, 4)]
+    orgs = [o for _, o in served]
+    for field in ("organization_id", "seed", "projects", "users", "api_keys", "vector_stores"):
+        values = [getattr(o, field) for o in orgs]
+        assert len(set(values)) == len(orgs), field
+        if isinstance(values[0], tuple):
+            assert len({v for vs in values for v in vs}) == sum(map(len, values)), f"{field}: an id in two organizations"
+    assert all(re.fullmatch(r"org-[A-Za-z0-9]{20,30}", o.organization_id) for o in orgs)
+    assert FakeOrganization.numbered(2, seed=0).salt != FakeOrganization(seed=0).salt, "the same seed still draws apart"
+
+
+def test_the_connection_of_each_organization_reads_its_own_organization(monkeypatch):
+    from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
+
+    with FakeOpenAIUsageAPI(key=SENTINEL_KEY, organization_count=2) as api:  # the real clock: the hook asks for the last 180 days
+        for conn_id, token in (("fake_org_one", SENTINEL_KEY), ("fake_org_two", SECOND_KEY)):
+            conn = json.loads(api.connection_json_for(token, max_retries=0))
+            assert conn["password"] == token and conn["extra"]["organization_id"] == api.organizations[token].organization_id
+            monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", api.connection_json_for(token, max_retries=0))
+            assert OpenAIUsageHook(conn_id).organization_id(verify=True) == api.organizations[token].organization_id
+        assert "extra" not in json.loads(api.connection_json_for(SECOND_KEY, organization_id=None))
+        assert api.connection_json() == api.connection_json_for(SENTINEL_KEY)
+        with pytest.raises(KeyError):
+            api.connection_json_for("sk-admin-not-served")
