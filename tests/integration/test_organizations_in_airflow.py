@@ -1,10 +1,10 @@
 """Several organizations in one lake, through real Airflow (`airflow dags test`, mapped task groups).
 
-Two organizations, each its own key and its own data (two fake APIs: distinct keys, ids, seeds and
-projects, as OpenAI keeps organizations apart): every endpoint of each lands exactly its API's rows
-under ``<dataset>/organization=<id>/``; one organization's 401 or 429 storm fails only its own map
-index; the same organization under two connections is refused before any request; per-organization
-and all-organization costs equal the APIs' to the last decimal.
+Two organizations served by one fake API, each its own key and its own data (distinct ids, seeds
+and projects, as OpenAI keeps organizations apart): every endpoint of each lands exactly its API's
+rows under ``<dataset>/organization=<id>/``; one organization's 401 or 429 storm fails only its
+own map index; the same organization under two connections is refused before any request;
+per-organization and all-organization costs equal the API's to the last decimal.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -23,27 +22,26 @@ from conftest import DAY, FAKE_ORG, NOW, ORG_DIR
 from airflow_provider_openai_usage.endpoints import ENDPOINTS, finops_group_by
 from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
 from airflow_provider_openai_usage.query import UsageQuery
-from airflow_provider_openai_usage.testing import FakeOpenAIUsageAPI
 from airflow_provider_openai_usage.testing.data import FakeOrganization
 from airflow_provider_openai_usage.testing.faults import status
 
 REPO = Path(__file__).resolve().parents[2]
-SECOND_ORG = "org-SecondFakeOrg4Tq8Wz1"
-SECOND_KEY = "sk-admin-second-organization-test-key"
+SECOND = FakeOrganization.numbered(2, seed=8)
+SECOND_ORG = SECOND.organization_id
 DAY_LABEL = "2025-11-09"
+QUICK = {"timeout": 60, "max_retries": 2, "max_retry_wait": 2, "max_total_retry_wait": 4, "backoff_base": 0.01, "max_retry_after": 0.05}
 
 
 @pytest.fixture
-def second_api() -> Iterator[FakeOpenAIUsageAPI]:
-    org = FakeOrganization(seed=11, organization_id=SECOND_ORG, projects=("proj_north", "proj_south"))
-    with FakeOpenAIUsageAPI(key=SECOND_KEY, organization=org, now=NOW) as api:
-        yield api
+def second_key(fake_api) -> str:
+    key = fake_api.key + "-2"
+    fake_api.add_organization(key, SECOND)
+    return key
 
 
 @pytest.fixture
-def two_orgs(airflow_db, fake_api, conn_id, second_api, monkeypatch, tmp_path) -> dict:
-    quick = {"timeout": 60, "max_retries": 2, "max_retry_wait": 2, "max_total_retry_wait": 4, "backoff_base": 0.01, "max_retry_after": 0.05}
-    monkeypatch.setenv("AIRFLOW_CONN_OPENAI_USAGE_ORG_2", second_api.connection_json(**quick))
+def two_orgs(airflow_db, fake_api, conn_id, second_key, monkeypatch, tmp_path) -> dict:
+    monkeypatch.setenv("AIRFLOW_CONN_OPENAI_USAGE_ORG_2", fake_api.connection_json_for(second_key, **QUICK))
     return {
         **os.environ,
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
@@ -51,8 +49,11 @@ def two_orgs(airflow_db, fake_api, conn_id, second_api, monkeypatch, tmp_path) -
         "OPENAI_USAGE_RETRIES": "0",
         "OPENAI_USAGE_CONN_IDS": "openai_usage_default,openai_usage_org_2",
         "OPENAI_USAGE_OUTPUT_PATH": (tmp_path / "lake").as_uri(),
-        "AIRFLOW_CONN_OPENAI_USAGE_ORG_2": second_api.connection_json(**quick),
     }
+
+
+def of(fake_api, org: str) -> list:
+    return [r for r in fake_api.requests if r.organization_id == org]
 
 
 def dags_test(env: dict, date: str = "2025-11-10") -> subprocess.CompletedProcess:
@@ -83,13 +84,12 @@ def api_amount(conn_id: str) -> Decimal:
     return sum((r["amount_value"] for r in rows), Decimal(0))
 
 
-def test_two_organizations_land_every_endpoint_as_map_indexes_with_exact_totals(two_orgs, fake_api, second_api, monkeypatch, tmp_path):
+def test_two_organizations_land_every_endpoint_as_map_indexes_with_exact_totals(two_orgs, fake_api, tmp_path):
     import pyarrow.parquet as pq
 
     result = dags_test(two_orgs)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     lake = tmp_path / "lake"
-    monkeypatch.setenv("AIRFLOW_CONN_OPENAI_USAGE_ORG_2", two_orgs["AIRFLOW_CONN_OPENAI_USAGE_ORG_2"])
     for key in ENDPOINTS:
         for conn, org in (("openai_usage_default", FAKE_ORG), ("openai_usage_org_2", SECOND_ORG)):
             table = pq.read_table(landed(lake, key, org))
@@ -102,23 +102,24 @@ def test_two_organizations_land_every_endpoint_as_map_indexes_with_exact_totals(
     everything = pq.read_table(lake / "costs", partitioning="hive")
     assert sum((v for v in everything.column("amount_value").to_pylist() if v is not None), Decimal(0)) == first + second
     assert sorted(set(everything.column("organization").to_pylist())) == sorted([FAKE_ORG, SECOND_ORG])
-    # Each API only ever saw its own key: no request of one organization went to the other.
-    assert fake_api.requests and second_api.requests
-    assert all(r.status == 200 for r in fake_api.requests + second_api.requests)
+    # Both organizations were asked with their own key; nothing was refused on a usage or costs path.
+    assert of(fake_api, FAKE_ORG) and of(fake_api, SECOND_ORG) and all(r.organization_id for r in fake_api.requests)
+    assert all(r.status == 200 for r in fake_api.requests if "/organization/usage/" in r.path or r.path.endswith("/costs"))
     assert (lake / "reports" / f"date={DAY_LABEL}" / "spend.html").exists(), "one report for all organizations"
-    # The directory snapshots land per organization too (names for each organization's own ids).
-    for org in (FAKE_ORG, SECOND_ORG):
-        assert (lake / "directory" / "projects" / f"organization={org}" / f"date={DAY_LABEL}").is_dir()
-    names = pq.read_table(lake / "directory" / "projects" / f"organization={SECOND_ORG}" / f"date={DAY_LABEL}" / "data.parquet")
-    assert set(names.column("id").to_pylist()) == {"proj_north", "proj_south"}
+    # The directory snapshots land per organization too (names for each organization's own ids), dated
+    # the end of the interval (a snapshot dated D holds the names as at the end of D-1).
+    snapshots = {org: lake / "directory" / "projects" / f"organization={org}" / "date=2025-11-10" / "data.parquet" for org in (FAKE_ORG, SECOND_ORG)}
+    ids = {org: set(pq.read_table(path).column("id").to_pylist()) for org, path in snapshots.items()}
+    assert ids[FAKE_ORG] and ids[SECOND_ORG] and not ids[FAKE_ORG] & ids[SECOND_ORG]
+    assert set(pq.read_table(snapshots[SECOND_ORG]).column("organization_id").to_pylist()) == {SECOND_ORG}
 
 
 @pytest.mark.parametrize("storm", ["401", "429"])
-def test_one_organization_s_storm_fails_only_its_own_map_index(two_orgs, fake_api, second_api, tmp_path, storm):
+def test_one_organization_s_storm_fails_only_its_own_map_index(two_orgs, fake_api, second_key, tmp_path, storm):
     if storm == "401":
-        second_api.api.key = "sk-admin-revoked-in-the-meantime-000"  # the connection's key is no longer valid
+        fake_api.revoke(second_key)  # the connection's key was revoked in the meantime
     else:
-        second_api.faults.at_rate(1.0, [status(429, retry_after=0)])  # every request of org 2 is rate limited
+        fake_api.faults.at_rate(1.0, [status(429, retry_after=0, key=second_key)])  # every request of org 2 is rate limited
     result = dags_test(two_orgs)
     assert result.returncode != 0, "a failed organization fails the run (all_organizations_landed)"
     lake = tmp_path / "lake"
@@ -126,19 +127,20 @@ def test_one_organization_s_storm_fails_only_its_own_map_index(two_orgs, fake_ap
         assert landed(lake, key, FAKE_ORG).exists(), key  # the healthy organization landed everything
         assert not (lake / key / f"organization={SECOND_ORG}").exists(), key
     assert landed_amount(lake, FAKE_ORG) == api_amount("openai_usage_default")
-    assert all(r.status == 200 for r in fake_api.requests)
-    assert {r.status for r in second_api.requests} == {401 if storm == "401" else 429}
+    assert all(r.status == 200 for r in of(fake_api, FAKE_ORG) if "/organization/usage/" in r.path or r.path.endswith("/costs"))
+    stormed = [r for r in fake_api.requests if r.organization_id != FAKE_ORG]
+    assert stormed and {r.status for r in stormed} == {401 if storm == "401" else 429}
     # The report and the alerts still ran for the organization that landed (trigger_rule="all_done").
     assert (lake / "reports" / f"date={DAY_LABEL}" / "spend.html").exists()
 
 
-def test_the_same_organization_under_two_connections_is_refused_before_any_request(two_orgs, fake_api, second_api, tmp_path):
+def test_the_same_organization_under_two_connections_is_refused_before_any_request(two_orgs, fake_api, tmp_path):
     env = {**two_orgs, "AIRFLOW_CONN_OPENAI_USAGE_ORG_2": fake_api.connection_json(max_retries=0)}  # org 1 again
     result = dags_test(env)
     assert result.returncode != 0
     assert "the same organization is configured more than once" in result.stdout + result.stderr
     assert FAKE_ORG in result.stdout + result.stderr
-    assert fake_api.requests == [] and second_api.requests == []
+    assert fake_api.requests == []
     assert not (tmp_path / "lake").exists() or not any((tmp_path / "lake").rglob("data.parquet"))
 
 
