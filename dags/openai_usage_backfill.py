@@ -4,7 +4,10 @@ Trigger it manually with params (UI form or ``airflow dags trigger openai_usage_
 '{"start_date": "2025-01-01", "end_date": "2025-06-30"}'``). It writes exactly the partitions the
 daily DAG writes (same layout, same bytes), so the two can be mixed freely. To add history to days
 your own DAG grouped otherwise, give the ``group_by`` param (``{"costs": ["project_id", "line_item"]}``):
-a day backfilled with another grouping is replaced by rows of that grouping.
+a day backfilled with another grouping is replaced by rows of that grouping. One organization per
+run: the ``openai_usage_conn_id`` param (default ``openai_usage_default``); an organization added to
+the daily DAG later is backfilled alone with its connection (``--conf '{"openai_usage_conn_id":
+"openai_usage_org_2", ...}'``), the others' days are not touched.
 """
 
 from __future__ import annotations
@@ -80,6 +83,11 @@ with DAG(
         ),
         "output_path": Param(DEFAULT_OUTPUT, type="string", description="s3://..., gs://... or file:///..."),
         "output_conn_id": Param(os.environ.get("OPENAI_USAGE_OUTPUT_CONN_ID", ""), type="string"),
+        "openai_usage_conn_id": Param(
+            "openai_usage_default", type="string", pattern=r"^[A-Za-z0-9_.-]+$",
+            description="The organization to backfill: its openai_usage connection (an organization added later is "
+            "backfilled alone; its days land under <dataset>/organization=<id>/ beside the others)",
+        ),
     },
     render_template_as_native_obj=False,
 ):
@@ -101,4 +109,5 @@ with DAG(
         end_time="{{ macros.ds_add(params.end_date, 1) }}T00:00:00+00:00",
         output_path="{{ params.output_path }}",
         output_conn_id="{{ params.output_conn_id }}",
+        openai_usage_conn_id="{{ params.openai_usage_conn_id }}",
     ).expand_kwargs(endpoints_to_pull())

@@ -215,7 +215,9 @@ with DAG(
         if FOCUS:
             # Reads the costs pull_costs landed and sums them over the API key (no second costs request);
             # names projects from the snapshot.
-            focus = OpenAIFocusOperator(task_id="focus_export", source="landed", openai_usage_conn_id=openai_usage_conn_id, **LANDING)
+            focus = OpenAIFocusOperator(
+                task_id="focus_export", source="landed", openai_usage_conn_id=openai_usage_conn_id, **LANDING
+            )
             pulls["costs"] >> focus
             if directory is not None:
                 directory >> focus

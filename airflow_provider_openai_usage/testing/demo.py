@@ -65,53 +65,63 @@ def _report(output: Path) -> str:
 
     lines = [
         f"What landed in {output} (an empty day is a file with 0 rows: that day had no usage):",
-        f"  {'endpoint':28} {'days':>5} {'empty':>6} {'rows':>7} {'files':>6}",
+        f"  {'endpoint':28} {'organization':30} {'days':>5} {'empty':>6} {'rows':>7} {'files':>6}",
     ]
     for key in ENDPOINTS:
-        files = sorted((output / key).glob("date=*/*.parquet"))
-        rows_per_day: dict[str, int] = {}
-        for f in files:
-            rows_per_day[f.parent.name] = rows_per_day.get(f.parent.name, 0) + pq.read_metadata(f).num_rows
-        empty = sum(1 for n in rows_per_day.values() if n == 0)
-        lines.append(f"  {key:28} {len(rows_per_day):>5} {empty:>6} {sum(rows_per_day.values()):>7} {len(files):>6}")
+        for org_dir in sorted((output / key).glob("organization=*")):
+            files = sorted(org_dir.glob("date=*/*.parquet"))
+            rows_per_day: dict[str, int] = {}
+            for f in files:
+                rows_per_day[f.parent.name] = rows_per_day.get(f.parent.name, 0) + pq.read_metadata(f).num_rows
+            empty = sum(1 for n in rows_per_day.values() if n == 0)
+            org = org_dir.name.split("=", 1)[1]
+            lines.append(f"  {key:28} {org:30} {len(rows_per_day):>5} {empty:>6} {sum(rows_per_day.values()):>7} {len(files):>6}")
     costs = pq.read_table(output / "costs", partitioning="hive")
     if costs.num_rows:
         dates = costs.column("date").to_pylist()
-        lines.append(f"Costs per project, {min(dates)} to {max(dates)}:")
-        by_project = costs.group_by("project_id").aggregate([("amount_value", "sum")]).sort_by("project_id")
-        projects, amounts = by_project.column("project_id").to_pylist(), by_project.column("amount_value_sum").to_pylist()
-        for project, amount in zip(projects, amounts, strict=True):
-            lines.append(f"  {project or '(no project)':28} {amount.quantize(CENT):>12} usd")
-        lines.append(f"  {'total':28} {pc.sum(costs.column('amount_value')).as_py().quantize(CENT):>12} usd")
-        lines += _top_projects_by_name(output, by_project)
+        lines.append(f"Costs per organization and project, {min(dates)} to {max(dates)}:")
+        for org in sorted(set(costs.column("organization_id").to_pylist())):
+            mine = costs.filter(pc.equal(costs.column("organization_id"), org))
+            by_project = mine.group_by("project_id").aggregate([("amount_value", "sum")]).sort_by("project_id")
+            projects, amounts = by_project.column("project_id").to_pylist(), by_project.column("amount_value_sum").to_pylist()
+            lines.append(f"  {org}")
+            for project, amount in zip(projects, amounts, strict=True):
+                lines.append(f"    {project or '(no project)':26} {amount.quantize(CENT):>12} usd")
+            lines.append(f"    {'organization total':26} {pc.sum(mine.column('amount_value')).as_py().quantize(CENT):>12} usd")
+            lines += _top_projects_by_name(output, org, by_project)
+        lines.append(f"  {'all organizations':28} {pc.sum(costs.column('amount_value')).as_py().quantize(CENT):>12} usd")
     lines += _focus_report(output)
     return "\n".join(lines)
 
 
-def _top_projects_by_name(output: Path, by_project: Any) -> list[str]:
-    """The five projects that cost most, named from the latest directory snapshot (ids without a name stay ids)."""
+def _top_projects_by_name(output: Path, org: str, by_project: Any) -> list[str]:
+    """The five projects of ``org`` that cost most, named from its latest directory snapshot (ids without a name stay ids)."""
     import pyarrow.parquet as pq
 
-    snapshots = sorted((output / "directory" / "projects").glob("date=*/data.parquet"))
+    snapshots = sorted((output / "directory" / "projects" / f"organization={org}").glob("date=*/data.parquet"))
     if not snapshots:
         return []
     projects = pq.read_table(snapshots[-1], columns=["id", "name"])
     names = dict(zip(projects.column("id").to_pylist(), projects.column("name").to_pylist(), strict=True))
     costs = zip(by_project.column("project_id").to_pylist(), by_project.column("amount_value_sum").to_pylist(), strict=True)
     ranked = sorted(costs, key=lambda p: -p[1])
-    lines = [f"Top five projects by cost, named from the directory snapshot of {snapshots[-1].parent.name[5:]}:"]
+    lines = [f"    Top five projects by cost, named from the directory snapshot of {snapshots[-1].parent.name[5:]}:"]
     for rank, (project, amount) in enumerate(ranked[:5], 1):
-        lines.append(f"  {rank}. {names.get(project) or project or '(no project)':25} {amount.quantize(CENT):>12} usd   {project}")
+        lines.append(f"      {rank}. {names.get(project) or project or '(no project)':25} {amount.quantize(CENT):>12} usd   {project}")
     return lines
 
 
-#: The demo organization (the Costs API does not say which organization answered; FOCUS needs it).
-DEMO_ACCOUNT_ID, DEMO_ACCOUNT_NAME = "org-demo", "Demo Organization"
+#: The demo's two organizations: (connection id, display name). Their ids and data are the fake API's
+#: (``fake_organizations(2, seed=DEMO_SEED, projects=DEMO_PROJECTS)``, what ``serve --organizations 2`` serves);
+#: the names are connection extras (no API reports an organization's name; FOCUS needs it).
+DEMO_CONNECTIONS = (("openai_usage_default", "Demo Organization"), ("openai_usage_org_2", "Demo Research"))
+#: The first organization's id (the default fake organization's), FOCUS's BillingAccountId of its rows.
+DEMO_ACCOUNT_ID, DEMO_ACCOUNT_NAME = "org-FakeUsage7Fk3bQz9Mn2Lp5", DEMO_CONNECTIONS[0][1]
 
 
-def write_focus(output: Path, first, end, source: str = "api") -> dict:
-    """The backfilled days' costs as FOCUS 1.2, beside the raw partitions (``<output>/focus``). The demo
-    reads the costs the backfill landed (``source="landed"``: no request); the daily run wrote its own day.
+def write_focus(output: Path, first, end, source: str = "api", openai_usage_conn_id: str = "openai_usage_default") -> dict:
+    """The backfilled days' costs as FOCUS 1.2, beside the raw partitions (``<output>/focus/organization=<id>``).
+    The demo reads the costs the backfill landed (``source="landed"``: no request); the daily run wrote its own day.
 
     Runs the operator's ``execute`` directly: ``dag.test()`` only runs DAGs from the dags folder, and
     the example DAGs stay the two the README describes. tests/integration/test_focus_validator.py
@@ -125,8 +135,7 @@ def write_focus(output: Path, first, end, source: str = "api") -> dict:
         start_time=first,
         end_time=end,
         source=source,
-        billing_account_id=DEMO_ACCOUNT_ID,
-        billing_account_name=DEMO_ACCOUNT_NAME,
+        openai_usage_conn_id=openai_usage_conn_id,
     )
     from airflow.sdk.bases.operator import ExecutorSafeguard
 
@@ -145,7 +154,9 @@ def _tables(output: Path, first: Any, end: Any) -> list[str]:
 
     print(f"tables: {', '.join(demo_tables.TABLE_ENDPOINTS)} as Delta and Iceberg (table_format=...)", flush=True)
     try:
-        lines = ["", "Tables (docs/query.md, \"Delta and Iceberg tables\"):", *demo_tables.write_tables(output, first, end)]
+        lines = ["", "Tables (docs/query.md, \"Delta and Iceberg tables\"), both organizations in each:"]
+        for conn_id, _ in DEMO_CONNECTIONS:
+            lines += demo_tables.write_tables(output, first, end, openai_usage_conn_id=conn_id)
         query, result = demo_tables.duckdb_query(output)
     except ImportError as exc:
         return [f"\nTables skipped: {exc.name} is not installed (pip install 'airflow-provider-openai-usage[delta,iceberg]')"]
@@ -173,12 +184,15 @@ def _focus_report(output: Path) -> list[str]:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    files = sorted((output / "focus").glob("date=*/*.parquet"))
-    if not files:
-        return []
-    billed = sum((pc.sum(pq.read_table(f, columns=["BilledCost"]).column(0)).as_py() or Decimal(0) for f in files), Decimal(0))
-    rows = sum(pq.read_metadata(f).num_rows for f in files)
-    return [f"FOCUS 1.2 (focus/): {len(files)} days, {rows} rows, BilledCost {billed.quantize(CENT)} usd (docs/focus.md)"]
+    lines = []
+    for org_dir in sorted((output / "focus").glob("organization=*")):
+        files = sorted(org_dir.glob("date=*/*.parquet"))
+        billed = sum((pc.sum(pq.read_table(f, columns=["BilledCost"]).column(0)).as_py() or Decimal(0) for f in files), Decimal(0))
+        rows = sum(pq.read_metadata(f).num_rows for f in files)
+        lines.append(
+            f"FOCUS 1.2 (focus/{org_dir.name}/): {len(files)} days, {rows} rows, BilledCost {billed.quantize(CENT)} usd (docs/focus.md)"
+        )
+    return lines
 
 
 def _free_port(preferred: int = 8000) -> int:
@@ -201,10 +215,16 @@ def next_steps(workdir: Path, dags: Path, output: Path, today: dt.date) -> str:
     python = Path(sys.executable)
     port = _free_port()
     yesterday = today - dt.timedelta(days=1)
-    export_conn = connection_export(f"http://127.0.0.1:{port}/v1")
+    from airflow_provider_openai_usage.testing.server import fake_organizations
+
+    served = fake_organizations(len(DEMO_CONNECTIONS), seed=DEMO_SEED, projects=DEMO_PROJECTS)
+    export_conn = "\n  ".join(
+        connection_export(f"http://127.0.0.1:{port}/v1", key, conn_id=conn_id, organization_id=org.organization_id)
+        for (key, org), (conn_id, _) in zip(served, DEMO_CONNECTIONS, strict=True)
+    )
     serve = (
         f"{q(str(python))} -m airflow_provider_openai_usage.testing serve --port {port} --seed {DEMO_SEED} "
-        f"--spike {SPIKE_PROJECT}:{yesterday.isoformat()}:{SPIKE_EVENTS} --projects {DEMO_PROJECTS}"
+        f"--spike {SPIKE_PROJECT}:{yesterday.isoformat()}:{SPIKE_EVENTS} --projects {DEMO_PROJECTS} --organizations {len(DEMO_CONNECTIONS)}"
     )
     return f"""
 Next steps: run the DAGs yourself. Paste into two fresh shells (the demo's fake API has stopped).
@@ -215,7 +235,7 @@ Next steps: run the DAGs yourself. Paste into two fresh shells (the demo's fake 
   export PATH={q(str(python.parent))}:"$PATH" AIRFLOW_HOME={q(str(workdir / ".demo-airflow"))}
   export AIRFLOW__CORE__DAGS_FOLDER={q(str(dags))} AIRFLOW__CORE__LOAD_EXAMPLES=False
   export AIRFLOW__CORE__TEST_CONNECTION=Enabled OPENAI_USAGE_SETTLE_MINUTES=0
-  export OPENAI_USAGE_OUTPUT_PATH={q(output.as_uri())}
+  export OPENAI_USAGE_OUTPUT_PATH={q(output.as_uri())} OPENAI_USAGE_CONN_IDS={",".join(c for c, _ in DEMO_CONNECTIONS)}
   {export_conn}
   airflow connections test openai_usage_default
   airflow dags test openai_usage_daily {today.isoformat()}   # lands {yesterday.isoformat()}, the UTC day that ends then
@@ -224,6 +244,7 @@ Then point the same DAGs at the real API and at S3 (in shell 2, with your admin 
   export AIRFLOW_CONN_OPENAI_USAGE_DEFAULT='{{"conn_type": "openai_usage", "password": "sk-admin-..."}}'
   export AIRFLOW_CONN_AWS_DEFAULT='{{"conn_type": "aws", "extra": {{"region_name": "eu-west-1"}}}}'
   export OPENAI_USAGE_OUTPUT_PATH=s3://my-bucket/openai OPENAI_USAGE_OUTPUT_CONN_ID=aws_default OPENAI_USAGE_SETTLE_MINUTES=60
+  export OPENAI_USAGE_CONN_IDS=openai_usage_default   # one connection per organization, comma-separated
   airflow dags test openai_usage_daily {today.isoformat()}
 (docs/quickstart.md has the details; the admin key must have the api.usage.read scope.)"""
 
@@ -247,23 +268,29 @@ def main(argv: list[str] | None = None) -> int:
     _configure_airflow(workdir, dags, output, args.verbose)
     started = time.monotonic()
 
-    from airflow_provider_openai_usage.testing.data import PROJECT_POOL, FakeOrganization, parse_spike
+    import dataclasses
+
+    from airflow_provider_openai_usage.testing.data import parse_spike
     from airflow_provider_openai_usage.testing.receivers import WebhookReceiver
-    from airflow_provider_openai_usage.testing.server import FakeOpenAIUsageAPI
+    from airflow_provider_openai_usage.testing.server import FakeOpenAIUsageAPI, fake_organizations
 
     yesterday = (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)).isoformat()
-    org = FakeOrganization(
-        seed=DEMO_SEED, projects=PROJECT_POOL[:DEMO_PROJECTS], spike=parse_spike(f"{SPIKE_PROJECT}:{yesterday}:{SPIKE_EVENTS}")
-    )
-    with FakeOpenAIUsageAPI(organization=org) as api, WebhookReceiver() as webhook:
-        # The organization's id and name are connection extras: the FOCUS export's billing account.
-        os.environ["AIRFLOW_CONN_OPENAI_USAGE_DEFAULT"] = api.connection_json(
-            organization_id=DEMO_ACCOUNT_ID, organization_name=DEMO_ACCOUNT_NAME
-        )
+    # Two organizations, one admin key each, as `serve --organizations 2` serves them; the first one's
+    # proj_beta spikes yesterday (the anomaly alert).
+    served = fake_organizations(len(DEMO_CONNECTIONS), seed=DEMO_SEED, projects=DEMO_PROJECTS)
+    served[0] = (served[0][0], dataclasses.replace(served[0][1], spike=parse_spike(f"{SPIKE_PROJECT}:{yesterday}:{SPIKE_EVENTS}")))
+    with FakeOpenAIUsageAPI(key=served[0][0], organization=served[0][1]) as api, WebhookReceiver() as webhook:
+        for key, org in served[1:]:
+            api.add_organization(key, org)
+        # Each organization's connection: its key, its id (checked against the Costs API) and its name (FOCUS).
+        for (key, _org), (conn_id, name) in zip(served, DEMO_CONNECTIONS, strict=True):
+            os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = api.connection_json_for(key, organization_name=name)
+        os.environ["OPENAI_USAGE_CONN_IDS"] = ",".join(conn_id for conn_id, _ in DEMO_CONNECTIONS)
         os.environ["OPENAI_USAGE_FOCUS"] = "true"
         os.environ[f"AIRFLOW_CONN_{ALERT_CONN_ID.upper()}"] = webhook.connection_json()
         os.environ["OPENAI_USAGE_ALERT_SLACK_CONN_ID"] = ALERT_CONN_ID
-        print(f"fake OpenAI usage API on {api.base_url} (seed {DEMO_SEED})", flush=True)
+        print(f"fake OpenAI usage API on {api.base_url} (seed {DEMO_SEED}), {len(served)} organizations: "
+              f"{', '.join(org.organization_id for _, org in served)}", flush=True)
 
         import pendulum
         from airflow.dag_processing.dagbag import DagBag
@@ -278,16 +305,22 @@ def main(argv: list[str] | None = None) -> int:
         first, last = today.subtract(days=args.days), today.subtract(days=1)
         if args.since is not None:
             first = pendulum.datetime(args.since.year, args.since.month, args.since.day, tz="UTC")
-        print(f"backfill: {first.to_date_string()} .. {last.to_date_string()}, all endpoints, one task each", flush=True)
-        run = bag.get_dag("openai_usage_backfill").test(
-            run_conf={"start_date": first.to_date_string(), "end_date": last.to_date_string(), "output_path": output.as_uri()}
-        )
-        if run.state != "success":
-            print(f"backfill run ended {run.state}", file=sys.stderr)
-            return 1
+        for conn_id, name in DEMO_CONNECTIONS:
+            print(
+                f"backfill: {first.to_date_string()} .. {last.to_date_string()}, all endpoints, one task each, {name} ({conn_id})",
+                flush=True,
+            )
+            run = bag.get_dag("openai_usage_backfill").test(
+                run_conf={"start_date": first.to_date_string(), "end_date": last.to_date_string(), "output_path": output.as_uri(),
+                          "openai_usage_conn_id": conn_id}
+            )
+            if run.state != "success":
+                print(f"backfill run of {conn_id} ended {run.state}", file=sys.stderr)
+                return 1
         print(
-            f"daily run: interval {last.to_date_string()} .. {today.to_date_string()} (sensor, then pull, per endpoint; "
-            "a directory snapshot beside them)",
+            f"daily run: interval {last.to_date_string()} .. {today.to_date_string()} (per organization, a map index of the "
+            "`organization` task group: sensor, then pull, per endpoint, a directory snapshot and FOCUS; then one spend "
+            "report and the alerts over both)",
             flush=True,
         )
         run = bag.get_dag("openai_usage_daily").test(logical_date=today)
@@ -297,9 +330,10 @@ def main(argv: list[str] | None = None) -> int:
         if first < last:  # the daily run exported `last` itself: each FOCUS day is written once
             print(
                 f"focus: FOCUS 1.2 dataset of {first.to_date_string()} .. {last.subtract(days=1).to_date_string()} from the "
-                "landed costs (OpenAIFocusOperator, source='landed', no request)", flush=True,
+                "landed costs of each organization (OpenAIFocusOperator, source='landed', no request)", flush=True,
             )
-            write_focus(output, first, last, source="landed")
+            for conn_id, _ in DEMO_CONNECTIONS:
+                write_focus(output, first, last, source="landed", openai_usage_conn_id=conn_id)
         tables = _tables(output, first, today)
         requests = len(api.requests)
         alerts = [m.get("text", "") for m in webhook.messages]

@@ -18,8 +18,9 @@ TABLE_ENDPOINTS = ("costs", "completions")
 GROUP_BY = {"costs": ["project_id", "line_item"], "completions": ["project_id", "model"]}
 
 
-def write_tables(output: Path, first: Any, end: Any) -> list[str]:
-    """Each of ``TABLE_ENDPOINTS`` into a Delta and an Iceberg table; lines saying what landed."""
+def write_tables(output: Path, first: Any, end: Any, openai_usage_conn_id: str = "openai_usage_default") -> list[str]:
+    """Each of ``TABLE_ENDPOINTS`` of one organization into a Delta and an Iceberg table (every
+    organization shares each table: a run replaces its own rows); lines saying what landed."""
     from airflow.sdk.bases.operator import ExecutorSafeguard
 
     from airflow_provider_openai_usage.operators.usage import OpenAIUsageOperator
@@ -29,7 +30,7 @@ def write_tables(output: Path, first: Any, end: Any) -> list[str]:
         for endpoint in TABLE_ENDPOINTS:
             operator = OpenAIUsageOperator(
                 task_id=f"{endpoint}_{table_format}", endpoint=endpoint, output_path=output.as_uri(), start_time=first,
-                end_time=end, group_by=GROUP_BY[endpoint], table_format=table_format,
+                end_time=end, group_by=GROUP_BY[endpoint], table_format=table_format, openai_usage_conn_id=openai_usage_conn_id,
             )
             token = ExecutorSafeguard.tracker.set(operator)  # the demo is the task runner here (see demo.write_focus)
             try:
@@ -37,7 +38,10 @@ def write_tables(output: Path, first: Any, end: Any) -> list[str]:
                 assert isinstance(summary, dict)  # with output_path: the summary, never rows
             finally:
                 ExecutorSafeguard.tracker.reset(token)
-            lines.append(f"  {table_format:8} {endpoint:12} {summary['rows']:>7} rows, {len(summary['days'])} days: {summary['output']}")
+            lines.append(
+                f"  {table_format:8} {endpoint:12} {summary['organization_id']:30} {summary['rows']:>7} rows, "
+                f"{len(summary['days'])} days: {summary['output']}"
+            )
     return lines
 
 
@@ -61,5 +65,6 @@ def duckdb_query(output: Path) -> tuple[str, list[tuple[Any, ...]]]:
         "UNION ALL SELECT 'iceberg', count(*), sum(amount_value) FROM iceberg_scan($iceberg)\n"
         "UNION ALL SELECT 'files', count(*), sum(amount_value) FROM read_parquet($files)"
     )
-    params = {"delta": str(output / "delta" / "costs"), "iceberg": metadata, "files": str(output / "costs" / "date=*" / "data.parquet")}
+    files = output / "costs" / "organization=*" / "date=*" / "data.parquet"  # every organization's days
+    params = {"delta": str(output / "delta" / "costs"), "iceberg": metadata, "files": str(files)}
     return query, con.execute(query, params).fetchall()
