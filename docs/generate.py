@@ -50,7 +50,8 @@ def schemas() -> str:
         out.append(f"### `{e.key}`\n\n| column | Parquet type | from the API |\n|---|---|---|")
         sources = {c.name: ".".join(c.path) for c in e.columns} | {"start_time": "bucket start_time", "end_time": "bucket end_time"}
         sources["extra"] = "fields this release does not type, as JSON"
-        for field in arrow_schema(e):
+        sources.setdefault("organization_id", "the connection's organization")
+        for field in arrow_schema(e, organization=True):
             out.append(f"| `{field.name}` | `{field.type}`{'' if field.nullable else ' not null'} | `{sources[field.name]}` |")
         out.append("")
     return "\n".join(out).rstrip() + "\n"
@@ -108,7 +109,10 @@ def directory_schemas() -> str:
     for e in ENTITIES.values():
         out.append(f"### `{e.key}` (`{e.object}`)\n\n| column | Parquet type | from the API | note |\n|---|---|---|---|")
         columns = {c.name: c for c in e.columns}
-        for field in directory_schema(e):
+        for field in directory_schema(e, organization=True):
+            if field.name not in columns:  # the organization level's column (issue #29)
+                out.append(f"| `{field.name}` | `{field.type}` | the connection's organization | the organization the snapshot was read from |")
+                continue
             c = columns[field.name]
             source = " or ".join("the project read" if p == (FROM_PROJECT,) else "`" + ".".join(p) + "`" for p in c.paths)
             out.append(f"| `{field.name}` | `{field.type}`{'' if field.nullable else ' not null'} | {source} | {c.description} |")
