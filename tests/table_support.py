@@ -3,11 +3,11 @@ library, read the file partitions of the same dataset, and put both in one compa
 
 from __future__ import annotations
 
-from conftest import ORG_DIR
-
 import datetime as dt
 from pathlib import Path
 from typing import Any
+
+from conftest import ORG_DIR
 
 TABLE_FORMATS = ("delta", "iceberg")
 
@@ -69,12 +69,13 @@ def rows_by_day(table) -> dict[str, list[tuple]]:
     return out
 
 
-def file_rows_by_day(root: Path, endpoint: str) -> dict[str, list[tuple]]:
-    """The file partitions of ``endpoint`` under ``root``, read with pyarrow (days without rows left out, as in tables)."""
+def file_rows_by_day(root: Path, endpoint: str, org_dir: str = ORG_DIR) -> dict[str, list[tuple]]:
+    """The file partitions of ``endpoint`` under ``root`` (one organization), read with pyarrow (days
+    without rows left out, as in tables)."""
     import pyarrow.parquet as pq
 
     out = {}
-    for folder in sorted((root / endpoint / ORG_DIR).glob("date=*")):
+    for folder in sorted((root / endpoint / org_dir).glob("date=*")):
         rows = canonical_rows(pq.read_table(folder / "data.parquet"), drop=())
         if rows:
             out[folder.name.split("=", 1)[1]] = rows

@@ -8,7 +8,7 @@ import json
 from decimal import Decimal
 
 import pytest
-from conftest import DAY, NOW, ORG_DIR
+from conftest import DAY, FAKE_ORG, NOW, ORG_DIR
 from storage_support import D8, H, object_path, write
 from table_support import TABLE_FORMATS, canonical_rows, file_rows_by_day, read_table, rows_by_day, table_version
 
@@ -219,3 +219,61 @@ def test_the_file_sink_publishes_whole_days_and_leaves_part_days_to_the_partitio
     assert (tmp_path / "x" / "date=2025-11-08" / "data.parquet").exists()
     with pytest.raises(ValueError, match="whole days"):
         sink.commit([SinkDay("2025-11-08", pa.table({"a": [1]}), window=(D8, D8 + H))], {"dataset": "x"})
+
+
+# -- several organizations in one table (issue #29) ----------------------------------------------------
+def test_two_organizations_share_a_table_and_a_run_replaces_only_its_own_rows(fake_api, conn_id, monkeypatch, tmp_path, table_format):
+    import pyarrow.compute as pc
+
+    from airflow_provider_openai_usage.testing.data import FakeOrganization
+
+    second = FakeOrganization.numbered(2, seed=8)
+    fake_api.add_organization(fake_api.key + "-2", second)
+    monkeypatch.setenv("AIRFLOW_CONN_OPENAI_USAGE_ORG_2", fake_api.connection_json_for(fake_api.key + "-2", max_retries=1))
+    orgs = {FAKE_ORG: "openai_usage_default", second.organization_id: "openai_usage_org_2"}
+    grouping = {"endpoint": "costs", "group_by": ["project_id", "line_item"]}
+    for org, conn in orgs.items():  # the files, to compare with; then the table, the second org's first
+        write(tmp_path / "f", NOW - 3 * DAY, NOW, openai_usage_conn_id=conn, **grouping)
+    for org, conn in reversed(orgs.items()):
+        write(tmp_path / "t", NOW - 3 * DAY, NOW, openai_usage_conn_id=conn, table_format=table_format, **grouping)
+
+    def by_org(table):
+        return {org: rows_by_day(table.filter(pc.equal(table.column("organization_id"), org))) for org in orgs}
+
+    table = read_table(tmp_path / "t", table_format, "costs")
+    assert set(table.column("organization_id").to_pylist()) == set(orgs)
+    expected = {org: file_rows_by_day(tmp_path / "f", "costs", f"organization={org}") for org in orgs}
+    assert by_org(table) == expected and expected[FAKE_ORG] != expected[second.organization_id]
+    assert sum(table.column("amount_value").to_pylist()) == sum(
+        sum(r["amount_value"] for r in OpenAIUsageHook(conn).iter_rows("costs", NOW - 3 * DAY, NOW, **{"group_by": grouping["group_by"]}))
+        for conn in orgs.values()
+    ), "the all-organization total is the API's, to the last decimal"
+    # A revised day of the first organization replaces its rows of that day, and nobody else's.
+    import datetime as dt
+
+    label = min(expected[FAKE_ORG])  # a day with costs
+    start = int(dt.datetime.fromisoformat(label).replace(tzinfo=dt.timezone.utc).timestamp())
+    fake_api.controls.revisions[start] = 1
+    write(tmp_path / "t", start, start + DAY, table_format=table_format, **grouping)
+    after = by_org(read_table(tmp_path / "t", table_format, "costs"))
+    assert after[second.organization_id] == expected[second.organization_id]
+    assert after[FAKE_ORG].get(label) != expected[FAKE_ORG][label]  # revised (the revision may have no rows)
+    assert {d: r for d, r in after[FAKE_ORG].items() if d != label} == {d: r for d, r in expected[FAKE_ORG].items() if d != label}
+
+
+def test_a_table_written_before_the_organization_level_is_refused_before_any_request(fake_api, conn_id, tmp_path, table_format):
+    import pyarrow as pa
+
+    from airflow_provider_openai_usage.query import UsageQuery
+    from airflow_provider_openai_usage.storage.usage import arrow_schema, usage_identity
+
+    query = UsageQuery.build("costs", NOW - DAY, NOW, group_by=["project_id", "line_item"])
+    old_schema = arrow_schema(ENDPOINTS["costs"])  # no organization column: the release before #29
+    old_schema = old_schema.remove(old_schema.get_field_index("organization_id"))
+    sink = open_table_sink(table_format, object_path(tmp_path), "costs", old_schema)
+    sink.prepare(usage_identity(query, table_format, arrow_schema(ENDPOINTS["costs"], organization=True)))
+    sink.commit([SinkDay("2025-11-09", pa.Table.from_pylist([], schema=old_schema))], usage_identity(query, table_format, old_schema))
+    fake_api.clear_requests()
+    with pytest.raises(OpenAIUsageStorageError, match=r"written before the organization level \(no organization_id column\)"):
+        write(tmp_path, NOW - DAY, NOW, endpoint="costs", group_by=["project_id", "line_item"], table_format=table_format)
+    assert fake_api.requests == []
