@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import DAY, NOW
+from conftest import DAY, NOW, ORG_DIR
 
 from airflow_provider_openai_usage.endpoints import ENDPOINTS
 from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
@@ -41,8 +41,8 @@ def test_focus_export_is_added_on_request_after_the_costs_pull_and_the_directory
     monkeypatch.setenv("OPENAI_USAGE_FOCUS", "true")
     bag = DagBag(dag_folder=str(DAGS / "openai_usage_daily.py"))
     assert bag.import_errors == {}
-    focus = bag.dags["openai_usage_daily"].get_task("focus_export")
-    assert focus.upstream_task_ids == {"pull_costs", "snapshot_directory"} and focus.source == "landed"
+    focus = bag.dags["openai_usage_daily"].get_task("organization.focus_export")
+    assert focus.upstream_task_ids == {"organization.pull_costs", "organization.snapshot_directory"} and focus.source == "landed"
     monkeypatch.setenv("OPENAI_USAGE_ENDPOINTS", "completions")
     bag = DagBag(dag_folder=str(DAGS / "openai_usage_daily.py"))
     (error,) = bag.import_errors.values()
@@ -76,14 +76,17 @@ def test_dags_import_fast_without_errors_or_requests(fake_api, conn_id):
     daily = bag.dags["openai_usage_daily"]
     # The monthly rollup listens to the asset the daily pull of costs emits (one partition per day).
     rollup = bag.dags["openai_usage_monthly_rollup"]
-    assert [rollup.timetable.asset_condition.uri] == [daily.get_task("pull_costs").outlets[0].uri]
-    assert {t.task_id for t in daily.tasks} == {f"{p}_{k}" for k in ENDPOINTS for p in ("wait", "pull")} | {"spend_report", "spend_alerts", "snapshot_directory"}
-    assert daily.get_task("spend_report").upstream_task_ids == {"pull_costs", "pull_completions", "snapshot_directory"}
-    assert daily.get_task("spend_alerts").upstream_task_ids == {"pull_costs", "snapshot_directory"}
-    # Every task is upstream of a leaf with the default trigger rule: a failed pull fails the run.
-    assert all(t.trigger_rule == "all_success" for t in daily.tasks)
-    assert all(t.deferrable for t in daily.tasks if t.task_id.startswith("wait_"))
-    assert all(t.outlets for t in daily.tasks if t.task_id.startswith("pull_")), "pulls emit Assets"
+    assert [rollup.timetable.asset_condition.uri] == [daily.get_task("organization.pull_costs").outlets[0].uri]
+    per_org = {f"organization.{p}_{k}" for k in ENDPOINTS for p in ("wait", "pull")} | {"organization.snapshot_directory", "organization.check_organization"}
+    assert {t.task_id for t in daily.tasks} == per_org | {"check_organizations", "spend_report", "spend_alerts", "all_organizations_landed"}
+    leaves = {f"organization.pull_{k}" for k in ENDPOINTS} | {"organization.snapshot_directory"}
+    for name in ("spend_report", "spend_alerts", "all_organizations_landed"):
+        assert daily.get_task(name).upstream_task_ids == leaves, name
+    # The report and alerts run for the organizations that landed; all_organizations_landed (a leaf with
+    # the default rule) fails the run when any organization failed.
+    assert {t.task_id for t in daily.tasks if t.trigger_rule != "all_success"} == {"spend_report", "spend_alerts"}
+    assert all(t.deferrable for t in daily.tasks if ".wait_" in t.task_id)
+    assert all(t.outlets for t in daily.tasks if ".pull_" in t.task_id), "pulls emit Assets"
     assert time.monotonic() - started < 10
 
 
@@ -99,10 +102,12 @@ def test_daily_dag_lands_every_endpoint_for_one_day(fake_api, conn_id, dag_env, 
         base, out_conn = tmp_path.as_uri(), ""
     env = {**dag_env, "OPENAI_USAGE_OUTPUT_PATH": base, "OPENAI_USAGE_OUTPUT_CONN_ID": out_conn}
     airflow("dags", "test", "openai_usage_daily", "2025-11-10", env=env)
-    assert sum(r.path.endswith("/organization/costs") for r in fake_api.requests) == 2, "one settle poll, one pull"
+    # One settle poll, one pull, and check_organization's question (asked twice here: the fake's clock
+    # is a year behind this machine's, so the first 180-day window holds no costs).
+    assert sum(r.path.endswith("/organization/costs") for r in fake_api.requests) == 4
     root = ObjectStoragePath(base, conn_id=out_conn or None)
     for key in ENDPOINTS:
-        part = root / key / "date=2025-11-09" / "data.parquet"
+        part = root / key / ORG_DIR / "date=2025-11-09" / "data.parquet"
         assert part.exists(), key
         assert parquet_rows(part) == expected_rows(conn_id, key, NOW - DAY, NOW), key
 
@@ -113,13 +118,13 @@ def test_backfill_dag_pulls_a_range_in_one_request_per_endpoint_with_daily_bytes
     airflow("dags", "test", "openai_usage_backfill", "--conf", json.dumps(conf), env=dag_env)
     assert len(fake_api.requests) == len(ENDPOINTS)
     for key in ENDPOINTS:
-        days = sorted(p.parent.name for p in (backfill / key).glob("date=*/*.parquet"))
+        days = sorted(p.parent.name for p in (backfill / key / ORG_DIR).glob("date=*/*.parquet"))
         assert days == ["date=2025-11-07", "date=2025-11-08", "date=2025-11-09"], key
-        total = sum(parquet_rows(p) for p in (backfill / key).glob("date=*/*.parquet"))
+        total = sum(parquet_rows(p) for p in (backfill / key / ORG_DIR).glob("date=*/*.parquet"))
         assert total == expected_rows(conn_id, key, NOW - 3 * DAY, NOW), key
     airflow("dags", "test", "openai_usage_daily", "2025-11-10", env={**dag_env, "OPENAI_USAGE_OUTPUT_PATH": daily.as_uri()})
     for key in ENDPOINTS:
-        same_day = f"{key}/date=2025-11-09/data.parquet"
+        same_day = f"{key}/{ORG_DIR}/date=2025-11-09/data.parquet"
         assert (backfill / same_day).read_bytes() == (daily / same_day).read_bytes(), key
 
 
@@ -133,7 +138,7 @@ def test_backfill_dag_writes_to_s3_through_params(fake_api, conn_id, dag_env, s3
     root = ObjectStoragePath(f"s3://{s3_bucket}/hist", conn_id="moto_s3")
     found = sorted(p.path for p in root.rglob("*.parquet"))
     assert found == [
-        f"{s3_bucket}/hist/{key}/date={d}/data.parquet" for key in ("costs", "images") for d in ("2025-11-08", "2025-11-09")
+        f"{s3_bucket}/hist/{key}/{ORG_DIR}/date={d}/data.parquet" for key in ("costs", "images") for d in ("2025-11-08", "2025-11-09")
     ]
 
 
@@ -162,18 +167,18 @@ def test_the_shipped_dags_land_every_day_of_costs_by_api_key_from_2025_01_01_acr
     out = tmp_path / "out"
     conf = {"start_date": "2025-01-01", "end_date": "2026-01-14", "endpoints": ["costs"], "output_path": out.as_uri()}
     result = airflow("dags", "test", "openai_usage_backfill", "--conf", json.dumps(conf), env=dag_env)
-    days = sorted(p.parent.name for p in (out / "costs").glob("date=*/data.parquet"))
+    days = sorted(p.parent.name for p in (out / "costs" / ORG_DIR).glob("date=*/data.parquet"))
     assert len(days) == 379 and days[0] == "date=2025-01-01" and days[-1] == "date=2026-01-14"
     assert all(r.status == 200 for r in fake_api.requests), "no costs request was refused"
     assert "the days 2025-01-01 to 2025-11-30 are pulled without group_by api_key_id" in result.stdout + result.stderr
-    manifests = out / "costs" / "_openai_usage" / "manifests"
+    manifests = out / "costs" / ORG_DIR / "_openai_usage" / "manifests"
     grouped = {p.name: json.loads(p.read_text())["identity"]["group_by"] for p in manifests.glob("*.json")}
     assert "api_key_id" not in grouped["date=2025-11-30.json"] and "api_key_id" in grouped["date=2025-12-01.json"]
-    before = {d: (out / "costs" / d / "data.parquet").read_bytes() for d in ("date=2025-06-01", "date=2025-12-01")}
+    before = {d: (out / "costs" / ORG_DIR / d / "data.parquet").read_bytes() for d in ("date=2025-06-01", "date=2025-12-01")}
     env = {**dag_env, "OPENAI_USAGE_OUTPUT_PATH": out.as_uri(), "OPENAI_USAGE_ENDPOINTS": "costs"}
     for logical in ("2025-06-02", "2025-12-02"):  # one daily run on each side of the floor, same bytes as the catch-up
         airflow("dags", "test", "openai_usage_daily", logical, env=env)
-    assert {d: (out / "costs" / d / "data.parquet").read_bytes() for d in before} == before
+    assert {d: (out / "costs" / ORG_DIR / d / "data.parquet").read_bytes() for d in before} == before
     # (The directory snapshot's 404s for projects without a spend limit are the admin API's answer.)
     costs = [r for r in fake_api.requests if r.path == "/v1/organization/costs"]
     assert costs and [(r.query, r.status) for r in costs if r.status != 200] == []

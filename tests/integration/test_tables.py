@@ -215,3 +215,41 @@ def test_iceberg_with_a_postgresql_catalog_two_processes_merging_one_day_lose_no
         assert table.num_rows == len(expected)
         assert sum(table.column("input_tokens").to_pylist()) == sum(r["input_tokens"] for r in expected)
         assert not (out / "iceberg" / "catalog.db").exists(), "the connection's catalog, not the default SQLite one"
+
+
+@pytest.mark.parametrize("table_format", TABLE_FORMATS)
+def test_two_organizations_committing_the_same_day_at_once_keep_both(fake_api, conn_id, tmp_path, monkeypatch, table_format):
+    """Two processes, two organizations, one day, one table: both hold a merged commit at once; the
+    engine refuses the second (its days were touched) and it commits again: each organization's rows once."""
+    import pyarrow.compute as pc
+    from services import wait_until
+
+    from airflow_provider_openai_usage.storage.days import PAUSE_ENV
+    from airflow_provider_openai_usage.testing.data import FakeOrganization
+
+    second = FakeOrganization.numbered(2, seed=8)
+    fake_api.add_organization(fake_api.key + "-2", second)
+    monkeypatch.setenv("AIRFLOW_CONN_OPENAI_USAGE_ORG_2", fake_api.connection_json_for(fake_api.key + "-2", max_retries=1))
+    out, gate = tmp_path / "lake", tmp_path / "gate"
+    gate.mkdir()
+    env = {**os.environ, PAUSE_ENV: f"table-merged={gate}"}
+    conns = {"org-FakeUsage7Fk3bQz9Mn2Lp5": "openai_usage_default", second.organization_id: "openai_usage_org_2"}
+    procs = [writer(str(out), "", table_format, D, D + DAY, env, openai_usage_conn_id=c) for c in conns.values()]
+    try:
+        wait_until(lambda: len(list(gate.glob("*.reached"))) == 2 or any(p.poll() is not None for p in procs),
+                   timeout=120, what="both commits prepared")
+        (gate / "go").touch()
+        for p in procs:
+            done = finish(p)
+            assert done.returncode == 0, done.stderr.decode()[-3000:]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    table = read_table(out, table_format, "completions")
+    for org, conn in conns.items():
+        mine = table.filter(pc.equal(table.column("organization_id"), org))
+        expected = expected_rows(conn, D, D + DAY)
+        assert mine.num_rows == len(expected) > 0, org
+        assert sum(mine.column("input_tokens").to_pylist()) == sum(r["input_tokens"] for r in expected), org
+    assert set(table.column("organization_id").to_pylist()) == set(conns)
