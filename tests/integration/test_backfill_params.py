@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pendulum
 import pytest
+from conftest import ORG_DIR
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 
@@ -69,7 +70,7 @@ def test_group_by_backfills_days_with_the_grouping_of_the_days_already_landed(fa
     result = subprocess.run([sys.executable, "-m", "airflow", "dags", "test", "openai_usage_backfill", "--conf", json.dumps(conf)],
                             capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-    manifests = sorted((tmp_path / "costs" / "_openai_usage" / "manifests").glob("date=*.json"))
+    manifests = sorted((tmp_path / "costs" / ORG_DIR / "_openai_usage" / "manifests").glob("date=*.json"))
     groupings = {p.stem.removeprefix("date="): json.loads(p.read_text())["identity"]["group_by"] for p in manifests}
     assert groupings == {"2025-11-01": mine, "2025-11-02": mine, "2025-11-03": mine}, groupings
 

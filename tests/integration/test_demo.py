@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from airflow_provider_openai_usage.endpoints import ENDPOINTS
+from conftest import ORG_DIR
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "dags"
@@ -97,7 +98,7 @@ def test_the_report_counts_days_empty_days_rows_and_files_as_on_disk(demo):
 def test_the_report_names_the_top_five_projects_by_cost_from_the_directory_snapshot(demo):
     out, output = demo["run"].stdout, demo["work"] / "demo-output"
     date = out.split("Top five projects by cost, named from the directory snapshot of ", 1)[1][:10]
-    snapshot = pq.read_table(output / "directory" / "projects" / f"date={date}" / "data.parquet")
+    snapshot = pq.read_table(output / "directory" / "projects" / ORG_DIR / f"date={date}" / "data.parquet")
     names = dict(zip(snapshot.column("id").to_pylist(), snapshot.column("name").to_pylist()))
     lines = out.split("Top five projects by cost", 1)[1].splitlines()[1:6]
     assert [line.split(".")[0].strip() for line in lines] == ["1", "2", "3", "4", "5"], out
@@ -105,7 +106,7 @@ def test_the_report_names_the_top_five_projects_by_cost_from_the_directory_snaps
         project_id = line.split()[-1]
         assert names[project_id] in line and not line.split(". ", 1)[1].startswith("proj_"), line
     for entity in ("users", "project_api_keys", "project_spend_limits"):
-        assert (output / "directory" / entity / f"date={date}" / "data.parquet").exists(), entity
+        assert (output / "directory" / entity / ORG_DIR / f"date={date}" / "data.parquet").exists(), entity
 
 
 def test_the_demo_prints_no_starlette_testclient_warning(demo):
@@ -142,7 +143,7 @@ def test_next_steps_work_pasted_into_fresh_shells(demo):
         printed_export = [server.stdout.readline() for _ in range(2)][1].strip()
         # The server prints the same connection line the demo told shell 2 to paste.
         assert printed_export in airflow_lines, (printed_export, airflow_lines)
-        day_file = demo["work"] / "demo-output" / "costs" / f"date={landed_day}"
+        day_file = demo["work"] / "demo-output" / "costs" / ORG_DIR / f"date={landed_day}"
         before = tree_digest(demo["work"] / "demo-output")
         shutil.rmtree(day_file)  # so the pasted run must land it again
         script = "set -euo pipefail\n" + "\n".join(airflow_lines) + "\n"
@@ -166,5 +167,5 @@ def test_each_focus_day_is_written_once_from_the_landed_costs(demo):
     first, last = today - dt.timedelta(days=3), today - dt.timedelta(days=1)
     line = next(line for line in out.splitlines() if line.startswith("focus: FOCUS 1.2 dataset of"))
     assert f"of {first} .. {last - dt.timedelta(days=1)} from the landed costs" in line and "no request" in line
-    days = sorted(p.parent.name for p in (output / "focus").glob("date=*/data.parquet"))
+    days = sorted(p.parent.name for p in (output / "focus" / ORG_DIR).glob("date=*/data.parquet"))
     assert days == [f"date={first + dt.timedelta(days=i)}" for i in range(3)]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pendulum
 import pytest
-from conftest import DAY, NOW
+from conftest import DAY, NOW, ORG_DIR
 
 from airflow_provider_openai_usage.directory import ENTITIES
 from airflow_provider_openai_usage.directory_rows import arrow_schema
@@ -34,7 +34,7 @@ def run(tmp_path: Path, entities: list[str]) -> dict:
 def snapshot(tmp_path: Path, entity: str) -> list[dict]:
     import pyarrow.parquet as pq
 
-    table = pq.read_table(tmp_path / "directory" / entity / f"date={DATE}" / "data.parquet")
+    table = pq.read_table(tmp_path / "directory" / entity / ORG_DIR / f"date={DATE}" / "data.parquet")
     assert table.schema.remove_metadata() == arrow_schema(ENTITIES[entity])
     return table.to_pylist()
 
@@ -69,5 +69,5 @@ def test_a_kill_at_any_publishing_step_leaves_the_old_or_the_new_snapshot_and_a_
     assert {r["id"]: r["name"] for r in snapshot(tmp_path, "projects")}["proj_alpha"] == "Renamed"
     leftovers = [p for p in (tmp_path / "directory").rglob("*") if p.is_file() and "tmp" in p.relative_to(tmp_path).parts]
     assert leftovers == []
-    manifest = json.loads((tmp_path / "directory" / "projects" / "_openai_usage" / "manifests" / f"date={DATE}.json").read_text())
+    manifest = json.loads((tmp_path / "directory" / "projects" / ORG_DIR / "_openai_usage" / "manifests" / f"date={DATE}.json").read_text())
     assert manifest["identity"]["entity"] == "projects" and manifest["rows"] == len(names)

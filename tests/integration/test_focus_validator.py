@@ -13,6 +13,7 @@ import pytest
 
 from airflow_provider_openai_usage import focus
 from airflow_provider_openai_usage.testing import focus_validator as fv
+from conftest import ORG_DIR
 
 NOW = 1762732800  # 2025-11-10T00:00:00Z, the fixed "now" of tests/conftest.py
 DAY = 86400
@@ -72,7 +73,7 @@ def ctx(start: int, end: int) -> dict:
 
 def check_sixty_days(out: Path, file_format: str) -> None:
     """The export holds 60 days, 3 projects and 8 line items (what docs/focus.md says it validated)."""
-    files = sorted((out / "focus").glob(f"date=*/data.{file_format}"))
+    files = sorted((out / "focus" / ORG_DIR).glob(f"date=*/data.{file_format}"))
     assert len(files) == 60
     if file_format == "parquet":
         import pyarrow as pa
@@ -93,7 +94,7 @@ def test_sixty_day_export_with_directory_names_passes(validator_site, conn_id, t
     from airflow_provider_openai_usage.operators.focus import OpenAIFocusOperator
     from airflow_provider_openai_usage.storage import DayStore, output_location
 
-    snapshots = DayStore(output_location(str(tmp_path), None) / "directory" / "projects", "parquet")
+    snapshots = DayStore(output_location(str(tmp_path), None) / "directory" / "projects" / ORG_DIR, "parquet")
     snapshots.prepare()
     names = pa.table({"id": ["proj_alpha", "proj_beta"], "name": ["Alpha", "Beta"]})
     snapshots.replace_day("2025-11-10", names, {"dataset": "directory/projects"})
@@ -101,7 +102,7 @@ def test_sixty_day_export_with_directory_names_passes(validator_site, conn_id, t
         ctx(NOW - 60 * DAY, NOW)
     )
     check_sixty_days(tmp_path, "parquet")
-    report = fv.validate_dataset(tmp_path / "focus", focus.DECLARED_CRITERIA, venv=VENV)
+    report = fv.validate_dataset(tmp_path / "focus" / ORG_DIR, focus.DECLARED_CRITERIA, venv=VENV)
     assert_report_is_documented(report, validator_site, "60-day fake-API export, Parquet")
 
 
@@ -112,7 +113,7 @@ def test_without_any_project_names_the_csv_export_passes(validator_site, conn_id
         task_id="focus", output_path=str(tmp_path), file_format="csv", billing_account_id="org-fake", billing_account_name="Fake Org",
     ).execute(ctx(NOW - 60 * DAY, NOW))
     check_sixty_days(tmp_path, "csv")
-    report = fv.validate_dataset(tmp_path / "focus", focus.DECLARED_CRITERIA, venv=VENV)
+    report = fv.validate_dataset(tmp_path / "focus" / ORG_DIR, focus.DECLARED_CRITERIA, venv=VENV)
     assert_report_is_documented(report, validator_site, "60-day fake-API export, CSV, no directory names")
 
 
@@ -128,7 +129,7 @@ def test_the_demos_focus_output_passes(validator_site, monkeypatch, tmp_path):
         monkeypatch.setenv("AIRFLOW_CONN_OPENAI_USAGE_DEFAULT", api.connection_json())
         summary = write_focus(tmp_path, today.subtract(days=30), today)
     assert len(summary["days"]) == 30 and summary["rows"] > 0
-    report = fv.validate_dataset(tmp_path / "focus", focus.DECLARED_CRITERIA, venv=VENV)
+    report = fv.validate_dataset(tmp_path / "focus" / ORG_DIR, focus.DECLARED_CRITERIA, venv=VENV)
     assert_report_is_documented(report, validator_site, "the demo's FOCUS output (`make demo`'s organization and function, its last 30 days)")
 
 

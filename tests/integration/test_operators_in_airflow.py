@@ -9,7 +9,7 @@ import sys
 
 import pendulum
 import pytest
-from conftest import NOW
+from conftest import NOW, ORG_DIR
 
 DAG_TEMPLATE = '''
 import pendulum
@@ -35,8 +35,8 @@ def test_a_daily_run_writes_the_interval_that_ends_at_the_logical_date(fake_api,
     dr, states = run_dag(dag_source("daily_file", f"file://{tmp_path}"), "daily_file", logical_date=pendulum.from_timestamp(NOW, tz="UTC"))
     assert states == {"costs": "success", "completions": "success"}
     # `dags test D` on an interval timetable runs [D - 1 day, D).
-    assert (tmp_path / "costs" / "date=2025-11-09" / "data.parquet").exists()
-    assert (tmp_path / "completions" / "date=2025-11-09" / "data.parquet").exists()
+    assert (tmp_path / "costs" / ORG_DIR / "date=2025-11-09" / "data.parquet").exists()
+    assert (tmp_path / "completions" / ORG_DIR / "date=2025-11-09" / "data.parquet").exists()
     summary = dr.get_task_instance("costs").xcom_pull(task_ids="costs")
     assert list(summary["days"]) == ["2025-11-09"]
 

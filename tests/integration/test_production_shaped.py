@@ -233,7 +233,9 @@ def test_daily_dag_on_postgres_celery_and_a_separate_triggerer_survives_kills(tm
         runs = wait_until(finished, timeout=max(1800, PER_TASK * SCENARIO_TASKS), what=f"{DAYS} runs to finish", every=2, watch=alive)
         instances = rest.task_instances(DAG_ID)
         assert set(runs.values()) == {"success"}, f"{runs}\n{services.report()}"
-        assert len(instances) == DAYS * 2 * len(KEYS) and {ti["state"] for ti in instances} == {"success"}
+        # Per day: wait + pull per endpoint and check_organization (one organization: map index 0), then
+        # check_organizations before and all_organizations_landed after them.
+        assert len(instances) == DAYS * (2 * len(KEYS) + 3) and {ti["state"] for ti in instances} == {"success"}
 
         got = tree_digest(output)
         missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
@@ -277,8 +279,10 @@ def test_daily_dag_knobs_for_deployments_come_from_the_environment(monkeypatch):
         return next(v for v in vars(module).values() if isinstance(v, DAG))
 
     default = load()
-    # wait + pull per endpoint, snapshot_directory, then spend_report and spend_alerts (focus_export only on request)
-    assert len(default.tasks) == 2 * len(ENDPOINTS) + 3 and default.max_active_runs == 4 and default.end_date is None
+    # Per organization (the mapped `organization` group): check_organization, wait + pull per endpoint,
+    # snapshot_directory (focus_export only on request); then check_organizations before them and
+    # spend_report, spend_alerts and all_organizations_landed after them.
+    assert len(default.tasks) == 2 * len(ENDPOINTS) + 6 and default.max_active_runs == 4 and default.end_date is None
     assert {(t.pool, t.retries) for t in default.tasks} == {("default_pool", 2)}
     for name, value in {"OPENAI_USAGE_ENDPOINTS": "costs, images", "OPENAI_USAGE_END_DATE": "2025-11-09",
                         "OPENAI_USAGE_MAX_ACTIVE_RUNS": "3", "OPENAI_USAGE_POKE_SECONDS": "3", "OPENAI_USAGE_POOL": "org_main",
@@ -286,11 +290,13 @@ def test_daily_dag_knobs_for_deployments_come_from_the_environment(monkeypatch):
         monkeypatch.setenv(name, value)
     dag = load()
     assert sorted(t.task_id for t in dag.tasks) == [
-        "focus_export", "pull_costs", "pull_images", "snapshot_directory", "spend_alerts", "spend_report", "wait_costs", "wait_images"
+        "all_organizations_landed", "check_organizations", "organization.check_organization", "organization.focus_export",
+        "organization.pull_costs", "organization.pull_images", "organization.snapshot_directory", "organization.wait_costs",
+        "organization.wait_images", "spend_alerts", "spend_report",
     ]
     assert dag.max_active_runs == 3 and dag.end_date.isoformat().startswith("2025-11-09")
     assert {(t.pool, t.retries, t.retry_delay.total_seconds()) for t in dag.tasks} == {("org_main", 5, 7.0)}
-    assert {t.poke_interval for t in dag.tasks if t.task_id.startswith("wait_")} == {3.0}
+    assert {t.poke_interval for t in dag.tasks if ".wait_" in t.task_id} == {3.0}
     monkeypatch.setenv("OPENAI_USAGE_ENDPOINTS", "costs,chat")
     with pytest.raises(ValueError, match=r"OPENAI_USAGE_ENDPOINTS names unknown endpoints \['chat'\]"):
         load()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pendulum
 import pytest
-from conftest import DAY, NOW, SENTINEL_KEY
+from conftest import DAY, NOW, SENTINEL_KEY, ORG_DIR
 
 from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
 
@@ -177,8 +177,8 @@ def test_two_processes_merging_two_halves_of_one_day_on_s3_lose_neither(fake_api
     assert len(list(gate.glob("*.reached"))) == 2, "both writers held their merge at the same time"
     s3 = boto3.client("s3", endpoint_url=moto_server, aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
     label = pendulum.from_timestamp(day, tz="UTC").format("YYYY-MM-DD")
-    data = s3.get_object(Bucket=s3_bucket, Key=f"m/completions/date={label}/data.{file_format}")["Body"].read()
-    manifest = json.loads(s3.get_object(Bucket=s3_bucket, Key=f"m/completions/_openai_usage/manifests/date={label}.json")["Body"].read())
+    data = s3.get_object(Bucket=s3_bucket, Key=f"m/completions/{ORG_DIR}/date={label}/data.{file_format}")["Body"].read()
+    manifest = json.loads(s3.get_object(Bucket=s3_bucket, Key=f"m/completions/{ORG_DIR}/_openai_usage/manifests/date={label}.json")["Body"].read())
     endpoint = ENDPOINTS["completions"]
     table = read_table(data, file_format, arrow_schema(endpoint))
     expected = list(OpenAIUsageHook(conn_id).iter_rows("completions", day, day + DAY, bucket_width="1h", group_by=["project_id", "model"]))
@@ -213,5 +213,5 @@ def test_keys_in_directory_answers_are_scrubbed_in_a_real_run_and_never_block_th
     assert all("supervisor.py" in line and "MaskSecret(value=" in line for line in leaking), leaking[:3]
     produced = [p for root in (Path(os.environ["AIRFLOW_HOME"]), out) for p in root.rglob("*") if p.is_file()]
     assert [p for p in produced if SENTINEL_KEY.encode() in p.read_bytes() or full.search(p.read_bytes().decode(errors="replace"))] == []
-    snapshot = list((out / "directory" / "project_api_keys").rglob("data.*"))
+    snapshot = list((out / "directory" / "project_api_keys" / ORG_DIR).rglob("data.*"))
     assert snapshot and any(b"sk-proj-backend-prod-service-key" in p.read_bytes() for p in snapshot)

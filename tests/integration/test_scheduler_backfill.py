@@ -9,6 +9,7 @@ regression cannot hide behind retries; on failure the service logs and the faile
 
 from __future__ import annotations
 
+from conftest import ORG_DIR
 from services import (
     AirflowAPI,
     ServiceSet,
@@ -55,8 +56,9 @@ def test_airflow_backfill_create_over_daily_runs_with_a_real_scheduler(fake_api,
         tries = {(ti["dag_run_id"], ti["task_id"]): (ti["state"], ti["try_number"]) for ti in rest.task_instances(DAG_ID)}
         assert sorted(runs) == ["backfill__2025-11-02T00:00:00+00:00", "backfill__2025-11-03T00:00:00+00:00"], runs
         assert set(runs.values()) == {"success"}, runs
-        # Per run: wait + pull per endpoint, the directory snapshot, then the spend report and the spend alerts.
-        assert len(tries) == 2 * (2 * len(KEYS) + 3), sorted(tries)
+        # Per run: check_organizations; per organization (one here) check_organization, wait + pull per
+        # endpoint and the directory snapshot; then the spend report, the spend alerts and all_organizations_landed.
+        assert len(tries) == 2 * (2 * len(KEYS) + 6), sorted(tries)
         assert set(tries.values()) == {("success", 1)}, {k: v for k, v in tries.items() if v != ("success", 1)}
     # Whatever the partition layout, every (endpoint, day) has a file whose path names both.
     files = [str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()]
@@ -65,4 +67,4 @@ def test_airflow_backfill_create_over_daily_runs_with_a_real_scheduler(fake_api,
             assert any(key in f and day in f for f in files), (key, day, files)
     # One directory snapshot per run, dated by the run's data interval end.
     for day in ("2025-11-02", "2025-11-03"):
-        assert (out / "directory" / "projects" / f"date={day}" / "data.parquet").is_file(), files
+        assert (out / "directory" / "projects" / ORG_DIR / f"date={day}" / "data.parquet").is_file(), files

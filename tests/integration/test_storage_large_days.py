@@ -9,6 +9,7 @@ from __future__ import annotations
 from storage_support import D8, H, day, files, write
 
 from airflow_provider_openai_usage.endpoints import ENDPOINTS
+from conftest import ORG_DIR
 
 DAY = 86400
 
@@ -23,8 +24,8 @@ def test_a_day_bigger_than_a_row_group_streams_to_the_bytes_of_the_same_day_merg
     write(tmp_path / "whole", D8, D8 + DAY, group_by=dims, bucket_width="1m")
     for start, end in ((D8 + 12 * H, D8 + DAY), (D8, D8 + 12 * H)):
         write(tmp_path / "halves", start, end, group_by=dims, bucket_width="1m")
-    whole = tmp_path / "whole" / "completions" / f"date={day(D8)}" / "data.parquet"
+    whole = tmp_path / "whole" / "completions" / ORG_DIR / f"date={day(D8)}" / "data.parquet"
     import pyarrow.parquet as pq
 
     assert pq.read_metadata(whole).num_rows > ROW_GROUP_ROWS, "the day must span more than one row group to mean anything"
-    assert files(tmp_path / "halves" / "completions" / f"date={day(D8)}") == files(tmp_path / "whole" / "completions" / f"date={day(D8)}")
+    assert files(tmp_path / "halves" / "completions" / ORG_DIR / f"date={day(D8)}") == files(tmp_path / "whole" / "completions" / ORG_DIR / f"date={day(D8)}")
