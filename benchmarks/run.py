@@ -88,7 +88,11 @@ class FakeServer:
 
 # -- contenders for one pull: 365 days of completions, 1d, grouped by project and model --------------
 def _bench_connection(base_url: str) -> str:
-    os.environ["AIRFLOW_CONN_BENCH"] = json.dumps({"conn_type": "openai_usage", "host": base_url, "password": KEY})
+    from airflow_provider_openai_usage.testing.data import FakeOrganization
+
+    # The organization as a user sets it (the extra): the operator lands under it without asking the API.
+    extra = {"organization_id": FakeOrganization().organization_id}
+    os.environ["AIRFLOW_CONN_BENCH"] = json.dumps({"conn_type": "openai_usage", "host": base_url, "password": KEY, "extra": extra})
     return "bench"
 
 
@@ -316,7 +320,7 @@ def all_endpoints(server: FakeServer, start: int, end: int, repeats: int) -> dic
             rows = sum(ours_execute(server.base_url, start, end, Path(tmp), endpoint=k, group_by=None) for k in keys)
             seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
             files = sum(1 for p in Path(tmp).rglob("*") if p.is_file())
-            days = sum(1 for _ in Path(tmp).glob("*/date=*/data.*"))
+            days = sum(1 for _ in Path(tmp).glob("*/organization=*/date=*/data.*"))
             runs.append({"seconds": seconds, "rows": rows, "files": files, "days_written": days, "requests": server.requests_made(),
                          "cpu": cpu})
     times = [r["seconds"] for r in runs]
