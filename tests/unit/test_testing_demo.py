@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pendulum
 import pytest
-from conftest import DAY, NOW, SENTINEL_KEY
+from conftest import DAY, FAKE_ORG, NOW, ORG_DIR, SENTINEL_KEY
 
 from airflow_provider_openai_usage.endpoints import ENDPOINTS
 from airflow_provider_openai_usage.testing import FakeOpenAIUsageAPI, demo
@@ -41,7 +41,7 @@ def landed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     output = tmp_path_factory.mktemp("demo-output")
     ctx = {"data_interval_start": pendulum.from_timestamp(START, tz="UTC"), "data_interval_end": pendulum.from_timestamp(NOW, tz="UTC")}
     with FakeOpenAIUsageAPI(key=SENTINEL_KEY, seed=7, now=NOW) as api, pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AIRFLOW_CONN_OPENAI_USAGE_DEFAULT", api.connection_json())
+        mp.setenv("AIRFLOW_CONN_OPENAI_USAGE_DEFAULT", api.connection_json(organization_name=demo.DEMO_ACCOUNT_NAME))
         costs = OpenAICostsOperator(task_id="costs", group_by=["project_id"], output_path=output.as_uri()).execute(ctx)
         OpenAIDirectoryOperator(task_id="directory", entities=["projects"], output_path=output.as_uri(), replace_history=True).execute(ctx)
         focus = demo.write_focus(output, ctx["data_interval_start"], ctx["data_interval_end"])
@@ -61,30 +61,33 @@ def _line(report: list[str], first_word: str) -> list[str]:
 def test_the_report_counts_days_empty_days_rows_and_files_as_the_operator_wrote_them(landed):
     report, costs = landed["report"], landed["costs"]
     assert report[0] == f"What landed in {landed['output']} (an empty day is a file with 0 rows: that day had no usage):"
-    assert report[1].split() == ["endpoint", "days", "empty", "rows", "files"]
-    days, empty, rows, files = map(int, _line(report, "costs")[1:])
+    assert report[1].split() == ["endpoint", "organization", "days", "empty", "rows", "files"]
+    organization, *numbers = _line(report, "costs")[1:]
+    days, empty, rows, files = map(int, numbers)
+    assert organization == FAKE_ORG == costs["organization_id"]
     assert days == len(costs["days"]) == 3
     assert empty == sum(1 for d in costs["days"].values() if d["rows"] == 0) >= 1  # the fake org has a quiet day here
     assert rows == costs["rows"] > 0
     assert files == sum(len(d["files"]) for d in costs["days"].values())
-    for key in ENDPOINTS:  # nothing else was landed: every other endpoint is listed with zeros
-        if key != "costs":
-            assert _line(report, key)[1:] == ["0", "0", "0", "0"], key
+    listed = {line.split()[0] for line in report[2:] if line.startswith("  ") and line.split()[0] in ENDPOINTS}
+    assert listed == {"costs"}, "only what landed is listed, per organization"
 
 
 def test_costs_per_project_and_total_are_the_api_s_amounts_to_the_cent(landed):
     report, per_project = landed["report"], landed["per_project"]
-    assert "Costs per project, 2025-11-07 to 2025-11-09:" in report
+    assert "Costs per organization and project, 2025-11-07 to 2025-11-09:" in report
+    assert f"  {FAKE_ORG}" in report
     for project, amount in per_project.items():
         assert _line(report, project)[1:] == [str(amount.quantize(demo.CENT)), "usd"], project
     total = Decimal(landed["costs"]["totals"]["amount_value"])
     assert total == sum(per_project.values())
-    assert _line(report, "total")[1:] == [str(total.quantize(demo.CENT)), "usd"]
+    assert _line(report, "organization")[1:] == ["total", str(total.quantize(demo.CENT)), "usd"]
+    assert _line(report, "all")[1:] == ["organizations", str(total.quantize(demo.CENT)), "usd"]
 
 
 def test_top_projects_are_ranked_by_cost_and_named_from_the_directory_snapshot(landed):
     report, per_project, names = landed["report"], landed["per_project"], landed["names"]
-    start = report.index("Top five projects by cost, named from the directory snapshot of 2025-11-10:")
+    start = report.index("    Top five projects by cost, named from the directory snapshot of 2025-11-10:")
     ranked = sorted(per_project, key=lambda p: -per_project[p])[:5]
     block = report[start + 1 : start + 1 + len(ranked)]
     assert len(block) == len(ranked) and block[-1] != report[-1]
@@ -96,7 +99,7 @@ def test_top_projects_are_ranked_by_cost_and_named_from_the_directory_snapshot(l
 def test_the_focus_line_matches_the_export_and_the_costs_total(landed):
     focus, line = landed["focus"], landed["report"][-1]
     billed = Decimal(focus["BilledCost"]).quantize(demo.CENT)
-    assert line == f"FOCUS 1.2 (focus/): 3 days, {focus['rows']} rows, BilledCost {billed} usd (docs/focus.md)"
+    assert line == f"FOCUS 1.2 (focus/{ORG_DIR}/): 3 days, {focus['rows']} rows, BilledCost {billed} usd (docs/focus.md)"
     assert billed == Decimal(landed["costs"]["totals"]["amount_value"]).quantize(demo.CENT)
 
 
@@ -187,7 +190,7 @@ def test_a_workdir_without_dags_uses_this_clone_s_dags_and_a_bad_dags_folder_is_
         demo._dags_folder(tmp_path, tmp_path / "nowhere")
 
 
-def test_writing_focus_outside_a_dag_does_not_trip_airflow_s_task_runner_warning(fake_api, conn_id, tmp_path, caplog, capsys):
+def test_writing_focus_outside_a_dag_does_not_trip_airflow_s_task_runner_warning(fake_api, conn_id, tmp_path, caplog, capsys, monkeypatch):
     """Airflow prints the warning through its own log setup (stdout), so both channels are read."""
     import pendulum
 
@@ -195,10 +198,11 @@ def test_writing_focus_outside_a_dag_does_not_trip_airflow_s_task_runner_warning
 
     end = pendulum.datetime(2025, 11, 10, tz="UTC")
     OpenAIFocusOperator(task_id="plain", output_path=(tmp_path / "plain").as_uri(), start_time=end.subtract(days=1),
-                        end_time=end, billing_account_id="org-x", billing_account_name="X").execute({})
+                        end_time=end, billing_account_name="X").execute({})
     plain = capsys.readouterr()
     assert "cannot be called outside of the Task Runner" in plain.out + plain.err + caplog.text, "the check must see it"
     caplog.clear()
+    monkeypatch.setenv("AIRFLOW_CONN_OPENAI_USAGE_DEFAULT", fake_api.connection_json(organization_name=demo.DEMO_ACCOUNT_NAME))
     summary = demo.write_focus(tmp_path, end.subtract(days=2), end)
     demo_run = capsys.readouterr()
     assert len(summary["days"]) == 2
