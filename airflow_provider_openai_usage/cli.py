@@ -56,7 +56,8 @@ def get_cli_commands() -> list[CLICommand]:
             subcommands=(
                 ActionCommand(
                     name="status",
-                    help="Days landed, partial, missing and restated per dataset and organization; exit 1 when days are missing",
+                    help="Days landed, partial, missing and restated per dataset and organization; exit 1 when days are "
+                    "missing",
                     func=status_command,
                     args=(output_path, conn, dataset, organization, since, through, fmt),
                 ),
@@ -95,8 +96,8 @@ def status_rows(statuses: Sequence[DatasetStatus]) -> list[list[str]]:
         if s.last_run is not None:
             run = f"{s.last_run.dag_id} {s.last_run.run_id} {s.last_run.task_id}"
         rows.append(
-            [s.dataset, s.organization_id or NO_ORGANIZATION, str(len(s.landed)), _days_cell(s.partial), _days_cell(s.missing), _days_cell(s.restated),
-             s.last_landed_day or "-", run]
+            [s.dataset, s.organization_id or NO_ORGANIZATION, str(len(s.landed)), _days_cell(s.partial), _days_cell(s.missing),
+             _days_cell(s.restated), s.last_landed_day or "-", run]
         )
     return rows
 

@@ -94,7 +94,8 @@ class DatasetStatus:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "dataset": self.dataset, "organization_id": self.organization_id, "first": self.first, "through": self.through, "landed": self.landed,
+            "dataset": self.dataset, "organization_id": self.organization_id, "first": self.first, "through": self.through,
+            "landed": self.landed,
             "partial": self.partial, "missing": self.missing, "restated": self.restated,
             "last_landed_day": self.last_landed_day, "last_run": None if self.last_run is None else self.last_run.as_dict(),
         }

@@ -8,7 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from report_support import land, location, partition_sums
+from report_support import land, location, org_root, partition_sums
 
 from airflow_provider_openai_usage.exceptions import OpenAIUsageValidationError
 from airflow_provider_openai_usage.report.rollup import month_days, month_rollup, write_month_rollup
@@ -17,10 +17,10 @@ from airflow_provider_openai_usage.report.rollup import month_days, month_rollup
 def test_a_month_is_summed_exactly_per_project_with_its_gaps(tmp_path: Path) -> None:
     land(tmp_path.as_uri(), "2025-10-30", "2025-11-04", endpoints=("costs",))
     rollup = month_rollup(location(tmp_path), "2025-11")
-    november = {d: v for d, v in partition_sums(tmp_path / "costs").items() if d.startswith("2025-11")}
+    november = {d: v for d, v in partition_sums(org_root(tmp_path, "costs")).items() if d.startswith("2025-11")}
     assert Decimal(rollup["total"]) == sum(november.values(), Decimal(0))
     for project, total in rollup["by_project"].items():
-        oracle = partition_sums(tmp_path / "costs", project)
+        oracle = partition_sums(org_root(tmp_path, "costs"), project)
         assert Decimal(total) == sum((v for d, v in oracle.items() if d.startswith("2025-11")), Decimal(0))
     assert rollup["days_landed"] == ["2025-11-01", "2025-11-02", "2025-11-03"] and len(rollup["days_missing"]) == 27
     dest = write_month_rollup(location(tmp_path), "2025-11")
