@@ -42,6 +42,9 @@ if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
 CONTROL_DIR = "_openai_usage"
+#: Folders under ``output_path`` that are not datasets (reports and alert markers are per lake, and
+#: alert markers have ``organization=`` folders of their own).
+NOT_DATASETS = ("reports", "alerts", "rollups")
 #: Datasets nest at most this deep under ``output_path`` (``directory/<entity>``).
 MAX_DEPTH = 2
 LANDED, PARTIAL, MISSING = "landed", "partial", "missing"
@@ -149,8 +152,9 @@ def find_datasets(location: ObjectStoragePath) -> list[str]:
         if depth >= MAX_DEPTH:
             return
         for child in children:
-            if not child.name.startswith(("_", ".", "date=", f"{ORGANIZATION_LEVEL}=")):
-                walk(child, f"{prefix}{child.name}/", depth + 1)
+            if child.name.startswith(("_", ".", "date=", f"{ORGANIZATION_LEVEL}=")) or (depth == 0 and child.name in NOT_DATASETS):
+                continue
+            walk(child, f"{prefix}{child.name}/", depth + 1)
 
     walk(location, "", 0)
     return found
