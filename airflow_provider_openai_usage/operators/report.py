@@ -282,14 +282,14 @@ class OpenAISpendAlertOperator(BaseOperator):
         evaluations = []
         for org, spend in lake.spends.items():
             mine = [r for r in rules if r.applies_to(org)]
-            if not mine or not org:
+            if not mine:
                 continue
-            pinned = markers.pins(mine, org)
-            evaluator = Evaluator(spend, url, pinned=pinned, organization=lake.label(org))
+            pinned = markers.pins(mine, org or None)
+            evaluator = Evaluator(spend, url, pinned=pinned, organization=lake.label(org) if org else "")
             evaluations += evaluator.run(mine)
             for rule in mine:
                 if rule.name in evaluator.pins and rule.name not in pinned:
-                    markers.pin(rule, evaluator.pins[rule.name], org)
+                    markers.pin(rule, evaluator.pins[rule.name], org or None)
         evaluations += unknown_organizations(rules, lake, day, location.as_uri())
         fired, failures, summary, rule_errors = [], [], [], []
         for ev in evaluations:

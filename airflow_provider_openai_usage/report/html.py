@@ -255,7 +255,7 @@ def render_html(spend: Spend | OrganizationsSpend, charts: Mapping[str, Any], *,
         missing = context["missing"]
         orgs.append({**context, "id": org, "label": lake.label(org), "short": lake.short(org), "suffix": f"-{org}" if several else ""})
         org_rows.append(
-            {"id": org, "label": lake.label(org) or "(this lake)", "day": _cell(one.day_total(lake.report_day), cur),
+            {"id": org, "label": lake.label(org) or "(single-organization layout)", "day": _cell(one.day_total(lake.report_day), cur),
              "mtd": _cell(one.month_to_date(None), cur), "window": _cell(one.window_total(window), cur),
              "forecast": "n/a" if forecast is None else money(forecast, cur),
              "missing": ", ".join(missing) if missing else "-"}

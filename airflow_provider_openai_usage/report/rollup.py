@@ -65,7 +65,7 @@ def month_rollup(location: ObjectStoragePath, month: str) -> dict[str, Any]:
     from airflow_provider_openai_usage.report.spend import landed_organizations_of
 
     days = month_days(month)
-    orgs = [o for o in landed_organizations_of(location) if (location / "costs" / f"organization={o}").exists()]
+    orgs = [o for o in landed_organizations_of(location) if o and (location / "costs" / f"organization={o}").exists()]
     per_org = {org: _organization_rollup(location, days, org) for org in orgs}
     if not per_org:
         empty = _organization_rollup(location, days, None)

@@ -376,16 +376,31 @@ class OrganizationsSpend:
         )
 
 
+#: How the report names the one organization of a lake still in the single-organization layout.
+SINGLE_ORGANIZATION = ""
+
+
 def landed_organizations_of(location: ObjectStoragePath) -> list[str]:
     """The organizations a report covers: those with costs or a directory snapshot under ``location``.
 
-    Refuses a costs folder still in the single-organization layout (as the writers do): its days
-    belong to no organization until ``airflow openai-usage move-to-organization`` says whose they are.
+    A lake written before the organization level (``costs/date=...`` directly, nothing under
+    ``organization=``) is read as it is, as one organization (``SINGLE_ORGANIZATION``): an upgrade
+    does not break its report. A costs folder holding both layouts is refused, as the writers
+    refuse it: its old days belong to no organization until ``airflow openai-usage
+    move-to-organization`` says whose they are, and summing them beside the new ones could count
+    a day twice.
     """
-    from airflow_provider_openai_usage.organizations import check_no_single_organization_days, landed_organizations
+    from airflow_provider_openai_usage.organizations import (
+        check_no_single_organization_days,
+        landed_organizations,
+        single_organization_days,
+    )
 
-    check_no_single_organization_days(location / "costs", output_path=location.as_uri())
     found = set(landed_organizations(location / "costs"))
+    if single_organization_days(location / "costs"):
+        if found:
+            check_no_single_organization_days(location / "costs", output_path=location.as_uri())
+        return [SINGLE_ORGANIZATION]
     for entity in ("projects", "project_spend_limits"):
         found |= set(landed_organizations(location / "directory" / entity))
     return sorted(found)
@@ -410,10 +425,11 @@ def load_organizations(
 
     orgs = organizations if organizations is not None else landed_organizations_of(location)
     if not orgs:  # nothing landed yet: one empty lake, every day shown as not landed (a gap, not a zero)
-        return OrganizationsSpend(report_day, "usd", {"": load_spend(location, report_day, days, Directory(), with_models=False)})
+        empty = load_spend(location, report_day, days, Directory(), with_models=False)
+        return OrganizationsSpend(report_day, "usd", {SINGLE_ORGANIZATION: empty})
     spends = {
-        org: load_spend(location, report_day, days, load_directory(location, report_day, organization_id=org),
-                        with_models=with_models, top=top, organization_id=org)
+        org: load_spend(location, report_day, days, load_directory(location, report_day, organization_id=org or None),
+                        with_models=with_models, top=top, organization_id=org or None)
         for org in orgs
     }
     currencies: dict[str, Decimal] = {}
@@ -423,5 +439,5 @@ def load_organizations(
     for org, s in list(spends.items()):
         if s.currency != currency:  # rare: read again, summing the lake's currency
             spends[org] = load_spend(location, report_day, days, s.directory, with_models=with_models, top=top,
-                                     organization_id=org, currency=currency)
+                                     organization_id=org or None, currency=currency)
     return OrganizationsSpend(report_day=report_day, currency=currency, spends=spends, names=dict(names or {}))

@@ -126,10 +126,31 @@ def test_organization_names_are_checked_at_parse_time() -> None:
         OpenAISpendReportOperator(task_id="r", output_path="file:///x", organization_names={ORG: " "})
 
 
-def test_a_lake_still_in_the_single_organization_layout_is_refused_with_the_move_command(tmp_path: Path) -> None:
-    (tmp_path / "costs" / "date=2025-11-09").mkdir(parents=True)
+def test_a_lake_in_both_layouts_is_refused_with_the_move_command(lake: Path) -> None:
+    shutil.copytree(org_root(lake, "costs", ORG) / "date=2025-11-08", lake / "costs" / "date=2025-11-08")
     with pytest.raises(OpenAIUsageValidationError, match="airflow openai-usage move-to-organization --output-path"):
-        OpenAISpendReportOperator(task_id="r", output_path=tmp_path.as_uri()).execute(CTX)
+        OpenAISpendReportOperator(task_id="r", output_path=lake.as_uri()).execute(CTX)
+
+
+def test_a_lake_still_in_the_single_organization_layout_is_read_as_one_organization(lake: Path, tmp_path: Path) -> None:
+    old = tmp_path / "old"
+    for dataset in ("costs", "completions"):
+        shutil.copytree(org_root(lake, dataset, ORG), old / dataset)
+    result = OpenAISpendReportOperator(task_id="r", output_path=old.as_uri(), days=7).execute(CTX)
+    assert Decimal(result["day_total"]) == partition_sums(org_root(lake, "costs", ORG))[DAY.isoformat()]
+    assert [o["organization_id"] for o in result["organizations"]] == [""]
+
+
+def test_the_monthly_rollup_is_exact_per_organization_and_across(lake: Path) -> None:
+    from airflow_provider_openai_usage.report.rollup import month_rollup
+
+    rollup = month_rollup(location(lake), "2025-11")
+    assert set(rollup["by_organization"]) == {ORG, ORG_B}
+    for org in (ORG, ORG_B):
+        oracle = partition_sums(org_root(lake, "costs", org))
+        november = sum((v for d, v in oracle.items() if d.startswith("2025-11")), Decimal(0))
+        assert Decimal(rollup["by_organization"][org]["total"]) == november
+    assert Decimal(rollup["total"]) == sum((Decimal(r["total"]) for r in rollup["by_organization"].values()), Decimal(0))
 
 
 class Inbox(BaseNotifier):
