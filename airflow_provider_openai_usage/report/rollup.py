@@ -65,8 +65,9 @@ def month_rollup(location: ObjectStoragePath, month: str) -> dict[str, Any]:
     from airflow_provider_openai_usage.report.spend import landed_organizations_of
 
     days = month_days(month)
-    orgs = [o for o in landed_organizations_of(location) if o and (location / "costs" / f"organization={o}").exists()]
-    per_org = {org: _organization_rollup(location, days, org) for org in orgs}
+    # "" is a lake still in the single-organization layout: summed, but under no organization id.
+    orgs = [o for o in landed_organizations_of(location) if not o or (location / "costs" / f"organization={o}").exists()]
+    per_org = {org: _organization_rollup(location, days, org or None) for org in orgs}
     if not per_org:
         empty = _organization_rollup(location, days, None)
         landed_days, missing_days = empty["days_landed"], empty["days_missing"]
@@ -84,7 +85,7 @@ def month_rollup(location: ObjectStoragePath, month: str) -> dict[str, Any]:
         "by_project": {p: str(v) for p, v in sorted(by_project.items())},
         "by_organization": {
             org: {**r, "total": str(r["total"]), "by_project": {p: str(v) for p, v in r["by_project"].items()}}
-            for org, r in per_org.items()
+            for org, r in per_org.items() if org
         },
         "days_landed": landed_days,
         "days_missing": missing_days,

@@ -31,3 +31,13 @@ def test_a_key_that_is_not_a_month_is_refused() -> None:
     with pytest.raises(OpenAIUsageValidationError, match=r"month='2025-13' is not YYYY-MM"):
         month_days("2025-13")
     assert len(month_days("2024-02")) == 29
+
+
+def test_a_lake_in_the_single_organization_layout_rolls_up_the_same_total(tmp_path: Path) -> None:
+    import shutil
+
+    land((tmp_path / "new").as_uri(), "2025-11-01", "2025-11-04", endpoints=("costs",))
+    shutil.copytree(org_root(tmp_path / "new", "costs"), tmp_path / "old" / "costs")  # as a release before the level wrote it
+    new, old = month_rollup(location(tmp_path / "new"), "2025-11"), month_rollup(location(tmp_path / "old"), "2025-11")
+    assert Decimal(new["total"]) > 0 and old["total"] == new["total"] and old["by_project"] == new["by_project"]
+    assert old["days_landed"] == new["days_landed"] and old["by_organization"] == {} and list(new["by_organization"]) != []
