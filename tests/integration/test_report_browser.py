@@ -131,8 +131,8 @@ def test_report_names_projects_and_shows_limits_from_the_landed_directory(browse
     import pyarrow.parquet as pq
     from selenium.webdriver.common.by import By
 
-    projects = pq.read_table(report / "directory" / "projects" / "date=2025-11-10" / "data.parquet").to_pylist()
-    limits = pq.read_table(report / "directory" / "project_spend_limits" / "date=2025-11-10" / "data.parquet").to_pylist()
+    projects = pq.read_table(org_root(report, "directory/projects") / "date=2025-11-10" / "data.parquet").to_pylist()
+    limits = pq.read_table(org_root(report, "directory/project_spend_limits") / "date=2025-11-10" / "data.parquet").to_pylist()
     assert projects and limits, "the fake organization has projects and at least one spend limit"
     browser.get((report / "reports" / "date=2025-11-09" / "spend.html").as_uri())
     body = browser.find_element(By.TAG_NAME, "body").text
