@@ -15,7 +15,7 @@ What moves, for every dataset folder (each endpoint, ``focus``, every ``director
 names relative to the day folder, so they still match after the move). Alert markers move too
 (``alerts/<rule>/<scope>/`` to ``alerts/<rule>/organization=<id>/<scope>/``), so an alert that
 fired before the move does not fire again after it. Reports (one per day for every organization)
-stay where they are.
+stay where they are, and so do Delta and Iceberg tables (``delta/``, ``iceberg/``).
 
 On a local disk each folder is renamed (``os.rename``: atomic per day). On an object store there is
 no rename: each object is copied, then the original deleted, so a move cut short leaves some days
@@ -38,9 +38,13 @@ if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
 CONTROL_DIR = "_openai_usage"
-#: Top-level folders that are not datasets: reports (one per day for all organizations), alert
-#: markers (moved on their own terms) and rollups.
-NOT_DATASETS = ("reports", "alerts", "rollups")
+#: Top-level folders that are not day-file datasets: reports (one per day for all organizations),
+#: alert markers (moved on their own terms), rollups, and Delta/Iceberg tables, whose logs name
+#: their ``date=`` part files by path: moving those folders would break the tables (a table holds
+#: its organization in a column, not a folder).
+NOT_DATASETS = ("reports", "alerts", "rollups", "delta", "iceberg")
+#: A folder holding one of these is a table, never moved (a safety net beside ``NOT_DATASETS``).
+TABLE_MARKERS = ("_delta_log", "metadata")
 #: Datasets nest at most this deep under ``output_path`` (``directory/<entity>``).
 MAX_DEPTH = 2
 ALERTS = "alerts"
@@ -96,6 +100,8 @@ def legacy_datasets(location: ObjectStoragePath) -> list[str]:
         except (FileNotFoundError, NotADirectoryError):
             return
         names = {c.name for c in children}
+        if names & set(TABLE_MARKERS):
+            return
         if prefix and (CONTROL_DIR in names or any(n.startswith("date=") for n in names)):
             found.append(prefix.rstrip("/"))
             return

@@ -169,3 +169,16 @@ def test_the_writers_refusal_names_this_command_with_flags_it_takes(lake: Path) 
     with pytest.raises(OpenAIUsageValidationError) as refused:
         check_no_single_organization_days(location(lake) / "costs", output_path=lake.as_uri())
     assert f"airflow openai-usage move-to-organization --output-path {lake.as_uri()} --organization-id <org id>" in str(refused.value)
+
+
+def test_delta_and_iceberg_tables_and_reports_are_never_moved(lake: Path) -> None:
+    table = lake / "delta" / "costs"
+    (table / "_delta_log").mkdir(parents=True)
+    (table / "date=2025-11-09").mkdir()
+    (table / "date=2025-11-09" / "part-0.parquet").write_bytes(b"a Delta part file, named by its log")
+    (lake / "reports" / "date=2025-11-09").mkdir(parents=True)
+    (lake / "reports" / "date=2025-11-09" / "spend.html").write_text("<html></html>")
+    assert "delta/costs" not in legacy_datasets(location(lake)) and "reports" not in legacy_datasets(location(lake))
+    move_to_organization(location(lake), ORG)
+    assert (table / "date=2025-11-09" / "part-0.parquet").exists() and not (table / LEVEL).exists()
+    assert (lake / "reports" / "date=2025-11-09" / "spend.html").exists()
