@@ -156,7 +156,8 @@ def test_a_day_in_both_layouts_with_other_bytes_is_refused_naming_it_and_nothing
 def test_a_malformed_organization_id_exits_2_before_anything_moves(lake: Path, capsys) -> None:
     with pytest.raises(SystemExit) as exit_:
         move_command(move_args(lake, organization_id="../../etc"))
-    assert exit_.value.code == EXIT_BAD_INPUT and "--organization-id='../../etc' is not an OpenAI organization id" in capsys.readouterr().err
+    assert exit_.value.code == EXIT_BAD_INPUT
+    assert "--organization-id='../../etc' is not an OpenAI organization id" in capsys.readouterr().err
     assert (lake / "costs" / "date=2025-11-05").is_dir()
 
 
