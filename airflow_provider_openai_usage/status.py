@@ -11,9 +11,13 @@ Two records are read and never written here:
   the newest event names the run and task instance that landed last. Outside Airflow (or before
   its database is set up) those two columns are unknown, never guessed.
 
-A dataset is a folder holding ``_openai_usage/`` (the writers' control folder): one per endpoint,
-``focus``, and one per organization-directory entity (``directory/<entity>``). Its name is its
-path under ``output_path``, which is also the tail of its Asset URI.
+A dataset is a folder whose organizations each hold ``_openai_usage/`` (the writers' control
+folder) under ``<dataset>/organization=<id>/``: one dataset per endpoint, ``focus``, and one per
+organization-directory entity (``directory/<entity>``). Its name is its path under ``output_path``,
+which is also the tail of its Asset URI. Every status and problem is about one (dataset,
+organization): two organizations of one lake are never summed into one row. A dataset still in the
+single-organization layout (``_openai_usage/`` directly under it, before
+``airflow openai-usage move-to-organization``) is shown as one row with no organization.
 """
 
 from __future__ import annotations
@@ -21,16 +25,26 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_openai_usage.exceptions import OpenAIUsageValidationError
+from airflow_provider_openai_usage.organizations import (
+    ORGANIZATION_LEVEL,
+    check_organization_id,
+    landed_organizations,
+    organization_root,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
 CONTROL_DIR = "_openai_usage"
+#: Folders under ``output_path`` that are not datasets (reports and alert markers are per lake, and
+#: alert markers have ``organization=`` folders of their own).
+NOT_DATASETS = ("reports", "alerts", "rollups")
 #: Datasets nest at most this deep under ``output_path`` (``directory/<entity>``).
 MAX_DEPTH = 2
 LANDED, PARTIAL, MISSING = "landed", "partial", "missing"
@@ -62,11 +76,13 @@ Events = Mapping[str, Mapping[str, Sequence[Landing]]]
 
 @dataclass
 class DatasetStatus:
-    """The landing status of one dataset over ``[first, through]``."""
+    """The landing status of one dataset of one organization over ``[first, through]``."""
 
     dataset: str
     first: str | None
     through: str
+    #: The organization whose folder this is (None: a dataset still in the single-organization layout).
+    organization_id: str | None = None
     landed: list[str] = field(default_factory=list)
     partial: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
@@ -81,7 +97,8 @@ class DatasetStatus:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "dataset": self.dataset, "first": self.first, "through": self.through, "landed": self.landed,
+            "dataset": self.dataset, "organization_id": self.organization_id, "first": self.first, "through": self.through,
+            "landed": self.landed,
             "partial": self.partial, "missing": self.missing, "restated": self.restated,
             "last_landed_day": self.last_landed_day, "last_run": None if self.last_run is None else self.last_run.as_dict(),
         }
@@ -95,9 +112,11 @@ class Problem:
     day: str
     kind: str
     detail: str
+    organization_id: str | None = None
 
-    def as_dict(self) -> dict[str, str]:
-        return {"dataset": self.dataset, "day": self.day, "kind": self.kind, "detail": self.detail}
+    def as_dict(self) -> dict[str, str | None]:
+        return {"dataset": self.dataset, "organization_id": self.organization_id, "day": self.day, "kind": self.kind,
+                "detail": self.detail}
 
 
 def yesterday_utc(now: dt.datetime | None = None) -> dt.date:
@@ -117,7 +136,8 @@ def parse_day(value: str | dt.date | None, name: str) -> dt.date | None:
 
 
 def find_datasets(location: ObjectStoragePath) -> list[str]:
-    """Names (paths under ``location``) of every dataset a writer of this provider keeps there."""
+    """Names (paths under ``location``) of every dataset a writer of this provider keeps there: a
+    folder with ``organization=<id>`` folders (or, before the organization level, ``_openai_usage/``)."""
     found: list[str] = []
 
     def walk(folder: ObjectStoragePath, prefix: str, depth: int) -> None:
@@ -126,17 +146,76 @@ def find_datasets(location: ObjectStoragePath) -> list[str]:
         except (FileNotFoundError, NotADirectoryError):
             return
         names = {c.name for c in children}
-        if CONTROL_DIR in names and prefix:
+        if prefix and (CONTROL_DIR in names or landed_organizations(folder)):
             found.append(prefix.rstrip("/"))
             return
         if depth >= MAX_DEPTH:
             return
         for child in children:
-            if not child.name.startswith(("_", ".")) and not child.name.startswith("date="):
-                walk(child, f"{prefix}{child.name}/", depth + 1)
+            if child.name.startswith(("_", ".", "date=", f"{ORGANIZATION_LEVEL}=")) or (depth == 0 and child.name in NOT_DATASETS):
+                continue
+            walk(child, f"{prefix}{child.name}/", depth + 1)
 
     walk(location, "", 0)
     return found
+
+
+def dataset_organizations(location: ObjectStoragePath, dataset: str) -> list[str | None]:
+    """The organizations of one dataset (sorted), or ``[None]`` for a single-organization-layout one.
+
+    A dataset holding both layouts at once (a writer of an older release ran after the move) lists
+    both, so ``status`` shows the stray days instead of hiding them.
+    """
+    root = location / dataset
+    orgs: list[str | None] = list(landed_organizations(root))
+    try:
+        legacy = (root / CONTROL_DIR).exists() or any(p.name.startswith("date=") for p in root.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        legacy = False
+    return [None, *orgs] if legacy else orgs
+
+
+def dataset_root(location: ObjectStoragePath, dataset: str, organization_id: str | None) -> ObjectStoragePath:
+    """Where one organization's days of ``dataset`` are (the dataset folder itself for ``None``)."""
+    root = location / dataset
+    return root if organization_id is None else organization_root(root, organization_id)
+
+
+def check_organizations(values: Sequence[str] | None) -> list[str] | None:
+    """``--organization-id`` values, each checked to be an organization id (a typo exits 2)."""
+    if not values:
+        return None
+    return [check_organization_id(v, described_as="--organization-id") for v in values]
+
+
+#: An asset event's partition key: the day, optionally with the organization before it
+#: (``org-x|2025-11-09``, ``organization=org-x/date=2025-11-09``...).
+_EVENT_KEY = re.compile(r"^(?:.*?(org-[A-Za-z0-9_-]+)\W+)?(?:date=)?(\d{4}-\d{2}-\d{2})$")
+
+
+def organization_events(
+    events: Mapping[str, Sequence[Landing]] | None, organization_id: str | None, organizations: int
+) -> dict[str, list[Landing]] | None:
+    """The landing events of one organization's days, from a dataset's events keyed by partition key.
+
+    A key naming an organization belongs to it; a bare day belongs to the dataset's only
+    organization. With several organizations and bare-day keys, whose landing it was is unknown:
+    None (shown as unknown, never guessed).
+    """
+    if events is None:
+        return None
+    out: dict[str, list[Landing]] = {}
+    for key, landings in events.items():
+        match = _EVENT_KEY.match(key)
+        if not match:
+            continue
+        owner, day = match.group(1), match.group(2)
+        if owner is None and organizations > 1 and organization_id is not None:
+            return None
+        if owner is not None and owner != organization_id:
+            continue
+        out.setdefault(day, []).extend(landings)
+    return out
 
 
 def _manifest(root: ObjectStoragePath, day: str) -> dict[str, Any] | None:
@@ -177,19 +256,24 @@ def dataset_status(
     since: dt.date | None = None,
     through: dt.date | None = None,
     events: Mapping[str, Sequence[Landing]] | None = None,
+    organization_id: str | None = None,
 ) -> DatasetStatus:
     """The status of one dataset from its first landed day (or ``since``) to ``through``.
 
     Default ``through``: yesterday (UTC), or the last landed day when that is later (a directory
     snapshot is dated by its run's interval end, today). ``events``: the dataset's landing events
-    per day, from ``landing_events``."""
+    per day, from ``landing_events`` (``organization_events`` for one organization).
+    ``organization_id``: whose folder (``<dataset>/organization=<id>``); None: the dataset folder."""
     from airflow_provider_openai_usage.storage import list_day_files
 
-    root = location / dataset
+    root = dataset_root(location, dataset, organization_id)
     files = list_day_files(root)
     last = through or max([yesterday_utc(), *(dt.date.fromisoformat(d) for d in files)])
     first = since or (dt.date.fromisoformat(min(files)) if files else None)
-    status = DatasetStatus(dataset=dataset, first=None if first is None else first.isoformat(), through=last.isoformat())
+    status = DatasetStatus(
+        dataset=dataset, first=None if first is None else first.isoformat(), through=last.isoformat(),
+        organization_id=organization_id,
+    )
     status.last_landed_day = max(files) if files else None
     if first is not None:
         for day in _days(first, last):
@@ -213,13 +297,20 @@ def lake_status(
     since: dt.date | None = None,
     through: dt.date | None = None,
     events: Events | None = None,
+    organizations: Sequence[str] | None = None,
 ) -> list[DatasetStatus]:
-    """``dataset_status`` of every dataset under ``location`` (or the named ones), by name."""
+    """``dataset_status`` of every (dataset, organization) under ``location`` (or the named datasets,
+    or only the named organizations), by dataset then organization."""
     names = list(datasets) if datasets else find_datasets(location)
-    return [
-        dataset_status(location, name, since=since, through=through, events=None if events is None else events.get(name, {}))
-        for name in names
-    ]
+    out = []
+    for name in names:
+        orgs = dataset_organizations(location, name)
+        for org in orgs:
+            if organizations and org not in organizations:
+                continue
+            per_org = organization_events(None if events is None else events.get(name, {}), org, len(orgs))
+            out.append(dataset_status(location, name, since=since, through=through, events=per_org, organization_id=org))
+    return out
 
 
 def _sha256(path: ObjectStoragePath) -> str:
@@ -230,7 +321,7 @@ def _sha256(path: ObjectStoragePath) -> str:
     return digest.hexdigest()
 
 
-def verify_dataset(location: ObjectStoragePath, dataset: str) -> list[Problem]:
+def verify_dataset(location: ObjectStoragePath, dataset: str, organization_id: str | None = None) -> list[Problem]:
     """Re-hash every day file of a dataset against its manifest.
 
     ``differs``: the file's sha256 is not the manifest's (changed after it was written);
@@ -240,7 +331,7 @@ def verify_dataset(location: ObjectStoragePath, dataset: str) -> list[Problem]:
     """
     from airflow_provider_openai_usage.storage import DayStore, list_day_files
 
-    root = location / dataset
+    root = dataset_root(location, dataset, organization_id)
     files = list_day_files(root)
     manifests_dir = DayStore(root).manifest_path("2000-01-01").parent
     recorded: dict[str, dict[str, Any]] = {}
@@ -259,9 +350,11 @@ def verify_dataset(location: ObjectStoragePath, dataset: str) -> list[Problem]:
         manifest = recorded.get(day)
         if day not in files:
             expected = (manifest or {}).get("file", "data.*")
-            problems.append(Problem(dataset, day, "missing", f"the manifest names date={day}/{expected}; it is not there"))
+            problems.append(
+                Problem(dataset, day, "missing", f"the manifest names date={day}/{expected}; it is not there", organization_id)
+            )
         elif manifest is None:
-            problems.append(Problem(dataset, day, "unrecorded", f"date={day}/{files[day].name} has no manifest"))
+            problems.append(Problem(dataset, day, "unrecorded", f"date={day}/{files[day].name} has no manifest", organization_id))
         else:
             actual = _sha256(files[day])
             if manifest.get("sha256") != actual:
@@ -269,18 +362,23 @@ def verify_dataset(location: ObjectStoragePath, dataset: str) -> list[Problem]:
                     Problem(
                         dataset, day, "differs",
                         f"date={day}/{files[day].name} has sha256 {actual}, its manifest says {manifest.get('sha256')}",
+                        organization_id,
                     )
                 )
     return problems
 
 
-def verify_lake(location: ObjectStoragePath, datasets: Sequence[str] | None = None) -> tuple[int, list[Problem]]:
-    """(how many day files were checked, every problem found) over the lake or the named datasets."""
+def verify_lake(
+    location: ObjectStoragePath, datasets: Sequence[str] | None = None, organizations: Sequence[str] | None = None
+) -> tuple[int, list[Problem]]:
+    """(how many day files were checked, every problem found) over every (dataset, organization) of
+    the lake, or of the named datasets and organizations."""
     from airflow_provider_openai_usage.storage import list_day_files
 
     names = list(datasets) if datasets else find_datasets(location)
-    checked = sum(len(list_day_files(location / name)) for name in names)
-    return checked, [p for name in names for p in verify_dataset(location, name)]
+    scopes = [(n, o) for n in names for o in dataset_organizations(location, n) if not organizations or o in organizations]
+    checked = sum(len(list_day_files(dataset_root(location, n, o))) for n, o in scopes)
+    return checked, [p for n, o in scopes for p in verify_dataset(location, n, o)]
 
 
 def check_datasets(location: ObjectStoragePath, datasets: Sequence[str]) -> None:

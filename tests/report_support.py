@@ -19,6 +19,12 @@ import pendulum
 #: ``conftest`` names that folder's own conftest module.
 NOW = 1762732800
 
+#: The organization the fake API serves by default (``FakeOrganization.organization_id``): where
+#: ``land`` puts the days, ``<dataset>/organization=<ORG>/``.
+ORG = "org-FakeUsage7Fk3bQz9Mn2Lp5"
+#: A second organization for the tests of several organizations in one lake.
+ORG_B = "org-SecondFakeOrgB2x9Qw4"
+
 #: What the report needs: costs by project and line item, completions by project and model.
 GROUP_BY = {"costs": ["project_id", "line_item"], "completions": ["project_id", "model"]}
 
@@ -36,14 +42,63 @@ def _env(name: str, value: str) -> Iterator[None]:
             os.environ[name] = old
 
 
-def land(
-    output_path: str, start: str, end: str, *, seed: int = 7, now: int = NOW, endpoints=("costs", "completions"), output_conn_id: str | None = None
-) -> None:
-    """Pull ``[start, end)`` of each endpoint from a fresh fake API into ``output_path``."""
-    from airflow_provider_openai_usage.operators.usage import OpenAIUsageOperator
-    from airflow_provider_openai_usage.testing import FakeOpenAIUsageAPI
+def _writers_know_organizations() -> bool:
+    """Whether the pull operators write ``<dataset>/organization=<id>/`` themselves (issue #29's writers).
 
-    with FakeOpenAIUsageAPI(seed=seed, now=now) as api, _env("AIRFLOW_CONN_OPENAI_USAGE_DEFAULT", api.connection_json()):
+    Until they do, ``land`` lands the old layout and moves it where this release's readers look, with
+    the same move ``airflow openai-usage move-to-organization`` makes (each organization in turn).
+    """
+    import inspect
+
+    from airflow_provider_openai_usage.operators import usage
+
+    return "organization_root" in inspect.getsource(usage)
+
+
+@contextmanager
+def _as_organization(output_path: str, organization_id: str, output_conn_id: str | None = None) -> Iterator[None]:
+    """Around a pull of today's writers: the organization's folders moved back to the old layout
+    (so the writer sees what it wrote before: restating a day works as it will), then moved down."""
+    from airflow_provider_openai_usage.organization_move import move_to_organization
+    from airflow_provider_openai_usage.organizations import organization_folder
+    from airflow_provider_openai_usage.status import find_datasets
+    from airflow_provider_openai_usage.storage import output_location
+
+    if _writers_know_organizations():
+        yield
+        return
+    location = output_location(output_path, output_conn_id)
+    fs, level = location.fs, organization_folder(organization_id)
+    for dataset in find_datasets(location):
+        folder = location / dataset / level
+        if folder.exists():
+            for child in list(folder.iterdir()):
+                fs.mv(child.path, (location / dataset / child.name).path, recursive=True)
+            fs.rm(folder.path, recursive=True)
+    yield
+    move_to_organization(location, organization_id)
+
+
+def fake_api(seed: int, now: int, organization_id: str = ORG):
+    """The fake API serving one organization (``ORG`` by default; another id: another organization)."""
+    from airflow_provider_openai_usage.testing import FakeOpenAIUsageAPI
+    from airflow_provider_openai_usage.testing.data import FakeOrganization
+
+    return FakeOpenAIUsageAPI(seed=seed, now=now, organization=FakeOrganization(seed=seed, organization_id=organization_id))
+
+
+def land(
+    output_path: str, start: str, end: str, *, seed: int = 7, now: int = NOW, endpoints=("costs", "completions"),
+    output_conn_id: str | None = None, organization_id: str = ORG,
+) -> None:
+    """Pull ``[start, end)`` of each endpoint of one organization from a fresh fake API into ``output_path``."""
+    from airflow_provider_openai_usage.operators.usage import OpenAIUsageOperator
+
+    with (
+        fake_api(seed, now, organization_id) as api,
+        _env("AIRFLOW_CONN_OPENAI_USAGE_DEFAULT", api.connection_json()),
+        _as_organization(output_path, organization_id, output_conn_id),
+    ):
         for key in endpoints:
             op = OpenAIUsageOperator(
                 task_id=f"pull_{key}", endpoint=key, group_by=GROUP_BY[key], output_path=output_path, output_conn_id=output_conn_id,
@@ -52,14 +107,22 @@ def land(
             op.execute({"data_interval_start": pendulum.parse(start), "data_interval_end": pendulum.parse(end)})
 
 
-def snapshot_directory(output_path: str, date: str, *, seed: int = 7, now: int = NOW) -> None:
+def snapshot_directory(output_path: str, date: str, *, seed: int = 7, now: int = NOW, organization_id: str = ORG) -> None:
     """The organization directory as ``OpenAIDirectoryOperator`` lands it for a run whose interval ends on ``date``."""
     from airflow_provider_openai_usage.operators.directory import OpenAIDirectoryOperator
-    from airflow_provider_openai_usage.testing import FakeOpenAIUsageAPI
 
-    with FakeOpenAIUsageAPI(seed=seed, now=now) as api, _env("AIRFLOW_CONN_OPENAI_USAGE_DEFAULT", api.connection_json()):
+    with (
+        fake_api(seed, now, organization_id) as api,
+        _env("AIRFLOW_CONN_OPENAI_USAGE_DEFAULT", api.connection_json()),
+        _as_organization(output_path, organization_id),
+    ):
         op = OpenAIDirectoryOperator(task_id="snapshot_directory", output_path=output_path, entities=["projects", "project_spend_limits"])
         op.execute({"data_interval_end": pendulum.parse(date)})
+
+
+def org_root(root: Path, dataset: str, organization_id: str = ORG) -> Path:
+    """``<root>/<dataset>/organization=<id>``: where one organization's days of a dataset are."""
+    return root / dataset / f"organization={organization_id}"
 
 
 def partition_sums(costs_root: Path, project: str | None = None) -> dict[str, Decimal]:
@@ -90,7 +153,7 @@ def land_with_gap(tmp_path_factory) -> Path:
     if "root" not in _LANDED_WITH_GAP:
         root = tmp_path_factory.mktemp("landed")
         land(root.as_uri(), "2025-10-05", "2025-11-10")
-        shutil.rmtree(root / "costs" / f"date={GAP}")
+        shutil.rmtree(org_root(root, "costs") / f"date={GAP}")
         _LANDED_WITH_GAP["root"] = root
     return _LANDED_WITH_GAP["root"]
 

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from airflow.sdk import BaseNotifier, Context, ObjectStoragePath
 
     from airflow_provider_openai_usage.report.alerts import Evaluation, MarkerStore
-    from airflow_provider_openai_usage.report.spend import Directory
+    from airflow_provider_openai_usage.report.spend import Directory, OrganizationsSpend
 
 REPORTS = "reports"
 ALERTS = "alerts"
@@ -67,15 +67,55 @@ def _check_days(name: str, value: Any, low: int, high: int) -> int:
     return value
 
 
-def load_directory(location: ObjectStoragePath, day: dt.date) -> Directory:
-    """Project names and spend limits from the organization directory, when it has been landed."""
+def load_directory(location: ObjectStoragePath, day: dt.date, organization_id: str | None = None) -> Directory:
+    """Project names and spend limits from one organization's directory, when it has been landed."""
     from airflow_provider_openai_usage.report.names import load_directory as load
 
-    return load(location, day)
+    return load(location, day, organization_id=organization_id)
+
+
+def check_organization_names(value: Any) -> dict[str, str]:
+    """``organization_names``: organization id → display name; ids checked, names kept as data."""
+    from airflow_provider_openai_usage.organizations import check_organization_id
+
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise OpenAIUsageValidationError(
+            f"organization_names={value!r} must be a mapping of organization id to display name, e.g. {{'org-AbC123': 'Research'}}"
+        )
+    out = {}
+    for org, name in value.items():
+        check_organization_id(org, described_as="organization_names key")
+        if not isinstance(name, str) or not name.strip():
+            raise OpenAIUsageValidationError(f"organization_names[{org!r}]={name!r} must be a non-empty display name")
+        out[org] = name.strip()
+    return out
+
+
+def organization_summary(lake: OrganizationsSpend, window: int) -> list[dict[str, Any]]:
+    """Each organization's exact totals, for XCom (the report's data output): one entry per organization."""
+    from airflow_provider_openai_usage.report.spend import exact
+
+    return [
+        {
+            "organization_id": org,
+            "organization": lake.short(org),
+            "day_total": exact(spend.day_total(lake.report_day)),
+            "month_to_date": exact(spend.month_to_date(None)),
+            "window_total": exact(spend.window_total(window)),
+            "missing_days": [d.isoformat() for d in spend.missing_days(spend.window(window))],
+        }
+        for org, spend in lake.spends.items()
+    ]
 
 
 class OpenAISpendReportOperator(BaseOperator):
     """Write ``<output_path>/reports/date=YYYY-MM-DD/spend.html`` (and ``spend.png``) from landed costs.
+
+    One report covers every organization landed under ``output_path`` (each
+    ``costs/organization=<id>/``): spend by organization, then by project within each, with exact
+    per-organization and all-organization totals.
 
     :param output_path: where the pulls landed (``s3://...``, ``file:///...``); the report goes under it.
     :param output_conn_id: object-store connection, as for the pull operators.
@@ -83,6 +123,8 @@ class OpenAISpendReportOperator(BaseOperator):
         ``data_interval_start`` day, i.e. the day the pulls of this run landed.
     :param days: how many days the daily chart and the top tables cover (default 30).
     :param top: how many models the models chart shows (default 10).
+    :param organization_names: organization id → the name the report shows (``{"org-AbC": "Research"}``);
+        an organization not in it is shown by its id. Names are data: escaped wherever shown.
     """
 
     template_fields: Sequence[str] = ("output_path", "output_conn_id", "report_date", "days")
@@ -97,6 +139,7 @@ class OpenAISpendReportOperator(BaseOperator):
         report_date: Any = None,
         days: int = 30,
         top: int = 10,
+        organization_names: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -105,48 +148,70 @@ class OpenAISpendReportOperator(BaseOperator):
         self.report_date = report_date
         self.days = days if isinstance(days, str) else _check_days("days", days, 2, 366)
         self.top = _check_days("top", top, 1, 50)
+        self.organization_names = check_organization_names(organization_names)
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_openai_usage.report import charts
         from airflow_provider_openai_usage.report.html import render_html
         from airflow_provider_openai_usage.report.publish import publish_bytes
-        from airflow_provider_openai_usage.report.spend import exact, load_spend, money
+        from airflow_provider_openai_usage.report.spend import exact, load_organizations, money
 
         days = _check_days("days", int(self.days), 2, 366)
         location = output_location(self.output_path, self.output_conn_id or None)
         day = report_day(context, self.report_date)
-        spend = load_spend(location, day, days, load_directory(location, day), top=self.top)
-        window = spend.window(days)
-        self.log.info(
-            "Spend report for %s: %d of %d days landed (%s missing), %d project(s), %s on the day, %s month to date",
-            day, len(window) - len(spend.missing_days(window)), len(window), len(spend.missing_days(window)),
-            len(spend.projects), money(spend.day_total(day), spend.currency), money(spend.month_to_date(None), spend.currency),
-        )
-        daily = charts.render(lambda s: charts.daily_chart(s, days), spend, name="daily", formats=("svg", "png"))
-        svgs = {
-            "daily": daily["svg"],
-            "month": charts.render(charts.month_chart, spend, name="month")["svg"],
-            "models": charts.render(charts.models_chart, spend, name="models")["svg"],
-        }
-        html = render_html(spend, svgs, window=days, source=location.as_uri())
+        lake = load_organizations(location, day, days, names=self.organization_names, top=self.top)
+        window = lake.window(days)
+        for org, spend in lake.spends.items():
+            self.log.info(
+                "Spend report for %s, organization %s: %d of %d days landed (%s missing), %d project(s), %s on the day, "
+                "%s month to date",
+                day, org, len(window) - len(spend.missing_days(window)), len(window), len(spend.missing_days(window)),
+                len(spend.projects), money(spend.day_total(day), spend.currency), money(spend.month_to_date(None), spend.currency),
+            )
+        svgs: dict[str, Any] = {}
+        several = len(lake.spends) > 1
+        if several:
+            daily = charts.render(
+                lambda s: charts.daily_chart(s, days, by="organization"), lake.by_organization(), name="daily", formats=("svg", "png")
+            )
+            svgs["daily"] = daily["svg"]
+        for org, spend in lake.spends.items():
+            salt = f"-{org}" if several else ""  # one organization: the same bytes as before the organization level
+            own = charts.render(lambda s: charts.daily_chart(s, days), spend, name=f"daily{salt}", formats=("svg", "png"))
+            if not several:
+                daily = own
+            one = {
+                "daily": own["svg"],
+                "month": charts.render(charts.month_chart, spend, name=f"month{salt}")["svg"],
+                "models": charts.render(charts.models_chart, spend, name=f"models{salt}")["svg"],
+            }
+            if several:
+                svgs[org] = one
+            else:
+                svgs = one
+        html = render_html(lake, svgs, window=days, source=location.as_uri())
         page, png = report_path(location, day), report_path(location, day, CHART_NAME)
         publish_bytes(png, daily["png"])
         publish_bytes(page, html.encode())
         self.log.info("Wrote %s and %s", page.as_uri(), png.as_uri())
-        total = spend.day_total(day)
+        total = lake.day_total(day)
         return {
             "report": page.as_uri(),
             "chart": png.as_uri(),
             "date": day.isoformat(),
-            "currency": spend.currency,
+            "currency": lake.currency,
             "day_total": exact(total),
-            "month_to_date": exact(spend.month_to_date(None)),
-            "missing_days": [d.isoformat() for d in spend.missing_days(window)],
+            "month_to_date": exact(lake.month_to_date()),
+            "missing_days": [d.isoformat() for d in lake.missing_days(window)],
+            "organizations": organization_summary(lake, days),
         }
 
 
 class OpenAISpendAlertOperator(BaseOperator):
     """Evaluate spend rules for the run's day and notify through any Airflow notifier, once per period.
+
+    Every rule is evaluated for each organization landed under ``output_path`` (or only the one its
+    ``organization`` names), each organization on its own spend, limits and markers.
 
     :param rules: a list of rule mappings (see :mod:`airflow_provider_openai_usage.report.alerts`),
         or a template rendering to one (JSON text is accepted). Literal rules are checked at parse time.
@@ -160,6 +225,7 @@ class OpenAISpendAlertOperator(BaseOperator):
         (``<output_path>/reports/date=.../spend.html``). Set it to where people can open it (https).
     :param fail_on_alert: fail the task when any rule fired (after notifying). Default False: an alert
         tells people, it does not stop the pipeline.
+    :param organization_names: organization id → the name messages use (default: the id).
     """
 
     template_fields: Sequence[str] = ("rules", "output_path", "output_conn_id", "report_date", "report_url")
@@ -176,6 +242,7 @@ class OpenAISpendAlertOperator(BaseOperator):
         report_date: Any = None,
         report_url: str | None = None,
         fail_on_alert: bool = False,
+        organization_names: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> None:
         from airflow.sdk import BaseNotifier
@@ -199,39 +266,46 @@ class OpenAISpendAlertOperator(BaseOperator):
         self.report_date = report_date
         self.report_url = report_url
         self.fail_on_alert = fail_on_alert
+        self.organization_names = check_organization_names(organization_names)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_provider_openai_usage.report.alerts import Evaluator, MarkerStore, parse_rules
-        from airflow_provider_openai_usage.report.spend import exact, load_spend
+        from airflow_provider_openai_usage.report.alerts import Evaluator, MarkerStore, parse_rules, unknown_organizations
+        from airflow_provider_openai_usage.report.spend import exact, load_organizations
 
         rules = parse_rules(self.rules)
         location = output_location(self.output_path, self.output_conn_id or None)
         day = report_day(context, self.report_date)
         history = max(max(r.history_days for r in rules), 2)
-        spend = load_spend(location, day, history, load_directory(location, day), with_models=False)
+        lake = load_organizations(location, day, history, names=self.organization_names, with_models=False)
         url = self.report_url or report_path(location, day).as_uri()
         markers = MarkerStore(location / ALERTS)
-        pinned = markers.pins(rules)
-        evaluator = Evaluator(spend, url, pinned=pinned)
-        evaluations = evaluator.run(rules)
-        for rule in rules:
-            if rule.name in evaluator.pins and rule.name not in pinned:
-                markers.pin(rule, evaluator.pins[rule.name])
+        evaluations = []
+        for org, spend in lake.spends.items():
+            mine = [r for r in rules if r.applies_to(org)]
+            if not mine:
+                continue
+            pinned = markers.pins(mine, org or None)
+            evaluator = Evaluator(spend, url, pinned=pinned, organization=lake.label(org) if org else "")
+            evaluations += evaluator.run(mine)
+            for rule in mine:
+                if rule.name in evaluator.pins and rule.name not in pinned:
+                    markers.pin(rule, evaluator.pins[rule.name], org or None)
+        evaluations += unknown_organizations(rules, lake, day, location.as_uri())
         fired, failures, summary, rule_errors = [], [], [], []
         for ev in evaluations:
             state = "error" if ev.error else "fired" if ev.fired else ("not evaluated" if ev.threshold is None else "ok")
             if ev.error:
                 rule_errors.append(f"rule {ev.rule.name}: {ev.detail}")
             self.log.info(
-                "rule %s (%s) for %s, %s: amount %s, threshold %s -> %s%s",
-                ev.rule.name, ev.rule.kind, ev.label, ev.period, exact(ev.amount), exact(ev.threshold), state,
+                "rule %s (%s) for %s of %s, %s: amount %s, threshold %s -> %s%s",
+                ev.rule.name, ev.rule.kind, ev.label, ev.organization_id, ev.period, exact(ev.amount), exact(ev.threshold), state,
                 f" ({ev.detail})" if ev.detail else "",
             )
-            entry: dict[str, Any] = {"rule": ev.rule.name, "project": ev.project, "period": ev.period, "state": state,
-                     "amount": exact(ev.amount), "threshold": exact(ev.threshold)}
+            entry: dict[str, Any] = {"rule": ev.rule.name, "organization_id": ev.organization_id, "project": ev.project,
+                                     "period": ev.period, "state": state, "amount": exact(ev.amount), "threshold": exact(ev.threshold)}
             if ev.fired:
                 fired.append(ev)
-                entry["sent_to"], errors = self._deliver(ev, markers, context, spend.currency, url)
+                entry["sent_to"], errors = self._deliver(ev, markers, context, lake.currency, url)
                 failures += errors
             summary.append(entry)
         self.log.info("%d evaluation(s), %d fired, %d delivery failure(s)", len(evaluations), len(fired), len(failures))
@@ -275,7 +349,7 @@ class OpenAISpendAlertOperator(BaseOperator):
             try:
                 sent = markers.send_once(ev, key, owner, functools.partial(one, alert_context), extra)
             except Exception as exc:  # noqa: BLE001 - one failing receiver must not stop the others
-                errors.append(f"{ev.rule.name} for {ev.label} via {key}: {type(exc).__name__}: {exc}")
+                errors.append(f"{ev.rule.name} for {ev.label} of {ev.organization_id} via {key}: {type(exc).__name__}: {exc}")
                 self.log.error("  %s: sending to %s failed: %s", ev.rule.name, key, exc)
                 continue
             if sent:

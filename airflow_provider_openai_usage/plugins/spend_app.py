@@ -113,16 +113,20 @@ def _run_link(status: Any) -> str:
 
 
 def status_table(statuses: list[Any]) -> str:
-    head = "".join(f"<th>{h}</th>" for h in ("dataset", "landed", "partial", "missing", "restated", "last landed day", "last landed run"))
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in ("dataset", "organization", "landed", "partial", "missing", "restated", "last landed day", "last landed run")
+    )
     rows = []
     for s in statuses:
         cls = ' class="missing"' if s.missing else ""
         rows.append(
-            f"<tr{cls}><td>{_e(s.dataset)}</td><td>{len(s.landed)}</td><td>{_days(s.partial)}</td><td>{_days(s.missing)}</td>"
+            f"<tr{cls}><td>{_e(s.dataset)}</td><td>{_e(s.organization_id or '(not moved)')}</td>"
+            f"<td>{len(s.landed)}</td><td>{_days(s.partial)}</td><td>{_days(s.missing)}</td>"
             f"<td>{_days(s.restated)}</td><td>{_e(s.last_landed_day or '-')}</td><td>{_run_link(s)}</td></tr>"
         )
     if not rows:
-        rows.append('<tr><td colspan="7">nothing landed here yet</td></tr>')
+        rows.append('<tr><td colspan="8">nothing landed here yet</td></tr>')
     return f'<table id="landing-status"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 
@@ -157,7 +161,7 @@ def alerts_table(alerts: list[dict[str, Any]]) -> str:
     """The alerts recorded for the chosen day (``report/fired.py``), every field escaped."""
     if not alerts:
         return "<p id=no-alerts class=muted>No spend alert fired for this day.</p>"
-    fields = ("rule", "project", "period", "amount", "threshold", "message")
+    fields = ("rule", "organization", "project", "period", "amount", "threshold", "message")
     head = "".join(f"<th>{h}</th>" for h in (*fields, "sent to"))
     rows = "".join(
         "<tr>" + "".join(f"<td>{_e(_cell(a, k))}</td>" for k in fields)

@@ -11,12 +11,18 @@ A rule is a mapping a DAG author can write literally or template (``"{{ var.json
 
 ``project`` is a project id, a project name (from the directory; resolved once and pinned, see
 ``Evaluator._resolve``), ``"*"`` for each project
-separately, or absent for the whole organization. Amounts are exact decimals (give them as strings
+separately, or absent for the whole organization.
+
+``organization`` is an organization id (``org-...``) to watch only that organization, or ``"*"``
+(the default) to evaluate the rule for every organization of the lake, each on its own: a
+threshold of 250 fires for each organization reaching 250, never for two organizations' sum.
+A project of a rule is looked up in each organization's own directory: ``(organization,
+project)`` is the key, as two organizations may have projects of the same id or name. Amounts are exact decimals (give them as strings
 to keep them exact). A rule fires when the amount *reaches* its threshold (``>=``).
 
 Periods: ``daily`` and ``anomaly`` rules fire at most once per UTC day, ``month_to_date`` and
 ``limit_percent`` at most once per month. Whether a firing was delivered is recorded in a marker
-object under ``<output_path>/alerts/`` (see :class:`MarkerStore` for why there).
+object under ``<output_path>/alerts/<rule>/organization=<id>/`` (see :class:`MarkerStore` for why there).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from airflow_provider_openai_usage.exceptions import OpenAIUsageValidationError
+from airflow_provider_openai_usage.organizations import check_organization_id, organization_folder
 from airflow_provider_openai_usage.report.spend import Spend, exact, money
 from airflow_provider_openai_usage.storage.days import pause_point
 
@@ -43,6 +50,8 @@ if TYPE_CHECKING:
 KINDS = ("daily", "month_to_date", "limit_percent", "anomaly")
 MONTHLY_KINDS = ("month_to_date", "limit_percent")
 EACH_PROJECT = "*"
+#: A rule's ``organization`` default: evaluated for each organization of the lake, separately.
+EACH_ORGANIZATION = "*"
 ORGANIZATION = "organization"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 #: Which keys each kind needs and accepts (besides name, kind, project).
@@ -67,6 +76,10 @@ class SpendRule:
     factor: Decimal = Decimal(3)
     trailing_days: int = 14
     min_amount: Decimal = Decimal(0)
+    organization: str = EACH_ORGANIZATION
+
+    def applies_to(self, organization_id: str) -> bool:
+        return self.organization in (EACH_ORGANIZATION, organization_id)
 
     @classmethod
     def from_mapping(cls, raw: Any, index: int = 0) -> SpendRule:
@@ -85,10 +98,17 @@ class SpendRule:
         kind = raw.get("kind")
         if kind not in KINDS:
             raise OpenAIUsageValidationError(f"{where}: kind={kind!r} is not one of {', '.join(KINDS)}")
-        unknown = set(raw) - {"name", "kind", "project", *ALLOWED[kind]}
+        unknown = set(raw) - {"name", "kind", "project", "organization", *ALLOWED[kind]}
         if unknown:
             raise OpenAIUsageValidationError(
-                f"{where}: {sorted(unknown)} do not apply to kind={kind!r}; it takes {['project', *ALLOWED[kind]]}"
+                f"{where}: {sorted(unknown)} do not apply to kind={kind!r}; it takes {['project', 'organization', *ALLOWED[kind]]}"
+            )
+        organization = raw.get("organization", EACH_ORGANIZATION)
+        if organization is None:
+            organization = EACH_ORGANIZATION
+        if organization != EACH_ORGANIZATION:
+            organization = check_organization_id(
+                organization.strip() if isinstance(organization, str) else organization, described_as=f"{where}: organization"
             )
         for key in REQUIRED[kind]:
             if raw.get(key) is None:
@@ -102,7 +122,9 @@ class SpendRule:
             raise OpenAIUsageValidationError(
                 f"{where}: spend limits are per project; set project to a project id or name, or '*' for each project"
             )
-        kwargs: dict[str, Any] = {"name": name, "kind": kind, "project": project.strip() if project else None}
+        kwargs: dict[str, Any] = {
+            "name": name, "kind": kind, "project": project.strip() if project else None, "organization": organization,
+        }
         for key in ("threshold", "percent", "factor", "min_amount"):
             if raw.get(key) is not None:
                 kwargs[key] = _decimal(raw[key], f"{where}: {key}")
@@ -162,7 +184,7 @@ def parse_rules(rules: Any) -> list[SpendRule]:
 
 @dataclass
 class Evaluation:
-    """One rule tested for one scope (a project or the organization) on the report day."""
+    """One rule tested for one scope (a project or the organization) of one organization on the report day."""
 
     rule: SpendRule
     project: str | None
@@ -175,12 +197,18 @@ class Evaluation:
     message: str = ""
     #: The rule could not be evaluated as written (a project name naming no project, or two).
     error: bool = False
+    #: Whose spend was tested (None: a lake read without the organization level).
+    organization_id: str | None = None
+    #: The organization as messages name it: ``Display name (org-...)`` or its id.
+    organization: str = ""
 
     def as_context(self, currency: str, report_url: str | None) -> dict[str, Any]:
         """What notifier templates see as ``{{ spend_alert.<key> }}``."""
         return {
             "rule": self.rule.name,
             "kind": self.rule.kind,
+            "organization_id": self.organization_id,
+            "organization": self.organization or self.organization_id,
             "project_id": self.project,
             "project": self.label,
             "period": self.period,
@@ -204,6 +232,12 @@ class Evaluator:
     pinned: Mapping[str, str] = field(default_factory=dict)
     #: The same for this run: what to record for rules that name a project by name.
     pins: dict[str, str] = field(default_factory=dict)
+    #: The organization as messages name it (``OrganizationsSpend.label``); default its id.
+    organization: str = ""
+
+    @property
+    def organization_id(self) -> str | None:
+        return self.spend.organization_id
 
     def run(self, rules: Iterable[SpendRule]) -> list[Evaluation]:
         for rule in rules:
@@ -212,7 +246,8 @@ class Evaluator:
                 if problem is not None:
                     label = self.spend.directory.label(project)
                     self.evaluations.append(
-                        Evaluation(rule, project, rule.period(self.spend.report_day), None, None, False, problem, label, error=True)
+                        Evaluation(rule, project, rule.period(self.spend.report_day), None, None, False, problem, label, error=True,
+                                   organization_id=self.organization_id, organization=self._organization())
                     )
                     continue
                 self.evaluations.append(self._evaluate(rule, project))
@@ -266,7 +301,8 @@ class Evaluator:
         spend, day = self.spend, self.spend.report_day
         cur = spend.currency
         label = spend.directory.label(project) if project else ORGANIZATION
-        ev = Evaluation(rule, project, rule.period(day), None, None, False, "", label)
+        ev = Evaluation(rule, project, rule.period(day), None, None, False, "", label,
+                        organization_id=self.organization_id, organization=self._organization())
         missing: list[dt.date] = []
         if rule.kind in ("daily", "anomaly"):
             ev.amount = spend.project_day(project, day)
@@ -305,9 +341,16 @@ class Evaluator:
         ev.message = self._message(ev)
         return ev
 
+    def _organization(self) -> str:
+        return self.organization or self.organization_id or ""
+
     def _message(self, ev: Evaluation) -> str:
         cur, rule = self.spend.currency, ev.rule
-        who = f"project {ev.label}" if ev.project else "the organization"
+        org = self._organization()
+        if ev.project:
+            who = f"project {ev.label} of organization {org}" if org else f"project {ev.label}"
+        else:
+            who = f"organization {org}" if org else "the organization"
         amount, threshold = money(ev.amount, cur), money(ev.threshold, cur)
         if rule.kind == "daily":
             what = f"{who} spent {amount} on {ev.period}, reaching the daily threshold of {threshold}"
@@ -319,6 +362,22 @@ class Evaluator:
             what = f"{who} spent {amount} on {ev.period}, over {rule.factor}x its {ev.detail} (threshold {threshold})"
         link = f" Report: {self.report_url}" if self.report_url else ""
         return f"OpenAI spend alert [{rule.name}]: {what}.{link}"
+
+
+def unknown_organizations(rules: Iterable[SpendRule], lake: Any, day: dt.date, where: str) -> list[Evaluation]:
+    """An error for each rule naming an organization the lake has no data of: a typo (or a missing
+    pull) would otherwise watch nothing and say "ok" every day."""
+    out = []
+    for rule in rules:
+        if rule.organization != EACH_ORGANIZATION and rule.organization not in lake.spends:
+            landed = [o for o in lake.spends if o]
+            detail = (
+                f"error: organization {rule.organization!r} has nothing landed under {where} "
+                f"(it holds {', '.join(landed) or 'no organization'}); check the id or its pulls"
+            )
+            out.append(Evaluation(rule, rule.project, rule.period(day), None, None, False, detail, error=True,
+                                  organization_id=rule.organization, organization=rule.organization))
+    return out
 
 
 #: Attributes that say *where* a notifier delivers (besides any ``*conn_id``): its identity in markers.
@@ -350,7 +409,10 @@ CLAIM_POLL_SECONDS = 0.5
 
 
 class MarkerStore:
-    """``<output_path>/alerts/<rule>/<scope>/<period>.json``: which notifiers got a firing.
+    """``<output_path>/alerts/<rule>/organization=<id>/<scope>/<period>.json``: which notifiers got a firing.
+
+    The organization is part of every marker's path: the same rule firing for two organizations
+    (for a project id both have, even) is two markers, never one alert sent for the other.
 
     Why here and not in XCom or a Variable: XCom of a task is deleted when the task is cleared or
     re-run, which is exactly when a second send must not happen; a Variable is global, writable by
@@ -364,30 +426,36 @@ class MarkerStore:
     def __init__(self, root: ObjectStoragePath) -> None:
         self.root = root
 
+    def rule_root(self, rule: SpendRule, organization_id: str | None) -> ObjectStoragePath:
+        """``alerts/<rule>/organization=<id>`` (``alerts/<rule>`` for a lake without the organization level)."""
+        root = self.root / rule.name
+        return root if not organization_id else root / organization_folder(organization_id)
+
     def path(self, ev: Evaluation) -> ObjectStoragePath:
         scope = quote(ev.project, safe="") if ev.project else f"_{ORGANIZATION}"
-        return self.root / ev.rule.name / scope / f"{ev.period}.json"
+        return self.rule_root(ev.rule, ev.organization_id) / scope / f"{ev.period}.json"
 
-    def pins(self, rules: Iterable[SpendRule]) -> dict[str, str]:
-        """rule name → the project id its project name was pinned to (``<rule>/_project.json``)."""
+    def pins(self, rules: Iterable[SpendRule], organization_id: str | None = None) -> dict[str, str]:
+        """rule name → the project id its project name was pinned to in one organization
+        (``<rule>/organization=<id>/_project.json``)."""
         from airflow_provider_openai_usage.report.publish import read_bytes_if_exists
 
         out = {}
         for rule in rules:
             if rule.project is None or rule.project == EACH_PROJECT:
                 continue
-            data = read_bytes_if_exists(self.root / rule.name / "_project.json")
+            data = read_bytes_if_exists(self.rule_root(rule, organization_id) / "_project.json")
             if data:
                 pinned = json.loads(data)
                 if pinned.get("project") == rule.project:  # the rule was edited to another name: pin again
                     out[rule.name] = pinned["project_id"]
         return out
 
-    def pin(self, rule: SpendRule, project_id: str) -> None:
+    def pin(self, rule: SpendRule, project_id: str, organization_id: str | None = None) -> None:
         from airflow_provider_openai_usage.report.publish import publish_bytes
 
-        body = {"rule": rule.name, "project": rule.project, "project_id": project_id}
-        publish_bytes(self.root / rule.name / "_project.json", json.dumps(body, indent=2, sort_keys=True).encode())
+        body = {"rule": rule.name, "project": rule.project, "project_id": project_id, "organization_id": organization_id}
+        publish_bytes(self.rule_root(rule, organization_id) / "_project.json", json.dumps(body, indent=2, sort_keys=True).encode())
 
     def delivered(self, ev: Evaluation) -> list[str]:
         from airflow_provider_openai_usage.report.publish import read_bytes_if_exists
@@ -403,6 +471,8 @@ class MarkerStore:
     def _body(self, ev: Evaluation, delivered: Sequence[str], extra: Mapping[str, Any]) -> dict[str, Any]:
         return {
             "rule": asdict(ev.rule) | {k: format(v, "f") for k, v in asdict(ev.rule).items() if isinstance(v, Decimal)},
+            "organization_id": ev.organization_id,
+            "organization": ev.organization or ev.organization_id,
             "project": ev.project,
             "period": ev.period,
             "amount": exact(ev.amount),

@@ -82,8 +82,9 @@ def _series(spend: Spend, days: list[Any]) -> list[tuple[str, list[float]]]:
     return series
 
 
-def daily_chart(spend: Spend, window: int) -> Figure:
-    """Daily spend for the last ``window`` days, stacked by project; gaps and partial days marked."""
+def daily_chart(spend: Spend, window: int, *, by: str = "project") -> Figure:
+    """Daily spend for the last ``window`` days, stacked by project (or, for
+    ``OrganizationsSpend.by_organization()``, by organization); gaps and partial days marked."""
     import numpy as np
 
     days = spend.window(window)
@@ -113,7 +114,7 @@ def daily_chart(spend: Spend, window: int) -> Figure:
     ax.set_xticks(x, [d.strftime("%m-%d") for d in days], rotation=90, fontsize=7)
     ax.set_xlim(-0.6, len(days) - 0.4)
     ax.set_ylabel(spend.currency.upper())
-    ax.set_title(f"Daily spend by project, last {len(days)} days to {spend.report_day.isoformat()} (UTC)")
+    ax.set_title(f"Daily spend by {by}, last {len(days)} days to {spend.report_day.isoformat()} (UTC)")
     # Handles and labels given, not collected: matplotlib leaves out labels starting with "_".
     ax.legend(handles, labels, loc="upper left", fontsize=7, ncols=min(4, MAX_SERIES), frameon=False)
     ax.grid(axis="y", alpha=0.3)

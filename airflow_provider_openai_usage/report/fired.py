@@ -1,7 +1,7 @@
 """Which spend alerts fired for a day: read back from the markers the alert operator writes.
 
-A marker ``<output_path>/alerts/<rule>/<scope>/<period>.json`` exists once a rule fired for that
-scope and period (``alerts.MarkerStore``); its ``delivered`` list names the notifiers that got it.
+A marker ``<output_path>/alerts/<rule>/organization=<id>/<scope>/<period>.json`` exists once a
+rule fired for that organization, scope and period (``alerts.MarkerStore``); its ``delivered`` list names the notifiers that got it.
 A day's alerts are the markers of its daily period (``YYYY-MM-DD``) and of its month
 (``YYYY-MM``, the month-to-date and limit rules). Read by the Spend view at request time (always
 current) and by the report when it is written.
@@ -13,6 +13,8 @@ import datetime as dt
 import json
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_openai_usage.organizations import ORGANIZATION_LEVEL
+
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
@@ -20,8 +22,11 @@ ALERTS = "alerts"
 
 
 def fired_alerts(location: ObjectStoragePath, day: dt.date) -> list[dict[str, Any]]:
-    """The alerts recorded for ``day`` (and its month): rule, project, period, amount, threshold,
-    message, notifiers delivered to; sorted by rule then project."""
+    """The alerts recorded for ``day`` (and its month): rule, organization, project, period, amount,
+    threshold, message, notifiers delivered to; sorted by rule, organization, then project.
+
+    Markers written before the organization level (``alerts/<rule>/<scope>/``) are read too, with
+    no organization, until ``move-to-organization`` moves them."""
     root = location / ALERTS
     periods = {f"{day.isoformat()}.json", f"{day.strftime('%Y-%m')}.json"}
     found = []
@@ -30,7 +35,14 @@ def fired_alerts(location: ObjectStoragePath, day: dt.date) -> list[dict[str, An
     except (FileNotFoundError, NotADirectoryError):
         return []
     for rule in rules:
-        for scope in (s for s in rule.iterdir() if s.is_dir()):
+        scopes: list[tuple[str | None, ObjectStoragePath]] = []
+        for child in (c for c in rule.iterdir() if c.is_dir()):
+            org = child.name.removeprefix(f"{ORGANIZATION_LEVEL}=") if child.name.startswith(f"{ORGANIZATION_LEVEL}=") else None
+            if org is None:
+                scopes.append((None, child))
+            else:
+                scopes += [(org, s) for s in child.iterdir() if s.is_dir()]
+        for org, scope in scopes:
             for name in periods:
                 path = scope / name
                 try:
@@ -42,6 +54,8 @@ def fired_alerts(location: ObjectStoragePath, day: dt.date) -> list[dict[str, An
                         {
                             "rule": (body.get("rule") or {}).get("name", rule.name),
                             "kind": (body.get("rule") or {}).get("kind"),
+                            "organization_id": body.get("organization_id") or org,
+                            "organization": body.get("organization") or body.get("organization_id") or org,
                             "project": body.get("project"),
                             "period": body.get("period"),
                             "amount": body.get("amount"),
@@ -50,4 +64,4 @@ def fired_alerts(location: ObjectStoragePath, day: dt.date) -> list[dict[str, An
                             "delivered": list(body.get("delivered") or []),
                         }
                     )
-    return sorted(found, key=lambda a: (str(a["rule"]), str(a["project"] or ""), str(a["period"])))
+    return sorted(found, key=lambda a: (str(a["rule"]), str(a["organization_id"] or ""), str(a["project"] or ""), str(a["period"])))

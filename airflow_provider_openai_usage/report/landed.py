@@ -95,10 +95,22 @@ def coverage_of(names: Sequence[str], covered: Sequence[tuple[int, int]] | None 
     return COMPLETE if reached >= DAY else PARTIAL
 
 
+def dataset_root(location: ObjectStoragePath, dataset: str, organization_id: str | None) -> ObjectStoragePath:
+    """``<location>/<dataset>/organization=<id>`` (or ``<location>/<dataset>`` when no organization is given)."""
+    from airflow_provider_openai_usage.organizations import organization_root
+
+    root = location / dataset
+    return root if organization_id is None else organization_root(root, organization_id)
+
+
 def read_landed(
-    location: ObjectStoragePath, endpoint: str, days: Sequence[dt.date], columns: Sequence[str]
+    location: ObjectStoragePath, endpoint: str, days: Sequence[dt.date], columns: Sequence[str], organization_id: str | None = None
 ) -> Landed:
-    """The named columns of ``<location>/<endpoint>`` for ``days``, plus a ``date`` column."""
+    """The named columns of ``<location>/<endpoint>/organization=<id>`` for ``days``, plus a ``date`` column.
+
+    One organization at a time, by its folder: a reader never trusts the rows' own
+    ``organization_id`` to tell organizations apart (older files of some datasets lack it).
+    """
     import pyarrow as pa
     import pyarrow.dataset as ds
     import pyarrow.fs as pafs
@@ -106,7 +118,7 @@ def read_landed(
     from airflow_provider_openai_usage.endpoints import get_endpoint
     from airflow_provider_openai_usage.storage import arrow_schema
 
-    root = location / endpoint
+    root = dataset_root(location, endpoint, organization_id)
     parts = list_parts(root, days)
     coverage = {d: coverage_of(parts[d], _manifest_covered(root, d) if parts[d] else None) for d in days}
     schema = arrow_schema(get_endpoint(endpoint))

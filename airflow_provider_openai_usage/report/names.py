@@ -1,6 +1,8 @@
 """Project names and OpenAI spend limits for the report, from the landed organization directory.
 
-The directory operator snapshots the admin API under ``<output_path>/directory/<entity>/date=D/``.
+The directory operator snapshots the admin API of each organization under
+``<output_path>/directory/<entity>/organization=<id>/date=D/``; each organization's names and
+limits come from its own snapshots (two organizations may both have a ``proj_abc``).
 The admin API has no history, so a snapshot describes the organization as it was on the day it was
 taken: for a report about day D the best snapshot is the first one taken after D, else the latest
 one before it. Without any snapshot the report shows project ids and no limits (and says so).
@@ -53,20 +55,23 @@ def _read(root: ObjectStoragePath, path: str, columns: list[str]) -> Any:
     from airflow_provider_openai_usage.directory import ENTITIES
     from airflow_provider_openai_usage.directory_rows import read_snapshot
 
-    return read_snapshot(root / path.rsplit("/", 2)[-2] / path.rsplit("/", 1)[-1], ENTITIES[root.name]).select(columns)
+    entity = root.parent.name if root.name.startswith("organization=") else root.name
+    return read_snapshot(root / path.rsplit("/", 2)[-2] / path.rsplit("/", 1)[-1], ENTITIES[entity]).select(columns)
 
 
-def load_directory(location: ObjectStoragePath, day: dt.date, currency: str = "usd") -> Directory:
-    """Names (``projects``) and monthly spend limits (``project_spend_limits``) for ``day``."""
+def load_directory(location: ObjectStoragePath, day: dt.date, currency: str = "usd", organization_id: str | None = None) -> Directory:
+    """Names (``projects``) and monthly spend limits (``project_spend_limits``) of one organization for ``day``."""
+    from airflow_provider_openai_usage.report.landed import dataset_root
+
     names: dict[str, str] = {}
     limits: dict[str, Decimal] = {}
-    projects_root = location / DIRECTORY / "projects"
+    projects_root = dataset_root(location, f"{DIRECTORY}/projects", organization_id)
     found = snapshots(projects_root)
     chosen = pick_snapshot(sorted(found), day)
     if chosen is not None:
         table = _read(projects_root, found[chosen], ["id", "name"])
         names = {r["id"]: r["name"] for r in table.to_pylist() if r["id"] and r["name"]}
-    limits_root = location / DIRECTORY / "project_spend_limits"
+    limits_root = dataset_root(location, f"{DIRECTORY}/project_spend_limits", organization_id)
     found_limits = snapshots(limits_root)
     chosen_limits = pick_snapshot(sorted(found_limits), day)
     if chosen_limits is not None:
@@ -79,7 +84,7 @@ def load_directory(location: ObjectStoragePath, day: dt.date, currency: str = "u
                 continue
             limits[r["project_id"]] = Decimal(r["threshold_amount"]) / CENTS  # the API's unit is cents
     keys: dict[str, tuple[str, str]] = {}
-    keys_root = location / DIRECTORY / "project_api_keys"
+    keys_root = dataset_root(location, f"{DIRECTORY}/project_api_keys", organization_id)
     found_keys = snapshots(keys_root)
     chosen_keys = pick_snapshot(sorted(found_keys), day)
     if chosen_keys is not None:
@@ -89,7 +94,8 @@ def load_directory(location: ObjectStoragePath, day: dt.date, currency: str = "u
                 owner = " ".join(x for x in (r["owner_name"], f"<{r['owner_email']}>" if r["owner_email"] else None) if x)
                 keys[r["id"]] = (r["name"] or r["id"], owner or "unknown owner")
     log.info(
-        "Directory for %s: names from snapshot %s (%d projects), spend limits from snapshot %s (%d), API keys from %s (%d)",
-        day, chosen or "none", len(names), chosen_limits or "none", len(limits), chosen_keys or "none", len(keys),
+        "Directory of %s for %s: names from snapshot %s (%d projects), spend limits from snapshot %s (%d), API keys from %s (%d)",
+        organization_id or "the lake", day, chosen or "none", len(names),
+        chosen_limits or "none", len(limits), chosen_keys or "none", len(keys),
     )
     return Directory(names, limits, keys)

@@ -18,7 +18,7 @@ from typing import Any
 
 import pendulum
 import pytest
-from report_support import NOW, land
+from report_support import NOW, ORG, land
 
 from airflow_provider_openai_usage.testing.receivers import WebhookReceiver
 
@@ -116,7 +116,7 @@ def test_each_alert_reaches_smtp_and_slack_once_across_a_rerun(run_dag, smtp_inb
     assert "trailing median" in spike and " USD" in spike
     assert (tmp_path / "reports" / "date=2025-11-09" / "spend.html").exists()
     markers = sorted(str(p.relative_to(tmp_path / "alerts")) for p in (tmp_path / "alerts").rglob("*.json"))
-    assert len(markers) == len(fired) and "org-daily/_organization/2025-11-09.json" in markers
+    assert len(markers) == len(fired) and f"org-daily/organization={ORG}/_organization/2025-11-09.json" in markers
 
 
 # -- names are data, never markup (#26 items 8 and 9) -----------------------------------------------------
@@ -125,12 +125,16 @@ EVIL = "<!channel> <http://evil.example|click here> & @here\r\nBcc: victim@examp
 
 def snapshot_renamed_directory(output_path: str, date: str, name: str) -> None:
     """The directory as landed for ``date``, every project renamed to ``name`` (plus its index)."""
-    from report_support import _env
+    from report_support import _as_organization, _env
 
     from airflow_provider_openai_usage.operators.directory import OpenAIDirectoryOperator
     from airflow_provider_openai_usage.testing import FakeOpenAIUsageAPI
 
-    with FakeOpenAIUsageAPI(seed=7, now=NOW) as api, _env("AIRFLOW_CONN_OPENAI_USAGE_DEFAULT", api.connection_json()):
+    with (
+        FakeOpenAIUsageAPI(seed=7, now=NOW) as api,
+        _env("AIRFLOW_CONN_OPENAI_USAGE_DEFAULT", api.connection_json()),
+        _as_organization(output_path, ORG),
+    ):
         for i, project in enumerate(api.api.admin.directory.objects("projects")):
             api.api.admin.edits[project["id"]] = {"name": f"{name} {i}"}
         op = OpenAIDirectoryOperator(task_id="snapshot_directory", output_path=output_path, entities=["projects", "project_spend_limits"])

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pendulum
 import pytest
-from report_support import land, partition_sums, snapshot_directory
+from report_support import land, org_root, partition_sums, snapshot_directory
 
 from airflow_provider_openai_usage.operators.report import OpenAISpendReportOperator
 from airflow_provider_openai_usage.report import charts
@@ -53,7 +53,7 @@ def browser() -> Iterator[object]:
 def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("report")
     land(out.as_uri(), "2025-10-05", "2025-11-10")
-    shutil.rmtree(out / "costs" / f"date={GAP}")
+    shutil.rmtree(org_root(out, "costs") / f"date={GAP}")
     snapshot_directory(out.as_uri(), "2025-11-10")  # the daily DAG's snapshot_directory runs before the report
     OpenAISpendReportOperator(task_id="report", output_path=out.as_uri(), days=WINDOW).execute(CTX)
     return out
@@ -101,7 +101,7 @@ def test_report_renders_offline_with_charts_and_the_partition_sums(browser, repo
         assert white < 0.97 * image.width * image.height, f"{name} is nearly empty"
 
     # The tables print the partitions' sums: per day, the window, the month to date.
-    oracle = partition_sums(report / "costs")
+    oracle = partition_sums(org_root(report, "costs"))
     rows = browser.find_elements(By.CSS_SELECTOR, "#daily-table tbody tr")
     days_seen = 0
     for row in rows:
@@ -131,8 +131,8 @@ def test_report_names_projects_and_shows_limits_from_the_landed_directory(browse
     import pyarrow.parquet as pq
     from selenium.webdriver.common.by import By
 
-    projects = pq.read_table(report / "directory" / "projects" / "date=2025-11-10" / "data.parquet").to_pylist()
-    limits = pq.read_table(report / "directory" / "project_spend_limits" / "date=2025-11-10" / "data.parquet").to_pylist()
+    projects = pq.read_table(org_root(report, "directory/projects") / "date=2025-11-10" / "data.parquet").to_pylist()
+    limits = pq.read_table(org_root(report, "directory/project_spend_limits") / "date=2025-11-10" / "data.parquet").to_pylist()
     assert projects and limits, "the fake organization has projects and at least one spend limit"
     browser.get((report / "reports" / "date=2025-11-09" / "spend.html").as_uri())
     body = browser.find_element(By.TAG_NAME, "body").text

@@ -6,7 +6,7 @@ import json
 from decimal import Decimal
 
 import pendulum
-from report_support import land
+from report_support import ORG, land
 
 from airflow_provider_openai_usage.operators.report import OpenAISpendAlertOperator, OpenAISpendReportOperator
 from airflow_provider_openai_usage.report.spend import money
@@ -23,7 +23,7 @@ def test_report_and_alerts_on_s3(s3_bucket: str, moto_server: str, monkeypatch) 
     base = f"s3://{s3_bucket}/openai"
     land(base, "2025-10-20", "2025-11-10", output_conn_id="moto_s3")
     s3 = boto3.client("s3", endpoint_url=moto_server, aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
-    for obj in s3.list_objects_v2(Bucket=s3_bucket, Prefix="openai/costs/date=2025-11-03/")["Contents"]:
+    for obj in s3.list_objects_v2(Bucket=s3_bucket, Prefix=f"openai/costs/organization={ORG}/date=2025-11-03/")["Contents"]:
         s3.delete_object(Bucket=s3_bucket, Key=obj["Key"])  # a day never landed
 
     result = OpenAISpendReportOperator(task_id="report", output_path=base, output_conn_id="moto_s3", days=14).execute(CTX)
@@ -34,7 +34,7 @@ def test_report_and_alerts_on_s3(s3_bucket: str, moto_server: str, monkeypatch) 
     assert png.startswith(b"\x89PNG")
 
     # Oracle: the month's objects summed in plain Python.
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=s3_bucket, Prefix="openai/costs/date=2025-11-")["Contents"]]
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=s3_bucket, Prefix=f"openai/costs/organization={ORG}/date=2025-11-")["Contents"]]
     mtd = Decimal(0)
     for key in keys:
         if key.split("date=")[1][:10] <= "2025-11-09":
@@ -55,5 +55,49 @@ def test_report_and_alerts_on_s3(s3_bucket: str, moto_server: str, monkeypatch) 
             ).execute(CTX)
         assert len(hook.messages) == 1
         assert f"Report: {base}/reports/date=2025-11-09/spend.html" in hook.messages[0]["text"]
-    marker = json.loads(s3.get_object(Bucket=s3_bucket, Key="openai/alerts/mtd/_organization/2025-11.json")["Body"].read())
+    marker = json.loads(s3.get_object(Bucket=s3_bucket, Key=f"openai/alerts/mtd/organization={ORG}/_organization/2025-11.json")["Body"].read())
     assert marker["delivered"] == ['airflow.providers.slack.notifications.slack_webhook.SlackWebhookNotifier(slack_webhook_conn_id="hook")'] and marker["amount"] == format(mtd.normalize(), "f")
+
+
+def test_move_to_organization_on_s3_copies_then_deletes_and_a_rerun_finishes_a_half_done_move(s3_bucket: str, moto_server: str) -> None:
+    """On an object store the move is copy then delete: cut short after copying a day, the next run
+    finds that day in both places byte for byte, deletes the old copy and moves the rest."""
+    import argparse
+    import io
+
+    import boto3
+
+    from airflow_provider_openai_usage.cli import EXIT_OK, run_move, run_verify
+    from airflow_provider_openai_usage.organization_move import move_to_organization
+    from airflow_provider_openai_usage.storage import output_location
+
+    base = f"s3://{s3_bucket}/moving"
+    land(base, "2025-11-05", "2025-11-08", endpoints=("costs",), output_conn_id="moto_s3")
+    s3 = boto3.client("s3", endpoint_url=moto_server, aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
+
+    def objects(prefix: str) -> dict[str, bytes]:
+        listed = s3.list_objects_v2(Bucket=s3_bucket, Prefix=prefix).get("Contents", [])
+        return {o["Key"][len(prefix):]: s3.get_object(Bucket=s3_bucket, Key=o["Key"])["Body"].read() for o in listed}
+
+    # Put the lake back in the single-organization layout, as an older release wrote it.
+    landed = objects(f"moving/costs/organization={ORG}/")
+    for rel, body in landed.items():
+        s3.put_object(Bucket=s3_bucket, Key=f"moving/costs/{rel}", Body=body)
+        s3.delete_object(Bucket=s3_bucket, Key=f"moving/costs/organization={ORG}/{rel}")
+    # A move cut short: one day already copied to the organization's folder, not yet deleted.
+    half = [rel for rel in landed if rel.startswith("date=2025-11-06/")]
+    for rel in half:
+        s3.put_object(Bucket=s3_bucket, Key=f"moving/costs/organization={ORG}/{rel}", Body=landed[rel])
+    plan = move_to_organization(output_location(base, "moto_s3"), ORG, dry_run=True)
+    assert plan.datasets[0].finished == ["2025-11-06"] and objects("moving/costs/date=2025-11-06/"), "a dry run moves nothing"
+
+    args = argparse.Namespace(output_path=base, output_conn_id="moto_s3", organization_id=ORG, dry_run=False, output="table",
+                              dataset=None)
+    out = io.StringIO()
+    assert run_move(args, out) == EXIT_OK
+    assert "moved costs: 3 day(s) and _openai_usage" in out.getvalue() and "1 already copied" in out.getvalue()
+    assert objects(f"moving/costs/organization={ORG}/") == landed, "every object, byte for byte, in its new place"
+    assert [k for k in objects("moving/costs/") if not k.startswith("organization=")] == []
+    verify = io.StringIO()
+    assert run_verify(argparse.Namespace(**{**vars(args), "organization_id": [ORG]}), verify) == EXIT_OK, verify.getvalue()
+    assert "3 day files checked, 0 problem(s)" in verify.getvalue()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pendulum
 import pytest
 import requests
-from report_support import land, snapshot_directory
+from report_support import ORG, land, org_root, snapshot_directory
 from services import ServiceSet, airflow_cli, airflow_env, free_port, start_api_server, wait_until
 from test_report_browser import browser  # noqa: F401 - the shared headless Chromium
 
@@ -28,7 +28,7 @@ CTX = {"data_interval_start": pendulum.datetime(2025, 11, 9), "data_interval_end
 def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("spend-lake")
     land(out.as_uri(), "2025-10-20", "2025-11-10")
-    shutil.rmtree(out / "costs" / "date=2025-11-03")  # a day that never landed: the status shows it missing
+    shutil.rmtree(org_root(out, "costs") / "date=2025-11-03")  # a day that never landed: the status shows it missing
     snapshot_directory(out.as_uri(), "2025-11-10")
     OpenAISpendReportOperator(task_id="report", output_path=out.as_uri(), days=14).execute(CTX)
     from airflow.sdk import BaseNotifier
@@ -74,6 +74,7 @@ def test_the_spend_view_behind_airflows_login(browser, lake: Path, tmp_path: Pat
         status = requests.get(base + "/openai-usage/api/status", headers=auth, timeout=60)
         assert status.status_code == 200, status.text
         costs = next(d for d in status.json()["datasets"] if d["dataset"] == "costs")
+        assert costs["organization_id"] == ORG
         assert "2025-11-03" in costs["missing"] and costs["landed"][0] == "2025-10-20"
         bad = requests.get(base + "/openai-usage/report", params={"date": "../../etc/passwd"}, headers=auth, timeout=60)
         assert bad.status_code == 400 and "YYYY-MM-DD" in bad.text
@@ -88,10 +89,10 @@ def test_the_spend_view_behind_airflows_login(browser, lake: Path, tmp_path: Pat
         browser.switch_to.frame(frame)
         table = wait_until(lambda: browser.find_elements(By.ID, "landing-status"), timeout=60, what="the landing status")[0]
         row = next(r for r in table.find_elements(By.TAG_NAME, "tr") if r.text.startswith("costs "))
-        assert "2025-11-03" in row.text, row.text
+        assert "2025-11-03" in row.text and ORG in row.text, row.text
         page = browser.page_source
         alerts = browser.find_element(By.ID, "fired-alerts")
-        assert "org-daily" in alerts.text and "1 notifier(s)" in alerts.text
+        assert "org-daily" in alerts.text and "1 notifier(s)" in alerts.text and ORG in alerts.text
         report_frame = browser.find_element(By.ID, "spend-report")
         browser.switch_to.frame(report_frame)
         wait_until(lambda: "2025-11-09" in browser.find_element(By.TAG_NAME, "body").text, timeout=60, what="the report")

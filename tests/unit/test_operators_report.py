@@ -20,7 +20,7 @@ import pytest
 from airflow.sdk import BaseNotifier
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from report_support import GAP, REPORT_DAY, land_with_gap, location, partition_sums
+from report_support import GAP, ORG, REPORT_DAY, land_with_gap, location, org_root, partition_sums
 
 from airflow_provider_openai_usage.exceptions import OpenAIUsageError, OpenAIUsageValidationError
 from airflow_provider_openai_usage.operators.report import OpenAISpendAlertOperator, OpenAISpendReportOperator, report_day
@@ -52,7 +52,7 @@ def test_report_operator_writes_a_self_contained_page_and_png(landed: Path, tmp_
     assert html.count("<svg") == 3
     # The gap reads as not landed, never as 0.00.
     assert re.search(rf'<tr class="missing"><td>{GAP}</td><td>missing</td>(<td class="num">n/a</td>)+</tr>', html)
-    oracle = partition_sums(out / "costs")
+    oracle = partition_sums(org_root(out, "costs"))
     window = [(DAY - dt.timedelta(days=i)).isoformat() for i in range(14)]
     total = sum((oracle.get(d, Decimal(0)) for d in window), Decimal(0))
     assert f'data-exact="{format(total, "f")}">{money(total, "usd")}</td>' in html
@@ -62,14 +62,14 @@ def test_report_operator_writes_a_self_contained_page_and_png(landed: Path, tmp_
 def test_partial_day_is_marked(landed: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     shutil.copytree(landed, out)
-    day_dir = out / "costs" / "date=2025-11-08"
-    manifest = out / "costs" / "_openai_usage" / "manifests" / "date=2025-11-08.json"
+    day_dir = org_root(out, "costs") / "date=2025-11-08"
+    manifest = org_root(out, "costs") / "_openai_usage" / "manifests" / "date=2025-11-08.json"
     if manifest.exists():  # one file per day: its manifest says which hours it covers
         start = int(dt.datetime(2025, 11, 8, tzinfo=dt.timezone.utc).timestamp())
         manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "covered": [[start, start + 43200]]}))
     else:
         (day_dir / "part-0000-2400.parquet").rename(day_dir / "part-0000-1200.parquet")
-    spend = load_spend(location(out), DAY, 30)
+    spend = load_spend(location(out), DAY, 30, organization_id=ORG)
     assert spend.coverage[dt.date(2025, 11, 8)] == PARTIAL
     OpenAISpendReportOperator(task_id="report", output_path=out.as_uri()).execute(REPORT_CTX)
     html = (out / "reports" / "date=2025-11-09" / "spend.html").read_text()
@@ -133,10 +133,10 @@ def test_each_firing_is_sent_once_across_reruns(spiky: Path) -> None:
     for _ in range(3):
         result = alert_op(spiky, [Recorder(a), Recorder(b, text="{{ spend_alert.project }} {{ spend_alert.amount }}")]).execute(CTX)
     assert len(a) == 2 and len(b) == 2
-    assert a[0].startswith("OpenAI spend alert [org-daily]: the organization spent") and "reports/date=2025-11-09/spend.html" in a[0]
+    assert a[0].startswith(f"OpenAI spend alert [org-daily]: organization {ORG} spent") and "reports/date=2025-11-09/spend.html" in a[0]
     assert b[0].startswith("organization ") and b[0].endswith(" USD")
     assert {e["state"] for e in result["evaluations"]} == {"fired"}
-    marker = json.loads((spiky / "alerts" / "org-mtd" / "_organization" / "2025-11.json").read_text())
+    marker = json.loads((spiky / "alerts" / "org-mtd" / f"organization={ORG}" / "_organization" / "2025-11.json").read_text())
     assert marker["delivered"] == ["test_operators_report.Recorder()", "test_operators_report.Recorder()#2"] and marker["period"] == "2025-11"
     # The next day is a new period for the daily rule, the same one for the month-to-date rule.
     alert_op(spiky, [Recorder(a), Recorder(b)], report_date="2025-11-07").execute(CTX)
@@ -165,7 +165,7 @@ def test_a_crash_while_recording_keeps_the_previous_marker(spiky: Path, monkeypa
     inbox: list[str] = []
     op = alert_op(spiky, [Recorder(inbox)], rules=RULES[:1])
     op.execute(CTX)
-    marker = spiky / "alerts" / "org-daily" / "_organization" / "2025-11-09.json"
+    marker = spiky / "alerts" / "org-daily" / f"organization={ORG}" / "_organization" / "2025-11-09.json"
     before = marker.read_bytes()
 
     def boom(src: str, dst: str) -> None:
@@ -202,14 +202,18 @@ def test_any_mix_of_receiver_failures_and_retries_delivers_each_firing_exactly_o
 def test_report_and_alerts_read_days_with_and_without_the_api_key_dimension(tmp_path: Path) -> None:
     """Costs grouped by api_key_id land without it before OpenAI's 2025-12-01 floor (issue #25): the
     report and the alerts read both kinds of day, and the total is the files' to the last decimal."""
-    from report_support import _env
+    from report_support import _as_organization, _env
 
     from airflow_provider_openai_usage.endpoints import COSTS_API_KEY_FLOOR, finops_group_by
     from airflow_provider_openai_usage.operators.usage import OpenAICostsOperator
     from airflow_provider_openai_usage.testing import FakeOpenAIUsageAPI
 
     now = COSTS_API_KEY_FLOOR + 5 * 86400
-    with FakeOpenAIUsageAPI(seed=7, now=now) as api, _env("AIRFLOW_CONN_OPENAI_USAGE_DEFAULT", api.connection_json()):
+    with (
+        FakeOpenAIUsageAPI(seed=7, now=now) as api,
+        _env("AIRFLOW_CONN_OPENAI_USAGE_DEFAULT", api.connection_json()),
+        _as_organization(tmp_path.as_uri(), ORG),
+    ):
         OpenAICostsOperator(task_id="c", group_by=finops_group_by("costs"), output_path=tmp_path.as_uri()).execute(
             {"data_interval_start": pendulum.from_timestamp(now - 20 * 86400), "data_interval_end": pendulum.from_timestamp(now)}
         )
@@ -217,7 +221,7 @@ def test_report_and_alerts_read_days_with_and_without_the_api_key_dimension(tmp_
     result = OpenAISpendReportOperator(task_id="report", output_path=tmp_path.as_uri(), days=14).execute(ctx)
     assert result["missing_days"] == []
     html = (tmp_path / "reports" / "date=2025-12-05" / "spend.html").read_text()
-    oracle = partition_sums(tmp_path / "costs")
+    oracle = partition_sums(org_root(tmp_path, "costs"))
     window = [(dt.date(2025, 12, 5) - dt.timedelta(days=i)).isoformat() for i in range(14)]
     total = sum((oracle.get(d, Decimal(0)) for d in window), Decimal(0))
     assert f'data-exact="{format(total, "f")}">{money(total, "usd")}</td>' in html

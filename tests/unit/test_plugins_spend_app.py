@@ -62,3 +62,20 @@ def test_the_spend_view_lists_them_escaped() -> None:
     page = alerts_table([hostile])
     assert "<script>" not in page and "&lt;script&gt;x&lt;/script&gt;" in page and "1 notifier(s)" in page and "1,234.57" in page
     assert "No spend alert fired" in alerts_table([])
+
+
+def test_the_status_table_and_the_alerts_name_each_organization() -> None:
+    from airflow_provider_openai_usage.plugins.spend_app import alerts_table
+
+    page = status_table([
+        DatasetStatus(dataset="costs", first=None, through="2025-11-09", organization_id="org-One1"),
+        DatasetStatus(dataset="costs", first=None, through="2025-11-09", organization_id="org-Two2"),
+        DatasetStatus(dataset="completions", first=None, through="2025-11-09"),
+    ])
+    assert "<th>organization</th>" in page
+    assert "<td>costs</td><td>org-One1</td>" in page and "<td>costs</td><td>org-Two2</td>" in page
+    assert "<td>completions</td><td>(not moved)</td>" in page
+    fired = [{"rule": "daily", "organization": "Research (org-One1)", "organization_id": "org-One1", "project": None,
+              "period": "2025-11-09", "amount": "3", "threshold": "1", "message": "m", "delivered": ["x"]}]
+    table = alerts_table(fired)
+    assert "<th>organization</th>" in table and "<td>Research (org-One1)</td>" in table

@@ -6,7 +6,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from report_support import REPORT_DAY, land_with_gap, location
+from report_support import ORG, REPORT_DAY, land_with_gap, location
 
 from airflow_provider_openai_usage.report.spend import Directory, load_spend
 
@@ -22,7 +22,7 @@ def landed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_report_bytes_do_not_depend_on_the_run(landed: Path, tmp_path: Path) -> None:
     from airflow_provider_openai_usage.report import charts
 
-    spend = load_spend(location(landed), DAY, 30, Directory({"proj_alpha": "Alpha"}, {"proj_alpha": Decimal(40)}))
+    spend = load_spend(location(landed), DAY, 30, Directory({"proj_alpha": "Alpha"}, {"proj_alpha": Decimal(40)}), organization_id=ORG)
     first = charts.render(charts.month_chart, spend, name="month", formats=("svg", "png"))
     second = charts.render(charts.month_chart, spend, name="month", formats=("svg", "png"))
     assert first == second
@@ -34,10 +34,10 @@ def test_names_are_literal_text_maths_markup_and_a_leading_underscore_included(l
     (matplotlib's "leave out of the legend" marker) must still be in the legend (#26 item 11)."""
     from airflow_provider_openai_usage.report import charts
 
-    probe = load_spend(location(landed), DAY, 30, Directory())
+    probe = load_spend(location(landed), DAY, 30, Directory(), organization_id=ORG)
     top, second = probe.projects[:2]
     names = {top: "_top spender", second: r"Cost $\frac{$ center"}
-    spend = load_spend(location(landed), DAY, 30, Directory(names, {second: Decimal(1)}))
+    spend = load_spend(location(landed), DAY, 30, Directory(names, {second: Decimal(1)}), organization_id=ORG)
     for build in (lambda s: charts.daily_chart(s, 14), charts.month_chart, charts.models_chart):
         charts.render(build, spend, name="hostile", formats=("svg", "png"))
     import matplotlib
@@ -60,9 +60,9 @@ def test_on_day_one_the_bars_are_visible_and_far_limits_are_named_not_drawn(land
     from airflow_provider_openai_usage.report import charts
 
     day_one = DAY.replace(day=1)
-    probe = load_spend(location(landed), day_one, 30, Directory())
+    probe = load_spend(location(landed), day_one, 30, Directory(), organization_id=ORG)
     big, small = probe.projects[0], probe.projects[1]
-    spend = load_spend(location(landed), day_one, 30, Directory({}, {big: Decimal(7000), small: Decimal(1000)}))
+    spend = load_spend(location(landed), day_one, 30, Directory({}, {big: Decimal(7000), small: Decimal(1000)}), organization_id=ORG)
     with matplotlib.rc_context(charts._rc()), warnings.catch_warnings():
         warnings.simplefilter("error")  # a glyph the font lacks would warn
         fig = charts.month_chart(spend)
