@@ -42,43 +42,6 @@ def _env(name: str, value: str) -> Iterator[None]:
             os.environ[name] = old
 
 
-def _writers_know_organizations() -> bool:
-    """Whether the pull operators write ``<dataset>/organization=<id>/`` themselves (issue #29's writers).
-
-    Until they do, ``land`` lands the old layout and moves it where this release's readers look, with
-    the same move ``airflow openai-usage move-to-organization`` makes (each organization in turn).
-    """
-    import inspect
-
-    from airflow_provider_openai_usage.operators import usage
-
-    return "organization_root" in inspect.getsource(usage)
-
-
-@contextmanager
-def _as_organization(output_path: str, organization_id: str, output_conn_id: str | None = None) -> Iterator[None]:
-    """Around a pull of today's writers: the organization's folders moved back to the old layout
-    (so the writer sees what it wrote before: restating a day works as it will), then moved down."""
-    from airflow_provider_openai_usage.organization_move import move_to_organization
-    from airflow_provider_openai_usage.organizations import organization_folder
-    from airflow_provider_openai_usage.status import find_datasets
-    from airflow_provider_openai_usage.storage import output_location
-
-    if _writers_know_organizations():
-        yield
-        return
-    location = output_location(output_path, output_conn_id)
-    fs, level = location.fs, organization_folder(organization_id)
-    for dataset in find_datasets(location):
-        folder = location / dataset / level
-        if folder.exists():
-            for child in list(folder.iterdir()):
-                fs.mv(child.path, (location / dataset / child.name).path, recursive=True)
-            fs.rm(folder.path, recursive=True)
-    yield
-    move_to_organization(location, organization_id)
-
-
 def fake_api(seed: int, now: int, organization_id: str = ORG):
     """The fake API serving one organization (``ORG`` by default; another id: another organization)."""
     from airflow_provider_openai_usage.testing import FakeOpenAIUsageAPI
@@ -97,7 +60,6 @@ def land(
     with (
         fake_api(seed, now, organization_id) as api,
         _env("AIRFLOW_CONN_OPENAI_USAGE_DEFAULT", api.connection_json()),
-        _as_organization(output_path, organization_id, output_conn_id),
     ):
         for key in endpoints:
             op = OpenAIUsageOperator(
@@ -114,7 +76,6 @@ def snapshot_directory(output_path: str, date: str, *, seed: int = 7, now: int =
     with (
         fake_api(seed, now, organization_id) as api,
         _env("AIRFLOW_CONN_OPENAI_USAGE_DEFAULT", api.connection_json()),
-        _as_organization(output_path, organization_id),
     ):
         op = OpenAIDirectoryOperator(task_id="snapshot_directory", output_path=output_path, entities=["projects", "project_spend_limits"])
         op.execute({"data_interval_end": pendulum.parse(date)})

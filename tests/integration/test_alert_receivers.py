@@ -125,7 +125,7 @@ EVIL = "<!channel> <http://evil.example|click here> & @here\r\nBcc: victim@examp
 
 def snapshot_renamed_directory(output_path: str, date: str, name: str) -> None:
     """The directory as landed for ``date``, every project renamed to ``name`` (plus its index)."""
-    from report_support import _as_organization, _env
+    from report_support import _env
 
     from airflow_provider_openai_usage.operators.directory import OpenAIDirectoryOperator
     from airflow_provider_openai_usage.testing import FakeOpenAIUsageAPI
@@ -133,7 +133,6 @@ def snapshot_renamed_directory(output_path: str, date: str, name: str) -> None:
     with (
         FakeOpenAIUsageAPI(seed=7, now=NOW) as api,
         _env("AIRFLOW_CONN_OPENAI_USAGE_DEFAULT", api.connection_json()),
-        _as_organization(output_path, ORG),
     ):
         for i, project in enumerate(api.api.admin.directory.objects("projects")):
             api.api.admin.edits[project["id"]] = {"name": f"{name} {i}"}

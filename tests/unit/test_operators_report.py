@@ -202,7 +202,7 @@ def test_any_mix_of_receiver_failures_and_retries_delivers_each_firing_exactly_o
 def test_report_and_alerts_read_days_with_and_without_the_api_key_dimension(tmp_path: Path) -> None:
     """Costs grouped by api_key_id land without it before OpenAI's 2025-12-01 floor (issue #25): the
     report and the alerts read both kinds of day, and the total is the files' to the last decimal."""
-    from report_support import _as_organization, _env
+    from report_support import _env
 
     from airflow_provider_openai_usage.endpoints import COSTS_API_KEY_FLOOR, finops_group_by
     from airflow_provider_openai_usage.operators.usage import OpenAICostsOperator
@@ -212,7 +212,6 @@ def test_report_and_alerts_read_days_with_and_without_the_api_key_dimension(tmp_
     with (
         FakeOpenAIUsageAPI(seed=7, now=now) as api,
         _env("AIRFLOW_CONN_OPENAI_USAGE_DEFAULT", api.connection_json()),
-        _as_organization(tmp_path.as_uri(), ORG),
     ):
         OpenAICostsOperator(task_id="c", group_by=finops_group_by("costs"), output_path=tmp_path.as_uri()).execute(
             {"data_interval_start": pendulum.from_timestamp(now - 20 * 86400), "data_interval_end": pendulum.from_timestamp(now)}

@@ -113,8 +113,8 @@ def test_an_answer_naming_a_bad_or_two_organizations_is_refused(fake_api, monkey
     hook = _connect(fake_api, monkeypatch, organization_id=None)
     original = fake_api.api.page
 
-    def two_orgs(endpoint, query):
-        page = original(endpoint, query)
+    def two_orgs(endpoint, query, org=None):
+        page = original(endpoint, query, org)
         results = [r for b in page["data"] for r in b["results"]]
         if results:
             results[0]["organization_id"], results[-1]["organization_id"] = "org-One", "org-Two"
@@ -124,8 +124,8 @@ def test_an_answer_naming_a_bad_or_two_organizations_is_refused(fake_api, monkey
     with pytest.raises(OpenAIUsageResponseError, match=r"several organizations \[.*'org-One', 'org-Two'\]"):
         hook.organization_id()
 
-    def bad_org(endpoint, query):
-        page = original(endpoint, query)
+    def bad_org(endpoint, query, org=None):
+        page = original(endpoint, query, org)
         for b in page["data"]:
             for r in b["results"]:
                 r["organization_id"] = "../../etc"

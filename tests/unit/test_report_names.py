@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from conftest import FAKE_ORG, ORG_DIR
 
 from airflow_provider_openai_usage.report.names import load_directory, pick_snapshot
 
@@ -77,8 +78,8 @@ def test_snapshots_in_every_documented_format_name_projects_for_the_report_alert
 
     OpenAIDirectoryOperator(task_id="d", output_path=tmp_path.as_uri(), entities=["projects", "project_spend_limits"],
                             file_format=file_format).execute({"data_interval_end": pendulum.parse("2025-11-10")})
-    directory = load_directory(location(tmp_path), dt.date(2025, 11, 9))
+    directory = load_directory(location(tmp_path), dt.date(2025, 11, 9), organization_id=FAKE_ORG)
     expected = {p["id"]: p["name"] for p in fake_api.api.admin.directory.objects("projects")}
     assert directory.names == expected and directory.limits
-    (path,) = list_day_files(location(tmp_path) / "directory" / "projects").values()
+    (path,) = list_day_files(location(tmp_path) / "directory" / "projects" / ORG_DIR).values()
     assert _names_of(path) == expected

@@ -44,7 +44,7 @@ def test_report_chart_and_marker_files_get_the_mode_day_files_get(fake_api, conn
     from airflow_provider_openai_usage.report.publish import publish_bytes
 
     write(tmp_path, D8, D8 + 86400, endpoint="completions")
-    (day_file,) = (tmp_path / "completions").glob("date=*/data.parquet")
+    (day_file,) = (tmp_path / "completions").glob("organization=*/date=*/data.parquet")
     report = tmp_path / "reports" / "date=2025-11-08" / "spend.html"
     publish_bytes(ObjectStoragePath(tmp_path.as_uri()) / "reports" / "date=2025-11-08" / "spend.html", b"<html></html>")
     assert stat.S_IMODE(report.stat().st_mode) == stat.S_IMODE(day_file.stat().st_mode)

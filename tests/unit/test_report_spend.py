@@ -84,7 +84,7 @@ def test_the_drill_down_by_api_key_and_owner_sums_to_the_window(tmp_path: Path) 
     """Costs grouped by API key (after OpenAI's 2025-12-01 floor), keys named and owned from the
     directory snapshot: per key and per owner the exact sums add up to the window's total (#30)."""
     import pendulum
-    from report_support import _as_organization, _env
+    from report_support import _env
 
     from airflow_provider_openai_usage.operators.directory import OpenAIDirectoryOperator
     from airflow_provider_openai_usage.operators.usage import OpenAIUsageOperator
@@ -96,7 +96,6 @@ def test_the_drill_down_by_api_key_and_owner_sums_to_the_window(tmp_path: Path) 
     with (
         FakeOpenAIUsageAPI(seed=7, now=now) as api,
         _env("AIRFLOW_CONN_OPENAI_USAGE_DEFAULT", api.connection_json()),
-        _as_organization(tmp_path.as_uri(), ORG),
     ):
         OpenAIUsageOperator(
             task_id="pull_costs", endpoint="costs", group_by=["project_id", "line_item", "api_key_id"], output_path=tmp_path.as_uri(),

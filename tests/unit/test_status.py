@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pendulum
 import pytest
-from report_support import ORG, ORG_B, GROUP_BY, _as_organization, _env, fake_api, land, location, org_root, snapshot_directory
+from report_support import ORG, ORG_B, GROUP_BY, _env, fake_api, land, location, org_root, snapshot_directory
 
 from airflow_provider_openai_usage.exceptions import OpenAIUsageValidationError
 from airflow_provider_openai_usage.status import (
@@ -35,7 +35,6 @@ def land_part_of_day(output_path: str) -> None:
     with (
         fake_api(7, 1762732800) as api,
         _env("AIRFLOW_CONN_OPENAI_USAGE_DEFAULT", api.connection_json()),
-        _as_organization(output_path, ORG),
     ):
         op = OpenAIUsageOperator(
             task_id="pull_hourly", endpoint="completions", group_by=GROUP_BY["completions"], output_path=output_path,
