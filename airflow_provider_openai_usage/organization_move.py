@@ -92,13 +92,12 @@ class MovePlan:
 
 def legacy_datasets(location: ObjectStoragePath) -> list[str]:
     """Dataset folders (paths under ``location``) that hold ``date=*`` or ``_openai_usage`` directly."""
+    from airflow_provider_openai_usage.status import subfolders
+
     found: list[str] = []
 
     def walk(folder: ObjectStoragePath, prefix: str, depth: int) -> None:
-        try:
-            children = sorted((c for c in folder.iterdir() if c.is_dir()), key=lambda c: c.name)
-        except (FileNotFoundError, NotADirectoryError):
-            return
+        children = subfolders(folder)
         names = {c.name for c in children}
         if names & set(TABLE_MARKERS):
             return

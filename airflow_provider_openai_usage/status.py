@@ -135,16 +135,21 @@ def parse_day(value: str | dt.date | None, name: str) -> dt.date | None:
         raise OpenAIUsageValidationError(f"{name}={value!r} is not a UTC day; give it as YYYY-MM-DD, e.g. 2025-11-09") from None
 
 
+def subfolders(folder: ObjectStoragePath) -> list[ObjectStoragePath]:
+    """The folders directly under ``folder``, by name (none when it is missing or a file)."""
+    try:
+        return sorted((c for c in folder.iterdir() if c.is_dir()), key=lambda c: c.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
 def find_datasets(location: ObjectStoragePath) -> list[str]:
     """Names (paths under ``location``) of every dataset a writer of this provider keeps there: a
     folder with ``organization=<id>`` folders (or, before the organization level, ``_openai_usage/``)."""
     found: list[str] = []
 
     def walk(folder: ObjectStoragePath, prefix: str, depth: int) -> None:
-        try:
-            children = sorted((c for c in folder.iterdir() if c.is_dir()), key=lambda c: c.name)
-        except (FileNotFoundError, NotADirectoryError):
-            return
+        children = subfolders(folder)
         names = {c.name for c in children}
         if prefix and (CONTROL_DIR in names or landed_organizations(folder)):
             found.append(prefix.rstrip("/"))

@@ -285,7 +285,8 @@ def interleaved(server: FakeServer, contenders: dict[str, tuple[Callable[..., in
 FRESH_PROBE = """
 import json, os, sys, tempfile, time
 t0 = time.perf_counter()
-os.environ["AIRFLOW_CONN_BENCH"] = json.dumps({"conn_type": "openai_usage", "host": sys.argv[1], "password": sys.argv[2]})
+os.environ["AIRFLOW_CONN_BENCH"] = json.dumps({"conn_type": "openai_usage", "host": sys.argv[1], "password": sys.argv[2],
+                                              "extra": {"organization_id": "org-FakeUsage7Fk3bQz9Mn2Lp5"}})  # the fake's, as a user sets it
 from airflow_provider_openai_usage.operators.usage import OpenAIUsageOperator
 t1 = time.perf_counter()
 with tempfile.TemporaryDirectory() as tmp:
@@ -340,7 +341,7 @@ def focus_requests(server: FakeServer, start: int, end: int) -> dict[str, int]:
         pull = server.requests_made(reset=True)
         OpenAIFocusOperator(
             task_id="focus", output_path=Path(tmp).as_uri(), openai_usage_conn_id=_bench_connection(server.base_url),
-            start_time=start, end_time=end, source="landed", billing_account_id="org-bench", billing_account_name="Bench",
+            start_time=start, end_time=end, source="landed", billing_account_name="Bench",
         ).execute(context={})  # type: ignore[arg-type]
         return {"pull_costs": pull, "focus_export": server.requests_made()}
 
@@ -348,7 +349,8 @@ def focus_requests(server: FakeServer, start: int, end: int) -> dict[str, int]:
 # -- sinks: a year of costs + completions into files, Delta and Iceberg, fresh processes ------------------
 SINK_PROBE = """
 import json, os, sys, tempfile, time
-os.environ["AIRFLOW_CONN_BENCH"] = json.dumps({"conn_type": "openai_usage", "host": sys.argv[1], "password": sys.argv[2]})
+os.environ["AIRFLOW_CONN_BENCH"] = json.dumps({"conn_type": "openai_usage", "host": sys.argv[1], "password": sys.argv[2],
+                                              "extra": {"organization_id": "org-FakeUsage7Fk3bQz9Mn2Lp5"}})  # the fake's, as a user sets it
 from airflow_provider_openai_usage.operators.usage import OpenAIUsageOperator
 table_format = sys.argv[5] or None
 if table_format == "delta":
@@ -395,7 +397,8 @@ def sinks(server: FakeServer, start: int, end: int, repeats: int) -> dict[str, A
 # -- memory: one dense day of 1m buckets, fresh processes ------------------------------------------------
 RSS_PROBE = """
 import json, os, sys, tempfile
-os.environ["AIRFLOW_CONN_BENCH"] = json.dumps({"conn_type": "openai_usage", "host": sys.argv[1], "password": sys.argv[2]})
+os.environ["AIRFLOW_CONN_BENCH"] = json.dumps({"conn_type": "openai_usage", "host": sys.argv[1], "password": sys.argv[2],
+                                              "extra": {"organization_id": "org-FakeUsage7Fk3bQz9Mn2Lp5"}})  # the fake's, as a user sets it
 import pyarrow, pyarrow.parquet, requests  # noqa: F401 - the import baseline includes what the pull uses
 from airflow_provider_openai_usage.operators.usage import OpenAIUsageOperator
 from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook  # noqa: F401

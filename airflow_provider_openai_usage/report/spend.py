@@ -30,6 +30,13 @@ CENT = Decimal("0.01")
 NO_PROJECT = "(no project)"
 
 
+def percent_change(before: Decimal | None, today: Decimal | None) -> Decimal | None:
+    """``today`` against ``before`` in percent; None when either is unknown or ``before`` is zero."""
+    if before is None or today is None or before == ZERO:
+        return None
+    return (today - before) / before * 100
+
+
 def money(value: Decimal | None, currency: str) -> str:
     """``1,234.57 USD``: rounded half up to cents, only for display."""
     if value is None:
@@ -139,11 +146,7 @@ class Spend:
 
     def day_change(self) -> Decimal | None:
         """The report day against the day before, in percent (None: either not landed, or nothing the day before)."""
-        before = self.day_total(self.report_day - dt.timedelta(days=1))
-        today = self.day_total(self.report_day)
-        if before is None or today is None or before == ZERO:
-            return None
-        return (today - before) / before * 100
+        return percent_change(self.day_total(self.report_day - dt.timedelta(days=1)), self.day_total(self.report_day))
 
     def by_owner(self) -> list[tuple[str, Decimal]]:
         """The window's cost per API-key owner (from the directory), biggest first: the drill-down by user."""
@@ -349,11 +352,8 @@ class OrganizationsSpend:
         return sum(forecasts, ZERO) if forecasts else None
 
     def day_change(self) -> Decimal | None:
-        before = self.day_total(self.report_day - dt.timedelta(days=1))
-        today = self.day_total(self.report_day)
-        if before is None or today is None or before == ZERO:
-            return None
-        return (today - before) / before * 100
+        """Every organization's report day against the day before, in percent (as ``Spend.day_change``)."""
+        return percent_change(self.day_total(self.report_day - dt.timedelta(days=1)), self.day_total(self.report_day))
 
     @property
     def other_currencies(self) -> dict[str, Decimal]:

@@ -15,8 +15,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from airflow_provider_openai_usage.endpoints import ENDPOINTS
 from conftest import ORG_DIR
+
+from airflow_provider_openai_usage.endpoints import ENDPOINTS
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "dags"
@@ -58,7 +59,7 @@ def demo(tmp_path_factory) -> dict:
 
 def test_demo_lands_every_endpoint_and_is_repeatable(demo):
     out = demo["run"].stdout
-    assert "What landed in" in out and "Costs per project" in out and "s3://my-bucket/openai" in out
+    assert "What landed in" in out and "Costs per organization and project" in out and "s3://my-bucket/openai" in out
     second = subprocess.run(demo["cmd"], capture_output=True, text=True, env={**CLEAN_ENV, "HOME": str(demo["work"])}, timeout=600)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert tree_digest(demo["work"] / "demo-output") == demo["digest"]
@@ -77,29 +78,51 @@ def test_the_demo_lands_tables_and_prints_one_duckdb_query_with_the_same_costs_t
 
 
 def test_the_report_counts_days_empty_days_rows_and_files_as_on_disk(demo):
+    """Two organizations land side by side (issue #29): a line per endpoint and organization."""
     out, output = demo["run"].stdout, demo["work"] / "demo-output"
     header = next(line for line in out.splitlines() if line.strip().startswith("endpoint "))
-    assert header.split() == ["endpoint", "days", "empty", "rows", "files"]
-    total_empty = 0
+    assert header.split() == ["endpoint", "organization", "days", "empty", "rows", "files"]
+    total_empty, organizations = 0, set()
     for key in ENDPOINTS:
-        line = next(line for line in out.splitlines() if line.strip().startswith(key + " "))
-        days, empty, rows, files = map(int, line.split()[1:])
-        paths = sorted((output / key).glob("date=*/*.parquet"))
-        per_day: dict[str, int] = {}
-        for p in paths:
-            per_day[p.parent.name] = per_day.get(p.parent.name, 0) + pq.read_metadata(p).num_rows
-        assert (days, empty, rows, files) == (len(per_day), sum(n == 0 for n in per_day.values()), sum(per_day.values()), len(paths))
-        assert days == 3
-        total_empty += empty
+        lines = [line.split() for line in out.splitlines() if line.strip().startswith(key + " ")]
+        assert len(lines) == 2, (key, lines)  # both organizations
+        for _, org, *numbers in lines:
+            days, empty, rows, files = map(int, numbers)
+            paths = sorted((output / key / f"organization={org}").glob("date=*/*.parquet"))
+            per_day: dict[str, int] = {}
+            for p in paths:
+                per_day[p.parent.name] = per_day.get(p.parent.name, 0) + pq.read_metadata(p).num_rows
+            assert (days, empty, rows, files) == (len(per_day), sum(n == 0 for n in per_day.values()), sum(per_day.values()), len(paths))
+            assert days == 3
+            total_empty += empty
+            organizations.add(org)
+    assert len(organizations) == 2 and ORG_DIR.split("=", 1)[1] in organizations
     # The seed-42 organization has days without usage for some endpoints: the column is not always 0.
     assert total_empty > 0, out
+
+
+def test_the_report_shows_both_organizations_with_exact_totals(demo):
+    """The spend report of the last day names both organizations; the printed totals add up exactly."""
+    from decimal import Decimal
+
+    out, output = demo["run"].stdout, demo["work"] / "demo-output"
+    totals = [Decimal(line.split()[-2]) for line in out.splitlines() if line.strip().startswith("organization total")]
+    everything = next(Decimal(line.split()[-2]) for line in out.splitlines() if line.strip().startswith("all organizations"))
+    assert len(totals) == 2 and abs(sum(totals) - everything) <= Decimal("0.01"), out  # each rounded to the cent
+    costs = pq.read_table(output / "costs", partitioning="hive")
+    assert len(set(costs.column("organization_id").to_pylist())) == 2
+    report = sorted((output / "reports").glob("date=*/spend.html"))[-1].read_text()
+    for org in set(costs.column("organization_id").to_pylist()):
+        assert org in report, org
 
 
 def test_the_report_names_the_top_five_projects_by_cost_from_the_directory_snapshot(demo):
     out, output = demo["run"].stdout, demo["work"] / "demo-output"
     date = out.split("Top five projects by cost, named from the directory snapshot of ", 1)[1][:10]
-    snapshot = pq.read_table(output / "directory" / "projects" / ORG_DIR / f"date={date}" / "data.parquet")
-    names = dict(zip(snapshot.column("id").to_pylist(), snapshot.column("name").to_pylist()))
+    names = {}
+    for org_dir in (output / "directory" / "projects").glob("organization=*"):  # the block is one organization's
+        snapshot = pq.read_table(org_dir / f"date={date}" / "data.parquet")
+        names.update(zip(snapshot.column("id").to_pylist(), snapshot.column("name").to_pylist()))
     lines = out.split("Top five projects by cost", 1)[1].splitlines()[1:6]
     assert [line.split(".")[0].strip() for line in lines] == ["1", "2", "3", "4", "5"], out
     for line in lines:

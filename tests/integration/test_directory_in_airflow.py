@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from conftest import ORG_DIR
+
 from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
 
 DAG_SOURCE = """
@@ -41,7 +43,7 @@ def test_a_daily_run_snapshots_the_directory_into_s3_under_the_interval_end(fake
     hook = OpenAIUsageHook(conn_id)
     for entity in summary["entities"]:
         files = sorted(p.path for p in (root / entity).rglob("data.parquet"))
-        assert files == [f"{s3_bucket}/openai/directory/{entity}/date=2025-11-10/data.parquet"], files
-        with (root / entity / "date=2025-11-10" / "data.parquet").open("rb") as fh:
+        assert files == [f"{s3_bucket}/openai/directory/{entity}/{ORG_DIR}/date=2025-11-10/data.parquet"], files
+        with (root / entity / ORG_DIR / "date=2025-11-10" / "data.parquet").open("rb") as fh:
             table = pq.read_table(fh)
         assert table.num_rows == sum(1 for _ in hook.iter_directory(entity)) == summary["entities"][entity]["rows"]

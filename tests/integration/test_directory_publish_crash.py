@@ -35,7 +35,7 @@ def snapshot(tmp_path: Path, entity: str) -> list[dict]:
     import pyarrow.parquet as pq
 
     table = pq.read_table(tmp_path / "directory" / entity / ORG_DIR / f"date={DATE}" / "data.parquet")
-    assert table.schema.remove_metadata() == arrow_schema(ENTITIES[entity])
+    assert table.schema.remove_metadata() == arrow_schema(ENTITIES[entity], organization=True)
     return table.to_pylist()
 
 

@@ -9,7 +9,7 @@ from airflow_provider_openai_usage.operators.usage import OpenAICostsOperator
 
 NOW = 1762732800  # 2025-11-10T00:00:00Z, as tests/conftest.py
 DAY = 86400
-ACCOUNT = {"billing_account_id": "org-test", "billing_account_name": "Test Org"}
+ACCOUNT = {"billing_account_name": "Test Org"}
 CTX = {"data_interval_start": pendulum.from_timestamp(NOW - 5 * DAY, tz="UTC"), "data_interval_end": pendulum.from_timestamp(NOW, tz="UTC")}
 
 

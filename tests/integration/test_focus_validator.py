@@ -98,7 +98,7 @@ def test_sixty_day_export_with_directory_names_passes(validator_site, conn_id, t
     snapshots.prepare()
     names = pa.table({"id": ["proj_alpha", "proj_beta"], "name": ["Alpha", "Beta"]})
     snapshots.replace_day("2025-11-10", names, {"dataset": "directory/projects"})
-    OpenAIFocusOperator(task_id="focus", output_path=str(tmp_path), billing_account_id="org-fake", billing_account_name="Fake Org").execute(
+    OpenAIFocusOperator(task_id="focus", output_path=str(tmp_path), billing_account_name="Fake Org").execute(
         ctx(NOW - 60 * DAY, NOW)
     )
     check_sixty_days(tmp_path, "parquet")
@@ -110,7 +110,7 @@ def test_without_any_project_names_the_csv_export_passes(validator_site, conn_id
     from airflow_provider_openai_usage.operators.focus import OpenAIFocusOperator
 
     OpenAIFocusOperator(
-        task_id="focus", output_path=str(tmp_path), file_format="csv", billing_account_id="org-fake", billing_account_name="Fake Org",
+        task_id="focus", output_path=str(tmp_path), file_format="csv", billing_account_name="Fake Org",
     ).execute(ctx(NOW - 60 * DAY, NOW))
     check_sixty_days(tmp_path, "csv")
     report = fv.validate_dataset(tmp_path / "focus" / ORG_DIR, focus.DECLARED_CRITERIA, venv=VENV)

@@ -58,9 +58,9 @@ def test_s3_output_through_an_airflow_aws_connection(fake_api, conn_id, run_dag,
     s3 = boto3.client("s3", endpoint_url=moto_server, aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
     all_keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=s3_bucket)["Contents"])
     keys = [k for k in all_keys if "/date=" in k and "/_openai_usage/" not in k]
-    assert keys == ["openai/completions/date=2025-11-09/data.parquet", "openai/costs/date=2025-11-09/data.parquet"]
+    assert keys == [f"openai/completions/{ORG_DIR}/date=2025-11-09/data.parquet", f"openai/costs/{ORG_DIR}/date=2025-11-09/data.parquet"]
     # Beside the data: one manifest per day, no temporary object left.
-    assert sorted(set(all_keys) - set(keys)) == [f"openai/{e}/_openai_usage/manifests/date=2025-11-09.json" for e in ("completions", "costs")]
+    assert sorted(set(all_keys) - set(keys)) == [f"openai/{e}/{ORG_DIR}/_openai_usage/manifests/date=2025-11-09.json" for e in ("completions", "costs")]
     body = s3.get_object(Bucket=s3_bucket, Key=keys[1])["Body"].read()
     table = pq.read_table(pa.BufferReader(body))
     summary = dr.get_task_instance("costs").xcom_pull(task_ids="costs")
@@ -105,7 +105,8 @@ def test_connections_from_the_metastore_and_a_secrets_backend_work(metastore_fak
 
     with create_session() as session:
         session.query(Connection).filter(Connection.conn_id == "openai_usage_default").delete()
-        session.add(Connection(conn_id="openai_usage_default", conn_type="openai_usage", host=fake_api.base_url, password=fake_api.key))
+        session.add(Connection(conn_id="openai_usage_default", conn_type="openai_usage", host=fake_api.base_url, password=fake_api.key,
+                               extra=json.dumps({"organization_id": fake_api.organization.organization_id})))
     monkeypatch.delenv("AIRFLOW_CONN_OPENAI_USAGE_DEFAULT", raising=False)
     try:
         dr, states = run_dag(dag_source("from_db", f"file://{tmp_path}"), "from_db", logical_date=pendulum.from_timestamp(NOW, tz="UTC"))

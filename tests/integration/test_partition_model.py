@@ -28,7 +28,7 @@ from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook
 from airflow_provider_openai_usage.operators.usage import OpenAIUsageOperator
 from airflow_provider_openai_usage.storage import arrow_schema, list_day_files, read_day_table
 from airflow_provider_openai_usage.endpoints import ENDPOINTS, WIDTH_SECONDS
-from conftest import DAY, NOW
+from conftest import DAY, NOW, ORG_DIR
 
 ENDPOINT = "completions"
 FIRST_DAY = NOW - 5 * DAY  # days FIRST_DAY .. NOW - 1 DAY; restate_days may reach one day earlier
@@ -84,7 +84,7 @@ class PartitionModel(RuleBasedStateMachine):
         self.output_path, self.output_conn_id, self.root = self.target(next(self.counter))
         self.days: dict[int, ModelDay] = {}
         self.fake_api.controls.revisions.clear()
-        self.schema = arrow_schema(ENDPOINTS[ENDPOINT])
+        self.schema = arrow_schema(ENDPOINTS[ENDPOINT], organization=True)
         self.names = self.schema.names
         self.last_success: tuple | None = None
         self.revised_since_last = False
@@ -257,7 +257,7 @@ def test_partitions_match_the_model_on_local_disk(fake_api, conn_id, tmp_path):
 
     def target(n: int):
         out = tmp_path / f"run-{n}"
-        return str(out), None, ObjectStoragePath(out.as_uri()) / ENDPOINT
+        return str(out), None, ObjectStoragePath(out.as_uri()) / ENDPOINT / ORG_DIR
 
     _run_model(fake_api, conn_id, target, examples=30, steps=12)
 
@@ -267,6 +267,6 @@ def test_partitions_match_the_model_on_s3(fake_api, conn_id, s3_bucket):
 
     def target(n: int):
         url = f"s3://{s3_bucket}/run-{n}"
-        return url, "moto_s3", ObjectStoragePath(url, conn_id="moto_s3") / ENDPOINT
+        return url, "moto_s3", ObjectStoragePath(url, conn_id="moto_s3") / ENDPOINT / ORG_DIR
 
     _run_model(fake_api, conn_id, target, examples=10, steps=12)

@@ -25,7 +25,7 @@ import pyarrow.parquet  # noqa: F401
 from airflow_provider_openai_usage.hooks.usage import OpenAIUsageHook  # noqa: F401
 from airflow_provider_openai_usage.operators.usage import OpenAIUsageOperator
 from airflow_provider_openai_usage.storage.days import FAULT_ENV, PUBLISH_STEPS
-from conftest import DAY, NOW
+from conftest import DAY, NOW, ORG_DIR
 
 H = 3600
 D6, D7 = NOW - 4 * DAY, NOW - 3 * DAY
@@ -120,7 +120,7 @@ class S3Store:
 
 
 def data_of(tree: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in tree.items() if "/date=" in f"/{k}" and not k.startswith("completions/_")}
+    return {k: v for k, v in tree.items() if "/date=" in f"/{k}" and "/_openai_usage/" not in f"/{k}"}
 
 
 def leftovers(tree: dict[str, str]) -> list[str]:
@@ -175,7 +175,7 @@ def test_sigkill_at_every_publishing_step_on_local_disk(fake_api, conn_id, tmp_p
     assert run_writer(str(prepare), None, D6, D7 + DAY, kill_at=None, tmpdir=tmp_path / "os-tmp") == 0
     assert run_writer(str(prepare), None, *CRASH_RANGE, kill_at="temp-written@1", tmpdir=tmp_path / "os-tmp") == -signal.SIGKILL
     temps = [p.relative_to(prepare) for p in prepare.rglob("*.tmp")]
-    assert temps and all(str(p).startswith("completions/_openai_usage/tmp/") for p in temps), temps
+    assert temps and all(str(p).startswith(f"completions/{ORG_DIR}/_openai_usage/tmp/") for p in temps), temps
 
 
 def test_sigkill_at_every_publishing_step_on_s3(fake_api, conn_id, s3_bucket, moto_server, tmp_path):

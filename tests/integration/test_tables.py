@@ -48,16 +48,18 @@ def expected_rows(conn_id: str, start: int, end: int) -> list[dict]:
     return list(OpenAIUsageHook(conn_id).iter_rows("completions", start, end, bucket_width="1h", group_by=["project_id", "model"]))
 
 
-def merge_at_once(out: str, conn: str, fmt: str, gate: Path, windows, **extra) -> None:
-    """Each window in its own process; both hold after reading and merging the day (the pause point)
-    until both got there, so without conflict detection one part is lost every time."""
+def merge_at_once(out: str, conn: str, fmt: str, gate: Path, windows, per_process=None, **extra) -> None:
+    """Each window in its own process (``per_process``: each its own operator arguments too); both
+    hold after reading and merging the day (the pause point) until both got there, so without
+    conflict detection one part is lost every time."""
     from services import wait_until
 
     from airflow_provider_openai_usage.storage.days import PAUSE_ENV
 
     gate.mkdir()
     env = {**os.environ, PAUSE_ENV: f"table-merged={gate}"}
-    procs = [writer(out, conn, fmt, a, b, env, **extra) for a, b in windows]
+    own = per_process or [{} for _ in windows]
+    procs = [writer(out, conn, fmt, a, b, env, **extra, **mine) for (a, b), mine in zip(windows, own, strict=True)]
     try:
         wait_until(lambda: len(list(gate.glob("*.reached"))) == 2 or any(p.poll() is not None for p in procs),
                    timeout=120, what="both merges read")
@@ -179,7 +181,7 @@ def test_duckdb_and_polars_read_both_tables_and_their_costs_equal_the_apis_to_th
 
     metadata = iceberg_table(tmp_path, "costs").metadata_location
     iceberg = con.execute(f"SELECT sum(amount_value), count(*) FROM iceberg_scan('{metadata}')").fetchone()
-    files = con.execute(f"SELECT sum(amount_value), count(*) FROM read_parquet('{tmp_path / 'costs'}/date=*/data.parquet')").fetchone()
+    files = con.execute(f"SELECT sum(amount_value), count(*) FROM read_parquet('{tmp_path / 'costs'}/*/date=*/data.parquet')").fetchone()
     assert delta == iceberg == files and delta[0] == expected
 
     polars_delta = pl.read_delta(str(tmp_path / "delta" / "costs"))
@@ -222,30 +224,16 @@ def test_two_organizations_committing_the_same_day_at_once_keep_both(fake_api, c
     """Two processes, two organizations, one day, one table: both hold a merged commit at once; the
     engine refuses the second (its days were touched) and it commits again: each organization's rows once."""
     import pyarrow.compute as pc
-    from services import wait_until
 
-    from airflow_provider_openai_usage.storage.days import PAUSE_ENV
     from airflow_provider_openai_usage.testing.data import FakeOrganization
 
     second = FakeOrganization.numbered(2, seed=8)
     fake_api.add_organization(fake_api.key + "-2", second)
     monkeypatch.setenv("AIRFLOW_CONN_OPENAI_USAGE_ORG_2", fake_api.connection_json_for(fake_api.key + "-2", max_retries=1))
-    out, gate = tmp_path / "lake", tmp_path / "gate"
-    gate.mkdir()
-    env = {**os.environ, PAUSE_ENV: f"table-merged={gate}"}
+    out = tmp_path / "lake"
     conns = {"org-FakeUsage7Fk3bQz9Mn2Lp5": "openai_usage_default", second.organization_id: "openai_usage_org_2"}
-    procs = [writer(str(out), "", table_format, D, D + DAY, env, openai_usage_conn_id=c) for c in conns.values()]
-    try:
-        wait_until(lambda: len(list(gate.glob("*.reached"))) == 2 or any(p.poll() is not None for p in procs),
-                   timeout=120, what="both commits prepared")
-        (gate / "go").touch()
-        for p in procs:
-            done = finish(p)
-            assert done.returncode == 0, done.stderr.decode()[-3000:]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
+    merge_at_once(str(out), "", table_format, tmp_path / "gate", [(D, D + DAY)] * 2,
+                  per_process=[{"openai_usage_conn_id": c} for c in conns.values()])
     table = read_table(out, table_format, "completions")
     for org, conn in conns.items():
         mine = table.filter(pc.equal(table.column("organization_id"), org))
