@@ -65,12 +65,17 @@ def test_peak_memory_is_flat_in_days():
 
 def test_peak_memory_is_bounded_by_the_results_held_not_by_the_groups():
     """Issue #15's bound on its own case: one day of 1m completions grouped by every dimension stays
-    within 60 MB over the import baseline, and five times the groups (five times the rows of that day)
-    within 1.5x of it: a day streams into its file by row groups (docs/design.md: memory)."""
+    within 70 MB over the import baseline, and five times the groups (five times the rows of that day)
+    within 1.5x of it: a day streams into its file by row groups (docs/design.md: memory).
+
+    The bound was 60 MB until issue #29 added ``organization_id`` to every landed row: measured here,
+    the same day costs 57.5 MB without the column and 63–65 MB with it (a string per row in the
+    buckets' lists, the Arrow column and the row group being encoded). The hook's paths below keep 60.
+    """
     one = bench.peak_rss(groups=50, repeats=1)
     five = bench.peak_rss(groups=250, repeats=1)
     assert five["rows"] == 5 * one["rows"] == 5 * 1440 * 50
-    assert one["over_baseline_mb"] <= 60, one
+    assert one["over_baseline_mb"] <= 70, one
     assert five["over_baseline_mb"] <= 1.5 * one["over_baseline_mb"], (one, five)
 
 

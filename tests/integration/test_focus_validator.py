@@ -122,11 +122,11 @@ def test_the_demos_focus_output_passes(validator_site, monkeypatch, tmp_path):
     import pendulum
 
     from airflow_provider_openai_usage.testing import FakeOpenAIUsageAPI
-    from airflow_provider_openai_usage.testing.demo import DEMO_SEED, write_focus
+    from airflow_provider_openai_usage.testing.demo import DEMO_ACCOUNT_NAME, DEMO_SEED, write_focus
 
     today = pendulum.today("UTC")
     with FakeOpenAIUsageAPI(seed=DEMO_SEED) as api:
-        monkeypatch.setenv("AIRFLOW_CONN_OPENAI_USAGE_DEFAULT", api.connection_json())
+        monkeypatch.setenv("AIRFLOW_CONN_OPENAI_USAGE_DEFAULT", api.connection_json(organization_name=DEMO_ACCOUNT_NAME))
         summary = write_focus(tmp_path, today.subtract(days=30), today)
     assert len(summary["days"]) == 30 and summary["rows"] > 0
     report = fv.validate_dataset(tmp_path / "focus" / ORG_DIR, focus.DECLARED_CRITERIA, venv=VENV)

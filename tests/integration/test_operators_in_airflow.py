@@ -65,7 +65,7 @@ def test_s3_output_through_an_airflow_aws_connection(fake_api, conn_id, run_dag,
     table = pq.read_table(pa.BufferReader(body))
     summary = dr.get_task_instance("costs").xcom_pull(task_ids="costs")
     assert table.num_rows == summary["days"]["2025-11-09"]["rows"] > 0
-    assert summary["output"] == f"s3://{s3_bucket}/openai/costs", "the conn id stays out of XCom"
+    assert summary["output"] == f"s3://{s3_bucket}/openai/costs/{ORG_DIR}", "the conn id stays out of XCom"
 
 
 def test_s3_rerun_replaces_objects_with_identical_bytes(fake_api, conn_id, s3_bucket, moto_server):
