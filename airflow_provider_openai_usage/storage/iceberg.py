@@ -143,6 +143,11 @@ class IcebergSink(TableSink):
             self.catalog.create_namespace_if_not_exists(NAMESPACE)
         except NamespaceAlreadyExistsError:  # pragma: no cover - created by a concurrent writer in between
             pass
+        except Exception:
+            # Two writers creating the namespace at once: the SQL catalog's unique key refuses the second
+            # (sqlalchemy's IntegrityError, not pyiceberg's error). Fine if it exists now; else a real error.
+            if (NAMESPACE,) not in {tuple(n) for n in self.catalog.list_namespaces()}:
+                raise
         try:
             txn = self.catalog.create_table_transaction(
                 self.identifier, schema=table_schema(self.schema), properties={IDENTITY_PROPERTY: identity_json(identity)}
@@ -152,6 +157,9 @@ class IcebergSink(TableSink):
             txn.commit_transaction()
         except (TableAlreadyExistsError, CommitFailedException):
             pass  # another writer created it first; prepare reads its identity next
+        except Exception:
+            if self._load() is None:  # the same race on the catalog's table row; anything else is raised
+                raise
 
     def _snapshot(self) -> Any:
         table = self._load()

@@ -263,7 +263,8 @@ def test_daily_dag_on_postgres_celery_and_a_separate_triggerer_survives_kills(tm
 
 def _trigger_logs(home: Path) -> str:
     """The trigger logs Airflow writes next to the task logs (``attempt=N.log.trigger.<id>.log``)."""
-    return "".join(p.read_text(errors="replace") for p in (home / "logs").glob("dag_id=*/run_id=*/task_id=*/*.trigger.*.log"))
+    # Mapped tasks (the daily DAG's organization group) log one level deeper: .../task_id=*/map_index=N/.
+    return "".join(p.read_text(errors="replace") for p in sorted((home / "logs").rglob("*.trigger.*.log")))
 
 
 def test_daily_dag_knobs_for_deployments_come_from_the_environment(monkeypatch):

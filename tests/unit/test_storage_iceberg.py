@@ -49,3 +49,29 @@ def test_without_pyiceberg_the_error_names_the_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "pyiceberg.catalog.sql", None)
     with pytest.raises(OpenAIUsageValidationError, match=r"table_format='iceberg' needs the pyiceberg package: .*\[iceberg\]"):
         IcebergSink(object_path(tmp_path), "costs", arrow_schema(ENDPOINTS["costs"]))
+
+
+def test_a_writer_that_loses_the_race_to_create_the_namespace_and_table_goes_on(tmp_path, monkeypatch):
+    """Two first writers at once (seen in CI: two organizations' first commits): the SQL catalog's
+    unique keys refuse the second creator with sqlalchemy's IntegrityError, not pyiceberg's own
+    'already exists'; the loser must read the winner's table, not fail. Any other error still raises."""
+    import pyarrow as pa
+    from pyiceberg.catalog.sql import SqlCatalog
+    from sqlalchemy.exc import IntegrityError
+
+    from airflow_provider_openai_usage.storage.sinks import open_table_sink
+
+    schema = pa.schema([pa.field("x", pa.int64())])
+    winner = open_table_sink("iceberg", object_path(tmp_path), "costs", schema)
+    winner.prepare({"dataset": "costs"})
+    loser = open_table_sink("iceberg", object_path(tmp_path), "costs", schema)
+
+    def lost(*args, **kwargs):
+        raise IntegrityError("INSERT", {}, Exception("UNIQUE constraint failed: iceberg_namespace_properties"))
+
+    monkeypatch.setattr(SqlCatalog, "create_namespace_if_not_exists", lost)
+    monkeypatch.setattr(SqlCatalog, "create_table_transaction", lost)
+    loser._create({"dataset": "costs"})  # the race lost twice: both tolerated, the table is there
+    fresh = open_table_sink("iceberg", object_path(tmp_path / "empty"), "costs", schema)
+    with pytest.raises(IntegrityError):
+        fresh._create({"dataset": "costs"})  # nothing exists: the same error is a real one
